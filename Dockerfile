@@ -1,0 +1,37 @@
+# Switchyard production image.
+# Builder: compiles the Cython fast path into a wheel and builds the web app.
+FROM python:3.11-slim-bookworm AS builder
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential nodejs npm \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY app ./app
+COPY fastpath ./fastpath
+COPY signaling ./signaling
+COPY web ./web
+RUN if [ -f web/package.json ]; then cd web && npm ci --no-audit --no-fund && npm run build; fi
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+# Runtime: the wheels and the built web app only; no compiler, no Node.
+FROM python:3.11-slim-bookworm
+ENV PYTHONUNBUFFERED=1 \
+    SWITCHYARD_HOST=0.0.0.0 \
+    SWITCHYARD_PORT=3000 \
+    SWITCHYARD_SIGNALING_PORT=4000 \
+    SWITCHYARD_RTC_PORT_BASE=40000 \
+    SWITCHYARD_DATABASE_URL=sqlite+aiosqlite:////data/switchyard.db
+COPY --from=builder /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+ && useradd --system --uid 10001 --home-dir /data --create-home switchyard
+COPY --from=builder /src/web/ /opt/switchyard/web/
+ENV SWITCHYARD_WEB_DIR=/opt/switchyard/web/dist
+USER switchyard
+WORKDIR /data
+VOLUME ["/data"]
+# HTTP (REST, web app, Socket.IO), the signaling port, and one RTC port per worker (UDP and TCP).
+EXPOSE 3000 4000 40000-40063/udp 40000-40063/tcp
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:3000/api/health', timeout=2).status == 200 else 1)"
+ENTRYPOINT ["switchyard"]
+CMD ["serve"]

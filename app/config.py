@@ -1,0 +1,118 @@
+"""Settings of `switchyard serve`: command-line flags over `SWITCHYARD_*` variables over defaults (PROTOCOL.md §1)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchyard.db"
+
+
+class ConfigError(Exception):
+    """A setting is invalid or cannot be used; the CLI prints it as one line and exits 2."""
+
+
+@dataclass
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 3000
+    signaling_port: int = 4000
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    rtc_port_base: int = 40000
+    announced_ip: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    jwt_secret: str | None = None
+    jwt_secret_generated: bool = False
+    log_level: str = "info"
+    log_format: str = "text"
+    web_dir: str | None = None
+
+    @property
+    def rtc_ports(self) -> list[int]:
+        """The RTC port of each worker: `rtc_port_base + i`."""
+        return [self.rtc_port_base + i for i in range(self.workers)]
+
+
+def env_default(name: str, fallback: str | None = None) -> str | None:
+    """The value of `SWITCHYARD_<NAME>`, or `fallback`."""
+    value = os.environ.get(f"SWITCHYARD_{name}")
+    return value if value not in (None, "") else fallback
+
+
+def parse_int(value: object, what: str) -> int:
+    """An integer setting, or a ConfigError naming it."""
+    try:
+        return int(str(value), 10)
+    except ValueError:
+        raise ConfigError(f"{what} must be an integer, got {value!r}") from None
+
+
+def check_port(port: int, what: str, allow_zero: bool = False) -> None:
+    """Ports are 1..65535 (0 only where it means 'off')."""
+    low = 0 if allow_zero else 1
+    if not low <= port <= 65535:
+        raise ConfigError(f"{what} must be between {low} and 65535, got {port}")
+
+
+def first_non_loopback_ip() -> str:
+    """The address a UDP socket would use towards the outside, else 127.0.0.1.
+
+    Connecting a UDP socket sends nothing; it only asks the kernel for a route.
+    """
+    for target in ("192.0.2.1", "2001:db8::1"):
+        family = socket.AF_INET6 if ":" in target else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.connect((target, 9))
+                ip = probe.getsockname()[0]
+        except OSError:
+            continue
+        if not ipaddress.ip_address(ip).is_loopback:
+            return ip
+    return "127.0.0.1"
+
+
+def check_announced_ip(value: str) -> str:
+    """The announced IP must be a literal unicast address, not a name or a wildcard."""
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"announced IP {value!r} is not an IP address") from None
+    if ip.is_unspecified or ip.is_multicast:
+        raise ConfigError(f"announced IP {value} cannot be used by clients (unspecified or multicast)")
+    return str(ip)
+
+
+def validate(settings: Settings) -> Settings:
+    """Check every setting that can be checked without touching the network."""
+    check_port(settings.port, "HTTP port")
+    check_port(settings.signaling_port, "signaling port", allow_zero=True)
+    if settings.signaling_port and settings.signaling_port == settings.port:
+        raise ConfigError("signaling port must differ from the HTTP port (or be 0 to turn it off)")
+    if settings.workers < 1 or settings.workers > 256:
+        raise ConfigError(f"workers must be between 1 and 256, got {settings.workers}")
+    check_port(settings.rtc_port_base, "RTC port base")
+    if settings.rtc_port_base + settings.workers - 1 > 65535:
+        raise ConfigError(
+            f"RTC ports {settings.rtc_port_base}..{settings.rtc_port_base + settings.workers - 1} exceed 65535"
+        )
+    try:
+        ipaddress.ip_address(settings.host)
+    except ValueError:
+        raise ConfigError(f"host {settings.host!r} is not an IP address to listen on") from None
+    if settings.announced_ip is None:
+        settings.announced_ip = first_non_loopback_ip()
+    else:
+        settings.announced_ip = check_announced_ip(settings.announced_ip)
+    if settings.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError(f"log level {settings.log_level!r} is not one of debug, info, warning, error")
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError(f"log format {settings.log_format!r} is not text or json")
+    if not settings.jwt_secret:
+        settings.jwt_secret = secrets.token_urlsafe(32)
+        settings.jwt_secret_generated = True
+    return settings

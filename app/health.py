@@ -1,0 +1,63 @@
+"""`GET /api/health`: is the node fit to serve (database, Redis, workers)?"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from sqlalchemy import text
+
+from fastpath.channel import ChannelClosed
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+async def database_status(engine) -> str:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        return "ok"
+    except Exception:
+        return "unreachable"
+
+
+async def redis_status(client) -> str:
+    if client is None:
+        return "disabled"
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            await client.ping()
+        return "ok"
+    except Exception:
+        return "unreachable"
+
+
+async def worker_status(worker) -> dict:
+    entry = {"index": worker.index, "pid": worker.pid, "rtcPort": worker.settings.rtc_port}
+    if worker.closed:
+        return {**entry, "status": "dead", "rooms": 0}
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            dump = await worker.request("worker.dump")
+        return {**entry, "status": "ok", "rooms": len(dump.get("routerIds", []))}
+    except ChannelClosed:
+        return {**entry, "status": "dead", "rooms": 0}
+    except Exception:
+        return {**entry, "status": "unresponsive", "rooms": 0}
+
+
+async def health(request: web.Request) -> web.Response:
+    runtime = request.app["runtime"]
+    db, redis, workers = await asyncio.gather(
+        database_status(runtime.engine),
+        redis_status(runtime.redis),
+        asyncio.gather(*(worker_status(w) for w in runtime.workers)),
+    )
+    healthy = db == "ok" and redis in ("ok", "disabled") and all(w["status"] == "ok" for w in workers)
+    body = {"status": "ok" if healthy else "degraded", "db": db, "redis": redis, "workers": list(workers)}
+    return web.json_response(body, status=200 if healthy else 503)
+
+
+def health_routes() -> list[web.RouteDef]:
+    return [web.get("/api/health", health)]

@@ -1,0 +1,151 @@
+"""`switchyard serve`: bind every port, check the database and Redis, start the workers, serve HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from app.config import ConfigError, Settings
+from app.db import check_database, make_engine, safe_url
+from app.errors import json_errors
+from app.health import health_routes
+from app.log import get_logger
+from app.redis_check import check_redis
+from app.webapp import static_routes
+from fastpath.worker import Worker, WorkerSettings, bind_rtc_sockets
+
+log = get_logger("server")
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass
+class Runtime:
+    """What a running server holds; handlers find it at `app["runtime"]`."""
+
+    settings: Settings
+    workers: list[Worker] = field(default_factory=list)
+    engine: object | None = None
+    redis: object | None = None
+
+
+def bind_tcp(host: str, port: int, what: str) -> socket.socket:
+    """Bind a listening TCP socket now, so a taken port fails before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({what}): {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def create_app(runtime: Runtime) -> web.Application:
+    """The aiohttp application: REST routes, metrics, the web app."""
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    app["runtime"] = runtime
+    app.add_routes(health_routes())
+    app.add_routes(static_routes(runtime.settings.web_dir))
+    return app
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGINT or SIGTERM; ConfigError for anything that stops a clean start."""
+    runtime = Runtime(settings)
+    http_sock = bind_tcp(settings.host, settings.port, "HTTP")
+    sockets = [http_sock]
+    rtc_sockets = []
+    try:
+        if settings.signaling_port:
+            sockets.append(bind_tcp(settings.host, settings.signaling_port, "signaling"))
+        for port in settings.rtc_ports:
+            try:
+                rtc_sockets.append(bind_rtc_sockets(settings.host, port))
+            except OSError as exc:
+                raise ConfigError(f"cannot bind RTC port {port} (UDP/TCP): {exc.strerror}") from None
+        runtime.engine = make_engine(settings.database_url)
+        await check_database(runtime.engine)
+        if settings.redis_url:
+            runtime.redis = await check_redis(settings.redis_url)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        for udp, tcp in rtc_sockets:
+            udp.close()
+            tcp.close()
+        if runtime.engine is not None:
+            await runtime.engine.dispose()
+        raise
+
+    if settings.jwt_secret_generated:
+        log.warning("SWITCHYARD_JWT_SECRET is not set: using a random secret; tokens die with this process")
+    runner: web.AppRunner | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        for index, (udp, tcp) in enumerate(rtc_sockets):
+            worker = Worker(
+                WorkerSettings(index, settings.host, settings.rtc_ports[index], settings.announced_ip,
+                               settings.log_level, settings.log_format),
+                udp, tcp,
+            )
+            runtime.workers.append(worker)
+            await worker.start()
+        runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
+        await runner.setup()
+        for sock in sockets:
+            await web.SockSite(runner, sock).start()
+        announce(settings, runtime)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        # The signal handlers stay until cleanup is over, so a second Ctrl-C cannot cut it short.
+        if runner is not None:
+            await runner.cleanup()
+        await asyncio.gather(*(w.close() for w in runtime.workers), return_exceptions=True)
+        for sock in sockets:
+            sock.close()
+        if runtime.redis is not None:
+            await runtime.redis.aclose()
+        if runtime.engine is not None:
+            await runtime.engine.dispose()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+
+
+def announce(settings: Settings, runtime: Runtime) -> None:
+    """Say on stdout where everything listens."""
+    shown = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
+    lines = [
+        f"Switchyard listening on http://{shown}:{settings.port} (REST API, web app, /socket.io)",
+        "  signaling (Socket.IO): "
+        + (f"http://{shown}:{settings.signaling_port}/socket.io" if settings.signaling_port else "off"),
+        f"  RTC (UDP+TCP): ports {settings.rtc_ports[0]}..{settings.rtc_ports[-1]} "
+        f"on {settings.host}, announced as {settings.announced_ip}; "
+        f"{len(runtime.workers)} worker(s), pids {', '.join(str(w.pid) for w in runtime.workers)}",
+        f"  database: {safe_url(runtime.engine)}",
+        f"  redis: {settings.redis_url or 'none (single node)'}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def web_dir_default() -> str | None:
+    """The built web app: SWITCHYARD_WEB_DIR, else web/dist next to the package, if present."""
+    configured = os.environ.get("SWITCHYARD_WEB_DIR")
+    candidate = Path(configured) if configured else Path(__file__).resolve().parent.parent / "web" / "dist"
+    return str(candidate) if (candidate / "index.html").is_file() else None
