@@ -1,0 +1,147 @@
+# cython: language_level=3
+"""The route stage: one Forwarder per worker owns the socket, the tables and every stream's C state."""
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+from fastpath.netdefs cimport sockaddr_storage, socklen_t
+from fastpath.rewrite cimport RewriteParams, SeqRewriter, TsRewriter
+from fastpath.rtcp cimport RecvStats
+from fastpath.rtp cimport RtpHeader
+from fastpath.table cimport KeyTable, TableKey
+from fastpath.udp cimport UdpBatchSocket
+
+cdef enum:
+    MAX_SPATIAL_LAYERS = 3
+    NO_LAYER = -1
+    # drop reasons, indexes into Forwarder.drops
+    DROP_UNKNOWN_CLASS = 0
+    DROP_TRUNCATED = 1
+    DROP_UNKNOWN_TUPLE = 2
+    DROP_NO_SRTP = 3
+    DROP_SRTP_RTP = 4
+    DROP_SRTP_RTCP = 5
+    DROP_RTP_MALFORMED = 6
+    DROP_RTCP_MALFORMED = 7
+    DROP_UNKNOWN_SSRC = 8
+    DROP_UNKNOWN_PT = 9
+    DROP_REWRITE = 10
+    DROP_CONTROL_QUEUE_FULL = 11
+    DROP_RTX_UNSUPPORTED = 12
+    DROP_REASONS = 13
+    # upcalls per drain: bounds Python work an authenticated peer can cause
+    MAX_CONTROL_PER_DRAIN = 64
+    MAX_UNKNOWN_SSRC_PER_DRAIN = 8
+    KEYFRAME_REQUEST_INTERVAL_NS = 500000000
+
+
+cdef struct TransportState:
+    bint used
+    bint has_tuple
+    bint has_srtp
+    sockaddr_storage remote
+    socklen_t remote_len
+    TableKey tuple_key
+    void* srtp_in           # SrtpSession, referenced from Forwarder._refs
+    void* srtp_out
+    uint16_t twcc_seq       # transport-wide sequence of what we send on this transport
+    uint32_t rtcp_ssrc      # sender SSRC of the RTCP we originate
+    uint64_t rtp_in_packets
+    uint64_t rtp_in_bytes
+    uint64_t rtp_out_packets
+    uint64_t rtp_out_bytes
+    uint64_t rtcp_in_packets
+    uint64_t rtcp_out_packets
+    uint64_t srtp_failures
+    uint64_t last_in_ns
+
+
+cdef struct ProducerStream:
+    bint used
+    int32_t transport
+    uint32_t ssrc
+    uint32_t rtx_ssrc
+    int codec
+    uint32_t clock_rate
+    int spatial_layer
+    bint is_video
+    bint paused
+    int32_t* consumers
+    int consumer_count
+    int consumer_capacity
+    RecvStats stats
+    uint64_t packets
+    uint64_t bytes
+    uint64_t last_packet_ns
+    uint64_t last_keyframe_request_ns
+    uint64_t keyframes
+    uint64_t pli_sent
+    uint32_t sr_ntp_compact
+    uint32_t sr_rtp_timestamp
+
+
+cdef struct ConsumerState:
+    bint used
+    int32_t transport
+    uint32_t ssrc
+    int32_t streams[MAX_SPATIAL_LAYERS]
+    int layer_count
+    int current_layer
+    int target_layer
+    int preferred_layer
+    bint is_video
+    bint paused
+    bint producer_paused
+    bint layers_changed     # an event for Python is pending
+    int codec
+    uint32_t clock_rate
+    unsigned char pt_map[128]   # producer payload type -> ours, 0xFF: not forwarded
+    int twcc_ext_id             # our id of transport-wide-cc, 0 none
+    RewriteParams params
+    SeqRewriter seq
+    TsRewriter ts
+    uint64_t last_out_ns
+    uint32_t last_out_ts
+    uint64_t packets
+    uint64_t bytes
+    uint64_t pli_received
+    uint64_t fir_received
+    uint64_t nack_received
+    uint8_t fraction_lost
+    uint32_t jitter
+    int32_t total_lost
+
+
+cdef class Forwarder:
+    cdef UdpBatchSocket sock
+    cdef object _on_control
+    cdef list _control
+    cdef dict _refs
+    cdef KeyTable tuples            # remote address -> transport slot
+    cdef KeyTable producer_ssrcs    # (ssrc, transport) -> producer stream slot
+    cdef KeyTable consumer_ssrcs    # (ssrc, transport) -> consumer slot
+    cdef TransportState* transports
+    cdef int transport_capacity
+    cdef ProducerStream* streams
+    cdef int stream_capacity
+    cdef ConsumerState* consumers
+    cdef int consumer_capacity
+    cdef uint64_t drops[DROP_REASONS]
+    cdef uint64_t forwarded_packets
+    cdef uint64_t forwarded_bytes
+    cdef int unknown_ssrc_budget
+    cdef list _events
+
+    cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept
+    cdef void _forward(self, ProducerStream* s, int32_t stream_slot, const unsigned char* data,
+                       const RtpHeader* h, bint keyframe, uint64_t now) noexcept nogil
+    cdef void _handle_rtcp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept nogil
+    cdef void _request_keyframe(self, int32_t stream_slot, uint64_t now, bint force) noexcept nogil
+    cdef void _send_rtcp(self, int32_t t, unsigned char* buf, int length) noexcept nogil
+    cdef int _grow(self, int kind) except -1
+    cdef void _collect_events(self) noexcept
+    cdef TransportState* _transport(self, int slot) except NULL
+    cdef ProducerStream* _stream(self, int slot) except NULL
+    cdef ConsumerState* _consumer(self, int slot) except NULL
+    cdef void _choose_target(self, int slot, uint64_t now) noexcept
+    cdef void _request_target_keyframe(self, ConsumerState* c) noexcept
+    cdef void _detach(self, int consumer, int stream) noexcept

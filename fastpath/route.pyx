@@ -1,0 +1,831 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Route stage: drain the worker's socket, find each packet's stream, and fan it out to consumers.
+
+One Forwarder per worker process. Per received media packet it runs, without
+creating a Python object: demux by remote tuple, SRTP unprotect, RTP parse,
+producer lookup by SSRC, then for every consumer of that stream the layer
+decision, rewrite, SRTP protect and queueing into the socket's send batch.
+STUN, DTLS and the first packet of an unknown SSRC go up to Python, bounded
+per drain, since they are rare and belong to the control plane.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, realloc
+from libc.string cimport memcpy, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from fastpath.codecs cimport PayloadInfo, parse_payload
+from fastpath.demux cimport (
+    PACKET_DTLS,
+    PACKET_RTP,
+    PACKET_STUN,
+    PacketClass,
+    address_key,
+    classify_first_byte,
+)
+from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
+from fastpath.rewrite cimport (
+    RewriteParams,
+    rewrite_rtp_to,
+    seq_rewrite_init,
+    seq_rewrite_out,
+    seq_rewrite_sync,
+    set_transport_seq,
+    ts_rewrite_init,
+    ts_rewrite_out,
+    ts_rewrite_sync,
+)
+from fastpath.rtcp cimport (
+    RTCP_PSFB,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RR,
+    RTCP_RTPFB,
+    RTCP_RTPFB_NACK,
+    RTCP_SR,
+    RtcpFeedback,
+    RtcpItem,
+    RtcpReportBlock,
+    RtcpSenderInfo,
+    ntp_compact,
+    ntp_now,
+    recv_stats_init,
+    recv_stats_on_sr,
+    recv_stats_report_block,
+    recv_stats_update,
+    rtcp_build_pli,
+    rtcp_build_rr,
+    rtcp_build_sr,
+    rtcp_next,
+    rtcp_parse_feedback,
+    rtcp_parse_report_blocks,
+    rtcp_parse_sr,
+)
+from fastpath.rtp cimport RtpHeader, is_rtcp, parse_rtp
+from fastpath.srtp cimport SrtpSession
+from fastpath.table cimport KeyTable, TableKey
+from fastpath.udp cimport MSG_TRUNC, UdpBatchSocket, sockaddr_from_tuple, sockaddr_to_tuple
+
+DROP_REASON_NAMES = (
+    "unknown_class", "truncated", "unknown_tuple", "no_srtp", "srtp_rtp", "srtp_rtcp",
+    "rtp_malformed", "rtcp_malformed", "unknown_ssrc", "unknown_payload_type", "rewrite",
+    "control_queue_full", "rtx_unsupported",
+)
+
+cdef enum:
+    KIND_TRANSPORT = 0
+    KIND_STREAM = 1
+    KIND_CONSUMER = 2
+    # a drain hands the loop back after this many batches, so a flood cannot stall it
+    MAX_BATCHES_PER_DRAIN = 64
+    RTCP_SCRATCH = 1500
+    ACTIVE_LAYER_NS = 2000000000
+    MAX_REPORT_BLOCKS = 31
+
+
+cdef inline uint64_t monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
+
+
+cdef inline uint32_t clock_units(uint64_t ns, uint32_t clock_rate) noexcept nogil:
+    # microseconds first: ns * 90000 would overflow 64 bits after a few days of uptime
+    return <uint32_t>((ns // 1000) * clock_rate // 1000000)
+
+
+cdef inline void ssrc_key(TableKey* key, uint32_t ssrc, int32_t transport) noexcept nogil:
+    key.a = ssrc
+    key.b = <uint64_t>transport
+    key.c = 0
+
+
+cdef class Forwarder:
+    """The packet path of one worker: owns the batch socket, the lookup tables and all stream state."""
+
+    def __cinit__(self, sock, on_control):
+        self.sock = UdpBatchSocket(sock)
+        self._on_control = on_control
+        self._control = []
+        self._events = []
+        self._refs = {}
+        self.tuples = KeyTable()
+        self.producer_ssrcs = KeyTable()
+        self.consumer_ssrcs = KeyTable()
+        self.transport_capacity = 0
+        self.stream_capacity = 0
+        self.consumer_capacity = 0
+        self.transports = NULL
+        self.streams = NULL
+        self.consumers = NULL
+        memset(self.drops, 0, sizeof(self.drops))
+        self._grow(KIND_TRANSPORT)
+        self._grow(KIND_STREAM)
+        self._grow(KIND_CONSUMER)
+
+    def __dealloc__(self):
+        cdef int i
+        if self.streams != NULL:
+            for i in range(self.stream_capacity):
+                free(self.streams[i].consumers)
+        free(self.transports)
+        free(self.streams)
+        free(self.consumers)
+
+    cdef int _grow(self, int kind) except -1:
+        cdef int old, new
+        cdef void* p
+        if kind == KIND_TRANSPORT:
+            old = self.transport_capacity
+            new = old * 2 if old else 16
+            p = realloc(self.transports, new * sizeof(TransportState))
+            if p == NULL:
+                raise MemoryError()
+            self.transports = <TransportState*>p
+            memset(&self.transports[old], 0, (new - old) * sizeof(TransportState))
+            self.transport_capacity = new
+        elif kind == KIND_STREAM:
+            old = self.stream_capacity
+            new = old * 2 if old else 16
+            p = realloc(self.streams, new * sizeof(ProducerStream))
+            if p == NULL:
+                raise MemoryError()
+            self.streams = <ProducerStream*>p
+            memset(&self.streams[old], 0, (new - old) * sizeof(ProducerStream))
+            self.stream_capacity = new
+        else:
+            old = self.consumer_capacity
+            new = old * 2 if old else 64
+            p = realloc(self.consumers, new * sizeof(ConsumerState))
+            if p == NULL:
+                raise MemoryError()
+            self.consumers = <ConsumerState*>p
+            memset(&self.consumers[old], 0, (new - old) * sizeof(ConsumerState))
+            self.consumer_capacity = new
+        return 0
+
+    # ---- the packet path -------------------------------------------------------------
+
+    def drain(self):
+        """Read the socket until it is empty (or a bounded number of batches), forwarding media."""
+        cdef int n, i, batches = 0, length
+        cdef unsigned char* data
+        cdef PacketClass kind
+        cdef TableKey key
+        cdef int32_t t
+        cdef uint64_t now
+        cdef UdpBatchSocket sock = self.sock
+        self.unknown_ssrc_budget = MAX_UNKNOWN_SSRC_PER_DRAIN
+        while batches < MAX_BATCHES_PER_DRAIN:
+            n = sock.recv_batch()
+            if n <= 0:
+                break
+            batches += 1
+            now = monotonic_ns()
+            for i in range(n):
+                if sock.rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC:
+                    self.drops[DROP_TRUNCATED] += 1
+                    continue
+                data = sock.rx_data(i)
+                length = sock.rx_len(i)
+                kind = classify_first_byte(data[0]) if length > 0 else <PacketClass>0
+                if kind == PACKET_RTP:
+                    if address_key(sock.rx_addr(i), &key) < 0:
+                        self.drops[DROP_UNKNOWN_TUPLE] += 1
+                        continue
+                    t = self.tuples.lookup(&key)
+                    if t < 0:
+                        self.drops[DROP_UNKNOWN_TUPLE] += 1
+                    elif is_rtcp(data, length):
+                        self._handle_rtcp(t, data, length, now)
+                    else:
+                        self._handle_rtp(t, data, length, now)
+                elif kind == PACKET_STUN or kind == PACKET_DTLS:
+                    if len(self._control) < MAX_CONTROL_PER_DRAIN:
+                        self._control.append((
+                            "stun" if kind == PACKET_STUN else "dtls",
+                            PyBytes_FromStringAndSize(<char*>data, length),
+                            sockaddr_to_tuple(sock.rx_addr(i)),
+                        ))
+                    else:
+                        self.drops[DROP_CONTROL_QUEUE_FULL] += 1
+                else:
+                    self.drops[DROP_UNKNOWN_CLASS] += 1
+            # interleave: what this batch produced leaves before the next batch is read
+            sock.flush()
+            if n < sock.rx_slots:
+                break
+        self._collect_events()
+        if self._control or self._events:
+            control, events = self._control, self._events
+            self._control, self._events = [], []
+            self._on_control(control, events)
+        return batches
+
+    cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept:
+        cdef TransportState* tr = &self.transports[t]
+        cdef RtpHeader h
+        cdef TableKey key
+        cdef int32_t slot
+        cdef ProducerStream* s
+        cdef PayloadInfo info
+        cdef bint keyframe = 0
+        if not tr.has_srtp:
+            self.drops[DROP_NO_SRTP] += 1
+            return
+        if (<SrtpSession>tr.srtp_in).unprotect_rtp(data, &length, self.sock.slot_size) != 0:
+            self.drops[DROP_SRTP_RTP] += 1
+            tr.srtp_failures += 1
+            return
+        if parse_rtp(data, length, &h) < 0:
+            self.drops[DROP_RTP_MALFORMED] += 1
+            return
+        tr.rtp_in_packets += 1
+        tr.rtp_in_bytes += length
+        tr.last_in_ns = now
+        ssrc_key(&key, h.ssrc, t)
+        slot = self.producer_ssrcs.lookup(&key)
+        if slot < 0:
+            key.c = 1  # RTX SSRCs are registered with c = 1
+            if self.producer_ssrcs.lookup(&key) >= 0:
+                self.drops[DROP_RTX_UNSUPPORTED] += 1
+            elif self.unknown_ssrc_budget > 0 and len(self._control) < MAX_CONTROL_PER_DRAIN:
+                # the first packets of a new SSRC go up so Python can match it by MID/RID
+                self.unknown_ssrc_budget -= 1
+                self._control.append(("rtp", PyBytes_FromStringAndSize(<char*>data, length), t))
+            else:
+                self.drops[DROP_UNKNOWN_SSRC] += 1
+            return
+        s = &self.streams[slot]
+        recv_stats_update(&s.stats, h.sequence_number, h.timestamp, clock_units(now, s.clock_rate))
+        s.packets += 1
+        s.bytes += length
+        s.last_packet_ns = now
+        if s.is_video and parse_payload(s.codec, data + h.header_len, h.payload_len, &info) >= 0:
+            keyframe = info.is_keyframe > 0
+            if keyframe:
+                s.keyframes += 1
+        if not s.paused:
+            self._forward(s, slot, data, &h, keyframe, now)
+
+    cdef void _forward(self, ProducerStream* s, int32_t stream_slot, const unsigned char* data,
+                       const RtpHeader* h, bint keyframe, uint64_t now) noexcept nogil:
+        cdef int k, n, out_seq, layer = s.spatial_layer
+        cdef int slot_size = self.sock.slot_size
+        cdef ConsumerState* c
+        cdef TransportState* ct
+        cdef unsigned char* dst
+        cdef uint8_t pt
+        cdef RtpHeader out
+        cdef uint32_t gap
+        for k in range(s.consumer_count):
+            c = &self.consumers[s.consumers[k]]
+            if c.paused or c.producer_paused:
+                continue
+            if layer != c.current_layer:
+                if layer != c.target_layer or (c.is_video and not keyframe):
+                    continue
+                # switch on a key frame of the target layer; numbering stays continuous
+                gap = clock_units(now - c.last_out_ns, c.clock_rate) if c.last_out_ns else 0
+                if gap == 0:
+                    gap = 1
+                seq_rewrite_sync(&c.seq, h.sequence_number)
+                ts_rewrite_sync(&c.ts, h.timestamp, gap)
+                c.current_layer = layer
+                c.layers_changed = 1
+            out_seq = seq_rewrite_out(&c.seq, h.sequence_number)
+            if out_seq < 0:
+                continue
+            pt = c.pt_map[h.payload_type & 0x7F]
+            if pt == 0xFF:
+                self.drops[DROP_UNKNOWN_PT] += 1
+                continue
+            ct = &self.transports[c.transport]
+            if not (ct.has_tuple and ct.has_srtp):
+                continue
+            c.params.payload_type = pt
+            c.params.sequence_number = <uint16_t>out_seq
+            c.params.timestamp = ts_rewrite_out(&c.ts, h.timestamp)
+            dst = self.sock.tx_slot()
+            n = rewrite_rtp_to(data, h, dst, slot_size - 64, &c.params, &out)
+            if n < 0:
+                self.drops[DROP_REWRITE] += 1
+                continue
+            if c.twcc_ext_id:
+                set_transport_seq(dst, &out, c.twcc_ext_id, ct.twcc_seq)
+                ct.twcc_seq += 1
+            if (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
+                self.drops[DROP_SRTP_RTP] += 1
+                continue
+            self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
+            ct.rtp_out_packets += 1
+            ct.rtp_out_bytes += n
+            c.packets += 1
+            c.bytes += n
+            c.last_out_ns = now
+            c.last_out_ts = c.params.timestamp
+            self.forwarded_packets += 1
+            self.forwarded_bytes += n
+
+    cdef void _handle_rtcp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept nogil:
+        cdef TransportState* tr = &self.transports[t]
+        cdef RtcpItem item
+        cdef RtcpSenderInfo sr
+        cdef RtcpFeedback fb
+        cdef RtcpReportBlock blocks[MAX_REPORT_BLOCKS]
+        cdef TableKey key
+        cdef int offset = 0, count, b
+        cdef int32_t slot
+        cdef ConsumerState* c
+        cdef int layer
+        if not tr.has_srtp:
+            self.drops[DROP_NO_SRTP] += 1
+            return
+        if (<SrtpSession>tr.srtp_in).unprotect_rtcp(data, &length, self.sock.slot_size) != 0:
+            self.drops[DROP_SRTP_RTCP] += 1
+            tr.srtp_failures += 1
+            return
+        tr.rtcp_in_packets += 1
+        tr.last_in_ns = now
+        while True:
+            offset = rtcp_next(data, length, offset, &item)
+            if offset == 0:
+                return
+            if offset < 0:
+                self.drops[DROP_RTCP_MALFORMED] += 1
+                return
+            if item.packet_type == RTCP_SR and rtcp_parse_sr(data, &item, &sr) >= 0:
+                ssrc_key(&key, sr.ssrc, t)
+                slot = self.producer_ssrcs.lookup(&key)
+                if slot >= 0:
+                    recv_stats_on_sr(&self.streams[slot].stats,
+                                     ntp_compact((<uint64_t>sr.ntp_sec << 32) | sr.ntp_frac),
+                                     ntp_compact(ntp_now()))
+                    self.streams[slot].sr_ntp_compact = ntp_compact((<uint64_t>sr.ntp_sec << 32) | sr.ntp_frac)
+                    self.streams[slot].sr_rtp_timestamp = sr.rtp_timestamp
+            if item.packet_type == RTCP_SR or item.packet_type == RTCP_RR:
+                count = rtcp_parse_report_blocks(data, &item, blocks, MAX_REPORT_BLOCKS)
+                for b in range(count if count > 0 else 0):
+                    ssrc_key(&key, blocks[b].ssrc, t)
+                    slot = self.consumer_ssrcs.lookup(&key)
+                    if slot >= 0:
+                        c = &self.consumers[slot]
+                        c.fraction_lost = blocks[b].fraction_lost
+                        c.jitter = blocks[b].jitter
+                        c.total_lost = blocks[b].total_lost
+            elif item.packet_type == RTCP_PSFB or item.packet_type == RTCP_RTPFB:
+                if rtcp_parse_feedback(data, &item, &fb) < 0:
+                    continue
+                ssrc_key(&key, fb.media_ssrc, t)
+                slot = self.consumer_ssrcs.lookup(&key)
+                if slot < 0:
+                    continue
+                c = &self.consumers[slot]
+                if item.packet_type == RTCP_PSFB and (item.count == RTCP_PSFB_PLI or item.count == RTCP_PSFB_FIR):
+                    if item.count == RTCP_PSFB_PLI:
+                        c.pli_received += 1
+                    else:
+                        c.fir_received += 1
+                    layer = c.current_layer if c.current_layer >= 0 else c.target_layer
+                    if 0 <= layer < c.layer_count and c.streams[layer] >= 0:
+                        self._request_keyframe(c.streams[layer], now, 0)
+                elif item.packet_type == RTCP_RTPFB and item.count == RTCP_RTPFB_NACK:
+                    c.nack_received += 1
+
+    cdef void _request_keyframe(self, int32_t stream_slot, uint64_t now, bint force) noexcept nogil:
+        """Send a PLI (RFC 4585 §6.3.1) to the producer, at most one per stream per 500 ms."""
+        cdef ProducerStream* s = &self.streams[stream_slot]
+        cdef unsigned char buf[64]
+        cdef int n
+        if not s.used or not s.is_video:
+            return
+        if not force and s.last_keyframe_request_ns and now - s.last_keyframe_request_ns < KEYFRAME_REQUEST_INTERVAL_NS:
+            return
+        s.last_keyframe_request_ns = now
+        n = rtcp_build_pli(buf, sizeof(buf), self.transports[s.transport].rtcp_ssrc, s.ssrc)
+        if n > 0:
+            s.pli_sent += 1
+            self._send_rtcp(s.transport, buf, n)
+
+    cdef void _send_rtcp(self, int32_t t, unsigned char* buf, int length) noexcept nogil:
+        cdef TransportState* tr = &self.transports[t]
+        cdef unsigned char* dst
+        if not (tr.has_tuple and tr.has_srtp) or length > self.sock.slot_size - 64:
+            return
+        dst = self.sock.tx_slot()
+        memcpy(dst, buf, length)
+        if (<SrtpSession>tr.srtp_out).protect_rtcp(dst, &length, self.sock.slot_size) != 0:
+            self.drops[DROP_SRTP_RTCP] += 1
+            return
+        self.sock.tx_commit(length, <const sockaddr*>&tr.remote, tr.remote_len)
+        tr.rtcp_out_packets += 1
+
+    cdef void _collect_events(self) noexcept:
+        cdef int i
+        for i in range(self.consumer_capacity):
+            if self.consumers[i].used and self.consumers[i].layers_changed:
+                self.consumers[i].layers_changed = 0
+                self._events.append(("layerschange", i, self.consumers[i].current_layer))
+
+    # ---- control: transports -------------------------------------------------------------
+
+    def add_transport(self, uint32_t rtcp_ssrc) -> int:
+        """Reserve a transport slot; RTCP we originate on it carries `rtcp_ssrc`."""
+        cdef int i
+        for i in range(self.transport_capacity):
+            if not self.transports[i].used:
+                break
+        else:
+            i = self.transport_capacity
+            self._grow(KIND_TRANSPORT)
+        memset(&self.transports[i], 0, sizeof(TransportState))
+        self.transports[i].used = 1
+        self.transports[i].rtcp_ssrc = rtcp_ssrc
+        return i
+
+    def set_transport_tuple(self, int slot, tuple addr):
+        """Send to and accept media from `addr` (the selected ICE tuple, or a plain transport's remote)."""
+        cdef TransportState* tr = self._transport(slot)
+        cdef TableKey key
+        self.clear_transport_tuple(slot)
+        sockaddr_from_tuple(addr, self.sock.family, &tr.remote, &tr.remote_len)
+        address_key(<const sockaddr*>&tr.remote, &key)
+        existing = self.tuples.lookup(&key)
+        if existing >= 0 and existing != slot:
+            raise ValueError(f"tuple {addr} already belongs to transport {existing}")
+        self.tuples.insert(&key, slot)
+        tr.tuple_key = key
+        tr.has_tuple = 1
+
+    def clear_transport_tuple(self, int slot):
+        """Stop sending on the transport and forget its tuple (consent lost, transport closing)."""
+        cdef TransportState* tr = self._transport(slot)
+        if tr.has_tuple:
+            self.tuples.remove(&tr.tuple_key)
+            tr.has_tuple = 0
+
+    def set_transport_srtp(self, int slot, SrtpSession inbound, SrtpSession outbound):
+        """Install the SRTP contexts derived by DTLS (or given for a plain transport)."""
+        cdef TransportState* tr = self._transport(slot)
+        if inbound.outbound or not outbound.outbound:
+            raise ValueError("need an inbound and an outbound SRTP session")
+        self._refs[(slot, "srtp")] = (inbound, outbound)
+        tr.srtp_in = <void*>inbound
+        tr.srtp_out = <void*>outbound
+        tr.has_srtp = 1
+
+    def remove_transport(self, int slot):
+        """Free a transport slot; its streams and consumers must be removed first."""
+        self.clear_transport_tuple(slot)
+        self._refs.pop((slot, "srtp"), None)
+        memset(&self.transports[slot], 0, sizeof(TransportState))
+
+    cdef TransportState* _transport(self, int slot) except NULL:
+        if not 0 <= slot < self.transport_capacity or not self.transports[slot].used:
+            raise KeyError(f"no transport {slot}")
+        return &self.transports[slot]
+
+    # ---- control: producer streams ---------------------------------------------------------
+
+    def add_producer_stream(self, int transport, uint32_t ssrc, uint32_t rtx_ssrc, int codec,
+                            uint32_t clock_rate, int spatial_layer, bint is_video) -> int:
+        """Register an incoming stream (one encoding of a producer) by SSRC on its transport."""
+        cdef TableKey key
+        cdef int i
+        cdef ProducerStream* s
+        self._transport(transport)
+        ssrc_key(&key, ssrc, transport)
+        if self.producer_ssrcs.lookup(&key) >= 0:
+            raise ValueError(f"ssrc {ssrc} is already in use on this transport")
+        for i in range(self.stream_capacity):
+            if not self.streams[i].used:
+                break
+        else:
+            i = self.stream_capacity
+            self._grow(KIND_STREAM)
+        s = &self.streams[i]
+        free(s.consumers)
+        memset(s, 0, sizeof(ProducerStream))
+        s.used = 1
+        s.transport = transport
+        s.ssrc = ssrc
+        s.rtx_ssrc = rtx_ssrc
+        s.codec = codec
+        s.clock_rate = clock_rate
+        s.spatial_layer = spatial_layer
+        s.is_video = is_video
+        recv_stats_init(&s.stats, ssrc)
+        self.producer_ssrcs.insert(&key, i)
+        if rtx_ssrc:
+            key.c = 1
+            self.producer_ssrcs.insert(&key, i)
+        return i
+
+    def remove_producer_stream(self, int slot):
+        """Forget a stream; consumers still attached stop receiving it."""
+        cdef ProducerStream* s = self._stream(slot)
+        cdef TableKey key
+        cdef int k, layer
+        cdef ConsumerState* c
+        for k in range(s.consumer_count):
+            c = &self.consumers[s.consumers[k]]
+            for layer in range(c.layer_count):
+                if c.streams[layer] == slot:
+                    c.streams[layer] = NO_LAYER
+        ssrc_key(&key, s.ssrc, s.transport)
+        self.producer_ssrcs.remove(&key)
+        if s.rtx_ssrc:
+            key.c = 1
+            self.producer_ssrcs.remove(&key)
+        free(s.consumers)
+        memset(s, 0, sizeof(ProducerStream))
+
+    def set_stream_rtx_ssrc(self, int slot, uint32_t rtx_ssrc):
+        """Learn a stream's RTX SSRC (from repaired-rid) so its packets are recognised."""
+        cdef ProducerStream* s = self._stream(slot)
+        cdef TableKey key
+        if s.rtx_ssrc:
+            ssrc_key(&key, s.rtx_ssrc, s.transport)
+            key.c = 1
+            self.producer_ssrcs.remove(&key)
+        s.rtx_ssrc = rtx_ssrc
+        ssrc_key(&key, rtx_ssrc, s.transport)
+        key.c = 1
+        self.producer_ssrcs.insert(&key, slot)
+
+    def set_stream_paused(self, int slot, bint paused):
+        """A paused producer's packets are counted but not forwarded."""
+        self._stream(slot).paused = paused
+
+    def request_key_frame(self, int slot):
+        """Ask the producer of this stream for a key frame now (PLI)."""
+        self._stream(slot)
+        self._request_keyframe(slot, monotonic_ns(), 1)
+        self.sock.flush()
+
+    cdef ProducerStream* _stream(self, int slot) except NULL:
+        if not 0 <= slot < self.stream_capacity or not self.streams[slot].used:
+            raise KeyError(f"no producer stream {slot}")
+        return &self.streams[slot]
+
+    # ---- control: consumers -----------------------------------------------------------------
+
+    def add_consumer(self, int transport, uint32_t ssrc, int layer_count, dict pt_map, dict ext_map,
+                     int twcc_ext_id, int codec, uint32_t clock_rate, bint is_video, bint paused,
+                     int preferred_layer=-1) -> int:
+        """Create a consumer of `layer_count` spatial layers; streams are attached per layer as they appear."""
+        cdef int i, old_pt, new_pt
+        cdef ConsumerState* c
+        cdef TableKey key
+        self._transport(transport)
+        if not 1 <= layer_count <= MAX_SPATIAL_LAYERS:
+            raise ValueError("a consumer takes 1 to 3 spatial layers")
+        ssrc_key(&key, ssrc, transport)
+        if self.consumer_ssrcs.lookup(&key) >= 0:
+            raise ValueError(f"ssrc {ssrc} is already used by a consumer on this transport")
+        for i in range(self.consumer_capacity):
+            if not self.consumers[i].used:
+                break
+        else:
+            i = self.consumer_capacity
+            self._grow(KIND_CONSUMER)
+        c = &self.consumers[i]
+        memset(c, 0, sizeof(ConsumerState))
+        c.transport = transport
+        c.ssrc = ssrc
+        c.layer_count = layer_count
+        for layer in range(MAX_SPATIAL_LAYERS):
+            c.streams[layer] = NO_LAYER
+        c.preferred_layer = layer_count - 1 if preferred_layer < 0 else min(preferred_layer, layer_count - 1)
+        c.target_layer = c.preferred_layer
+        c.current_layer = NO_LAYER if is_video else 0
+        c.is_video = is_video
+        c.paused = paused
+        c.codec = codec
+        c.clock_rate = clock_rate
+        c.twcc_ext_id = twcc_ext_id
+        memset(c.pt_map, 0xFF, sizeof(c.pt_map))
+        for old_pt, new_pt in pt_map.items():
+            if not (0 <= old_pt < 128 and 0 <= new_pt < 128):
+                raise ValueError("payload types are 0..127")
+            c.pt_map[old_pt] = new_pt
+        for old_id, new_id in ext_map.items():
+            if not (0 < old_id < 256 and 0 <= new_id < 256):
+                raise ValueError("extension ids are 1..255")
+            c.params.ext_map[old_id] = new_id
+        c.params.ssrc = ssrc
+        seq_rewrite_init(&c.seq, <uint16_t>(ssrc >> 7))
+        ts_rewrite_init(&c.ts, ssrc * 2654435761u)
+        self.consumer_ssrcs.insert(&key, i)
+        c.used = 1
+        return i
+
+    def attach_stream(self, int consumer, int layer, int stream):
+        """Feed a consumer's spatial layer from a producer stream (when the stream becomes known)."""
+        cdef ConsumerState* c = self._consumer(consumer)
+        cdef ProducerStream* s = self._stream(stream)
+        cdef void* p
+        if not 0 <= layer < c.layer_count:
+            raise ValueError(f"layer {layer} out of range")
+        if c.streams[layer] == stream:
+            return
+        if c.streams[layer] >= 0:
+            self._detach(consumer, c.streams[layer])
+        if s.consumer_count == s.consumer_capacity:
+            p = realloc(s.consumers, (s.consumer_capacity * 2 + 4) * sizeof(int32_t))
+            if p == NULL:
+                raise MemoryError()
+            s.consumers = <int32_t*>p
+            s.consumer_capacity = s.consumer_capacity * 2 + 4
+        s.consumers[s.consumer_count] = consumer
+        s.consumer_count += 1
+        c.streams[layer] = stream
+        if c.is_video and layer == c.target_layer and c.current_layer != layer and not c.paused:
+            self._request_keyframe(stream, monotonic_ns(), 1)
+            self.sock.flush()
+
+    cdef void _detach(self, int consumer, int stream) noexcept:
+        cdef ProducerStream* s = &self.streams[stream]
+        cdef int k
+        for k in range(s.consumer_count):
+            if s.consumers[k] == consumer:
+                s.consumers[k] = s.consumers[s.consumer_count - 1]
+                s.consumer_count -= 1
+                return
+
+    def remove_consumer(self, int slot):
+        """Detach a consumer from its streams and free its slot."""
+        cdef ConsumerState* c = self._consumer(slot)
+        cdef ProducerStream* s
+        cdef TableKey key
+        cdef int layer, k
+        for layer in range(c.layer_count):
+            if c.streams[layer] >= 0:
+                self._detach(slot, c.streams[layer])
+        ssrc_key(&key, c.ssrc, c.transport)
+        self.consumer_ssrcs.remove(&key)
+        memset(c, 0, sizeof(ConsumerState))
+
+    def set_consumer_paused(self, int slot, bint paused, bint producer_paused):
+        """Pause or resume; a resumed video consumer waits for (and asks for) a key frame."""
+        cdef ConsumerState* c = self._consumer(slot)
+        cdef bint was_flowing = not (c.paused or c.producer_paused)
+        c.paused = paused
+        c.producer_paused = producer_paused
+        if c.is_video and not was_flowing and not (paused or producer_paused):
+            c.current_layer = NO_LAYER
+            self._request_target_keyframe(c)
+
+    def set_consumer_preferred_layer(self, int slot, int spatial_layer):
+        """Prefer a spatial layer (clipped to what the producer has); switching waits for a key frame."""
+        cdef ConsumerState* c = self._consumer(slot)
+        c.preferred_layer = max(0, min(spatial_layer, c.layer_count - 1))
+        self._choose_target(slot, monotonic_ns())
+
+    def update_layers(self):
+        """Re-pick every consumer's target layer from the layers that are flowing (call ~2/s)."""
+        cdef int i
+        cdef uint64_t now = monotonic_ns()
+        for i in range(self.consumer_capacity):
+            if self.consumers[i].used and self.consumers[i].is_video:
+                self._choose_target(i, now)
+        self.sock.flush()
+
+    cdef void _choose_target(self, int slot, uint64_t now) noexcept:
+        cdef ConsumerState* c = &self.consumers[slot]
+        cdef int layer, target = -1
+        cdef ProducerStream* s
+        for layer in range(c.preferred_layer, -1, -1):
+            if c.streams[layer] < 0:
+                continue
+            s = &self.streams[c.streams[layer]]
+            if s.last_packet_ns and now - s.last_packet_ns < ACTIVE_LAYER_NS:
+                target = layer
+                break
+        if target < 0:
+            target = c.preferred_layer
+        if target != c.target_layer:
+            c.target_layer = target
+            if target != c.current_layer:
+                self._request_target_keyframe(c)
+
+    cdef void _request_target_keyframe(self, ConsumerState* c) noexcept:
+        if 0 <= c.target_layer < c.layer_count and c.streams[c.target_layer] >= 0:
+            self._request_keyframe(c.streams[c.target_layer], monotonic_ns(), 1)
+            self.sock.flush()
+
+    cdef ConsumerState* _consumer(self, int slot) except NULL:
+        if not 0 <= slot < self.consumer_capacity or not self.consumers[slot].used:
+            raise KeyError(f"no consumer {slot}")
+        return &self.consumers[slot]
+
+    # ---- RTCP reports -------------------------------------------------------------------------
+
+    def send_reports(self):
+        """Receiver reports for every producer stream and sender reports for every consumer (RFC 3550 §6.4)."""
+        cdef unsigned char buf[RTCP_SCRATCH]
+        cdef RtcpReportBlock block
+        cdef RtcpSenderInfo info
+        cdef uint64_t now = monotonic_ns()
+        cdef uint64_t ntp = ntp_now()
+        cdef int i, n
+        cdef ProducerStream* s
+        cdef ConsumerState* c
+        for i in range(self.stream_capacity):
+            s = &self.streams[i]
+            if not s.used or s.packets == 0:
+                continue
+            recv_stats_report_block(&s.stats, &block, ntp_compact(ntp))
+            n = rtcp_build_rr(buf, RTCP_SCRATCH, self.transports[s.transport].rtcp_ssrc, &block, 1)
+            if n > 0:
+                self._send_rtcp(s.transport, buf, n)
+        for i in range(self.consumer_capacity):
+            c = &self.consumers[i]
+            if not c.used or c.packets == 0:
+                continue
+            info.ssrc = c.ssrc
+            info.ntp_sec = <uint32_t>(ntp >> 32)
+            info.ntp_frac = <uint32_t>ntp
+            info.rtp_timestamp = c.last_out_ts + clock_units(now - c.last_out_ns, c.clock_rate)
+            info.packet_count = <uint32_t>c.packets
+            info.octet_count = <uint32_t>c.bytes
+            n = rtcp_build_sr(buf, RTCP_SCRATCH, &info, NULL, 0)
+            if n > 0:
+                self._send_rtcp(c.transport, buf, n)
+        self.sock.flush()
+
+    # ---- stats --------------------------------------------------------------------------------
+
+    def counters(self) -> dict:
+        """Worker-wide packet counters and drops by reason."""
+        socket_counters = self.sock.counters()
+        return {
+            "forwardedPackets": self.forwarded_packets,
+            "forwardedBytes": self.forwarded_bytes,
+            "drops": {name: self.drops[i] for i, name in enumerate(DROP_REASON_NAMES)},
+            "socket": socket_counters,
+        }
+
+    def transport_stats(self, int slot) -> dict:
+        cdef TransportState* tr = self._transport(slot)
+        return {
+            "rtpPacketsReceived": tr.rtp_in_packets, "rtpBytesReceived": tr.rtp_in_bytes,
+            "rtpPacketsSent": tr.rtp_out_packets, "rtpBytesSent": tr.rtp_out_bytes,
+            "rtcpPacketsReceived": tr.rtcp_in_packets, "rtcpPacketsSent": tr.rtcp_out_packets,
+            "srtpFailures": tr.srtp_failures,
+            "lastPacketAgeMs": (monotonic_ns() - tr.last_in_ns) // 1000000 if tr.last_in_ns else None,
+        }
+
+    def stream_stats(self, int slot) -> dict:
+        cdef ProducerStream* s = self._stream(slot)
+        cdef RtcpReportBlock block
+        cdef RecvStats copy = s.stats
+        recv_stats_report_block(&copy, &block, ntp_compact(ntp_now()))
+        return {
+            "ssrc": s.ssrc, "packetCount": s.packets, "byteCount": s.bytes,
+            "packetsLost": block.total_lost, "fractionLost": block.fraction_lost,
+            "jitter": block.jitter, "keyFrames": s.keyframes, "pliCount": s.pli_sent,
+            "spatialLayer": s.spatial_layer, "consumers": s.consumer_count,
+        }
+
+    def consumer_stats(self, int slot) -> dict:
+        cdef ConsumerState* c = self._consumer(slot)
+        return {
+            "ssrc": c.ssrc, "packetCount": c.packets, "byteCount": c.bytes,
+            "pliCount": c.pli_received, "firCount": c.fir_received, "nackCount": c.nack_received,
+            "fractionLost": c.fraction_lost, "packetsLost": c.total_lost, "jitter": c.jitter,
+            "currentLayer": c.current_layer, "targetLayer": c.target_layer,
+            "preferredLayer": c.preferred_layer, "paused": bool(c.paused),
+        }
+
+    def table_sizes(self) -> dict:
+        """How many entries every table holds (tests assert zero after a close cascade)."""
+        cdef int i, transports = 0, streams = 0, consumers = 0
+        for i in range(self.transport_capacity):
+            transports += self.transports[i].used
+        for i in range(self.stream_capacity):
+            streams += self.streams[i].used
+        for i in range(self.consumer_capacity):
+            consumers += self.consumers[i].used
+        return {
+            "transports": transports, "streams": streams, "consumers": consumers,
+            "tuples": len(self.tuples), "producerSsrcs": len(self.producer_ssrcs),
+            "consumerSsrcs": len(self.consumer_ssrcs), "srtpRefs": len(self._refs),
+        }
+
+    def send_raw(self, bytes data, tuple addr):
+        """Queue and send one datagram (STUN and DTLS answers from the control plane)."""
+        cdef sockaddr_storage ss
+        cdef socklen_t ss_len
+        cdef unsigned char* dst
+        if len(data) > self.sock.slot_size:
+            raise ValueError("datagram larger than a send slot")
+        sockaddr_from_tuple(addr, self.sock.family, &ss, &ss_len)
+        dst = self.sock.tx_slot()
+        memcpy(dst, <const char*>data, len(data))
+        self.sock.tx_commit(len(data), <const sockaddr*>&ss, ss_len)
+        self.sock.flush()
+
+    def fileno(self) -> int:
+        return self.sock.fd

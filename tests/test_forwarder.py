@@ -1,0 +1,191 @@
+"""The route stage end to end over real loopback sockets: SRTP in, rewritten SRTP out to each consumer."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
+from fastpath.codecs import CODEC_OPUS, CODEC_VP8
+from fastpath.route import Forwarder
+from fastpath.srtp import SrtpSession
+
+PROFILE = "AEAD_AES_128_GCM"
+
+
+def keypair() -> tuple[bytes, bytes]:
+    return os.urandom(28), os.urandom(28)
+
+
+class Peer:
+    """A test-side endpoint with its own socket and SRTP contexts (what a client would hold)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2)
+        self.addr = self.sock.getsockname()
+        # the peer's send key is the server's receive key, and the other way round
+        self.send_key, self.recv_key = keypair()
+        self.tx = SrtpSession(PROFILE, self.send_key, "outbound")
+        self.rx = SrtpSession(PROFILE, self.recv_key, "inbound")
+
+    def server_sessions(self):
+        return SrtpSession(PROFILE, self.send_key, "inbound"), SrtpSession(PROFILE, self.recv_key, "outbound")
+
+    def receive(self, count: int) -> list[bytes]:
+        out = []
+        for _ in range(count):
+            out.append(self.sock.recv(2048))
+        return out
+
+
+@pytest.fixture
+def forwarder():
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    control = []
+    fwd = Forwarder(server, lambda packets, events: control.append((packets, events)))
+    yield fwd, server.getsockname(), control
+    server.close()
+
+
+def connect(fwd: Forwarder, peer: Peer) -> int:
+    slot = fwd.add_transport(1234)
+    fwd.set_transport_tuple(slot, peer.addr)
+    fwd.set_transport_srtp(slot, *peer.server_sessions())
+    return slot
+
+
+def drain_until(fwd: Forwarder, seconds: float = 1.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        fwd.drain()
+        time.sleep(0.005)
+
+
+def rtp(seq: int, ts: int, ssrc: int, pt: int, payload: bytes, marker: int = 0) -> bytes:
+    packet = RtpPacket(payload_type=pt, sequence_number=seq, timestamp=ts, ssrc=ssrc, marker=marker,
+                       payload=payload)
+    return bytes(packet.serialize())
+
+
+def test_audio_fans_out_rewritten_to_every_consumer(forwarder):
+    fwd, server_addr, control = forwarder
+    producer = Peer()
+    consumers = [Peer() for _ in range(3)]
+    pt_slot = connect(fwd, producer)
+    stream = fwd.add_producer_stream(pt_slot, 1111, 0, CODEC_OPUS, 48000, 0, False)
+    slots = []
+    for i, peer in enumerate(consumers):
+        t = connect(fwd, peer)
+        slots.append(fwd.add_consumer(t, 5000 + i, 1, {111: 100}, {}, 0, CODEC_OPUS, 48000, False, False))
+        fwd.attach_stream(slots[-1], 0, stream)
+    for seq in range(65530, 65530 + 20):
+        producer.sock.sendto(producer.tx.protect(rtp(seq & 0xFFFF, seq * 960, 1111, 111, b"opus" * 10)),
+                             server_addr)
+    drain_until(fwd, 0.3)
+    for i, peer in enumerate(consumers):
+        packets = [RtpPacket.parse(peer.rx.unprotect(p)) for p in peer.receive(20)]
+        assert {p.ssrc for p in packets} == {5000 + i}
+        assert {p.payload_type for p in packets} == {100}
+        assert all(p.payload == b"opus" * 10 for p in packets)
+        seqs = [p.sequence_number for p in packets]
+        assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+        assert all((b.timestamp - a.timestamp) & 0xFFFFFFFF == 960 for a, b in zip(packets, packets[1:], strict=False))
+        assert fwd.consumer_stats(slots[i])["packetCount"] == 20
+    counters = fwd.counters()
+    assert counters["forwardedPackets"] == 60
+    assert fwd.stream_stats(stream)["packetCount"] == 20
+
+
+def vp8(keyframe: bool) -> bytes:
+    # RFC 7741: descriptor S=1 PID=0, then a VP8 payload header whose P bit (0 = key frame)
+    descriptor = bytes([0x10])
+    header = bytes([0x00 if keyframe else 0x01, 0, 0])
+    return descriptor + header + b"\x00" * 20
+
+
+def test_video_waits_for_key_frame_and_pause_resume_requests_one(forwarder):
+    fwd, server_addr, control = forwarder
+    producer, viewer = Peer(), Peer()
+    stream = fwd.add_producer_stream(connect(fwd, producer), 2222, 0, CODEC_VP8, 90000, 0, True)
+    consumer = fwd.add_consumer(connect(fwd, viewer), 7777, 1, {96: 101}, {}, 0, CODEC_VP8, 90000, True, False)
+    fwd.attach_stream(consumer, 0, stream)
+    seq = 100
+    for keyframe in (False, False, True, False):
+        producer.sock.sendto(producer.tx.protect(rtp(seq, seq * 3000, 2222, 96, vp8(keyframe))), server_addr)
+        seq += 1
+    drain_until(fwd, 0.3)
+    got = [RtpPacket.parse(viewer.rx.unprotect(p)) for p in viewer.receive(2)]
+    assert [p.payload[1] & 1 for p in got] == [0, 1], "forwarding starts at the key frame"
+    viewer.sock.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        viewer.sock.recv(2048)
+    assert any(("layerschange", consumer, 0) in events for _, events in control)
+
+    fwd.set_consumer_paused(consumer, True, False)
+    fwd.set_consumer_paused(consumer, False, False)
+    producer.sock.settimeout(1)
+    pli = RtcpPacket.parse(producer.rx.rtcp_unprotect(producer.sock.recv(2048)))
+    assert isinstance(pli[0], RtcpPsfbPacket) and pli[0].fmt == 1 and pli[0].media_ssrc == 2222
+
+
+def test_consumer_pli_is_relayed_to_producer(forwarder):
+    fwd, server_addr, control = forwarder
+    producer, viewer = Peer(), Peer()
+    stream = fwd.add_producer_stream(connect(fwd, producer), 3333, 0, CODEC_VP8, 90000, 0, True)
+    # paused: attaching a flowing consumer would itself ask for a key frame
+    consumer = fwd.add_consumer(connect(fwd, viewer), 8888, 1, {96: 101}, {}, 0, CODEC_VP8, 90000, True, True)
+    fwd.attach_stream(consumer, 0, stream)
+    producer.sock.settimeout(0.1)
+    with pytest.raises(TimeoutError):
+        producer.sock.recv(2048)
+    pli = RtcpPsfbPacket(fmt=1, ssrc=1, media_ssrc=8888)
+    viewer.sock.sendto(viewer.tx.rtcp_protect(bytes(pli)), server_addr)
+    drain_until(fwd, 0.2)
+    producer.sock.settimeout(1)
+    relayed = RtcpPacket.parse(producer.rx.rtcp_unprotect(producer.sock.recv(2048)))
+    assert relayed[0].fmt == 1 and relayed[0].media_ssrc == 3333
+
+
+def test_garbage_is_dropped_and_counted(forwarder):
+    fwd, server_addr, control = forwarder
+    producer = Peer()
+    connect(fwd, producer)
+    stranger = Peer()
+    for data in (b"\x80\x60" + b"\x00" * 30, b"\xff" * 40, b"\x80" * 5):
+        producer.sock.sendto(data, server_addr)
+        stranger.sock.sendto(data, server_addr)
+    drain_until(fwd, 0.2)
+    drops = fwd.counters()["drops"]
+    assert drops["unknown_tuple"] >= 2
+    assert drops["srtp_rtp"] >= 1
+    assert drops["unknown_class"] >= 2
+
+
+def test_stun_and_dtls_go_up_to_python(forwarder):
+    fwd, server_addr, control = forwarder
+    peer = Peer()
+    peer.sock.sendto(b"\x00\x01" + b"\x00" * 18, server_addr)
+    peer.sock.sendto(b"\x16\xfe\xfd" + b"\x00" * 10, server_addr)
+    drain_until(fwd, 0.2)
+    kinds = [(kind, addr) for packets, _ in control for kind, _, addr in packets]
+    assert ("stun", peer.addr) in kinds and ("dtls", peer.addr) in kinds
+
+
+def test_tables_empty_after_removal(forwarder):
+    fwd, _, _ = forwarder
+    a, b = Peer(), Peer()
+    ta, tb = connect(fwd, a), connect(fwd, b)
+    stream = fwd.add_producer_stream(ta, 1, 2, CODEC_VP8, 90000, 0, True)
+    consumer = fwd.add_consumer(tb, 3, 1, {96: 96}, {}, 0, CODEC_VP8, 90000, True, True)
+    fwd.attach_stream(consumer, 0, stream)
+    fwd.remove_consumer(consumer)
+    fwd.remove_producer_stream(stream)
+    fwd.remove_transport(ta)
+    fwd.remove_transport(tb)
+    assert set(fwd.table_sizes().values()) == {0}
