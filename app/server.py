@@ -18,6 +18,7 @@ from app.health import health_routes
 from app.log import get_logger
 from app.redis_check import check_redis
 from app.webapp import static_routes
+from fastpath.channel import ChannelClosed
 from fastpath.worker import Worker, WorkerSettings, bind_rtc_sockets
 
 log = get_logger("server")
@@ -102,7 +103,10 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 udp, tcp,
             )
             runtime.workers.append(worker)
-            await worker.start()
+            try:
+                await worker.start()
+            except (TimeoutError, ChannelClosed):
+                raise ConfigError(f"media worker {index} failed to start (see the log above)") from None
         runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
         await runner.setup()
         for sock in sockets:

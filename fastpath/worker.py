@@ -36,6 +36,7 @@ class WorkerSettings:
     announced_ip: str
     log_level: str = "info"
     log_format: str = "text"
+    consent_timeout: float = 30.0
 
 
 def bind_rtc_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
@@ -92,6 +93,7 @@ class Worker(AsyncIOEventEmitter):
             "--rtc-ip", s.rtc_ip, "--rtc-port", str(s.rtc_port),
             "--announced-ip", s.announced_ip,
             "--log-level", s.log_level, "--log-format", s.log_format,
+            "--consent-timeout", str(s.consent_timeout),
         ]
         try:
             self.process = await asyncio.create_subprocess_exec(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
-import os
 import resource
 import signal
 import socket
 
 from app.log import get_logger, setup_logging
-from fastpath.channel import Channel, ChannelRequestError, open_pipe_streams
+from fastpath.channel import Channel, open_pipe_streams
+from fastpath.engine.core import Engine
+from fastpath.ice import CONSENT_TIMEOUT
 
 PR_SET_PDEATHSIG = 1
 
@@ -28,38 +29,39 @@ def die_with_parent() -> None:
 
 
 class WorkerProcess:
-    """The worker side of the channel: owns the RTC sockets and answers control requests."""
+    """The worker side of the channel: owns the RTC sockets and the engine that answers requests."""
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.udp = socket.socket(fileno=args.udp_fd)
         self.tcp = socket.socket(fileno=args.tcp_fd)
+        self.udp.setblocking(False)
         self.channel: Channel | None = None
+        self.engine: Engine | None = None
         self.stopping = asyncio.Event()
 
     async def handle_request(self, method: str, target: str | None, data: dict) -> dict | None:
-        if method == "worker.dump":
-            return self.dump()
         if method == "worker.getResourceUsage":
             usage = resource.getrusage(resource.RUSAGE_SELF)
             return {"ru_utime": usage.ru_utime, "ru_stime": usage.ru_stime, "ru_maxrss": usage.ru_maxrss}
-        raise ChannelRequestError("not_found", f"unknown worker method {method!r}")
+        assert self.engine is not None
+        result = await self.engine.handle(method, data)
+        if method == "worker.dump":
+            result = {**result, "index": self.args.index, "rtcPort": self.args.rtc_port}
+        return result
 
     def handle_notification(self, event: str, target: str | None, data: dict) -> None:
         if event == "worker.close":
             self.stopping.set()
 
-    def dump(self) -> dict:
-        """The worker's state, in the spirit of mediasoup's `worker.dump()`."""
-        return {
-            "pid": os.getpid(),
-            "index": self.args.index,
-            "rtcPort": self.args.rtc_port,
-            "routerIds": [],
-        }
+    def notify(self, event: str, target: str | None, data: dict) -> None:
+        if self.channel is not None:
+            self.channel.notify(event, data, target)
 
     async def run(self) -> None:
         reader, writer = await open_pipe_streams(self.args.channel_in, self.args.channel_out)
+        self.engine = Engine(self.udp, self.args.announced_ip, self.args.rtc_port, self.notify,
+                             consent_timeout=self.args.consent_timeout)
         self.channel = Channel(reader, writer, self.handle_request, self.handle_notification)
         self.channel.start()
         closed = asyncio.ensure_future(self.channel.closed_event.wait())
@@ -67,6 +69,7 @@ class WorkerProcess:
         await asyncio.wait({closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
         for task in (closed, stopping):
             task.cancel()
+        self.engine.close()
         self.channel.close()
         self.udp.close()
         self.tcp.close()
@@ -82,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rtc-ip", required=True)
     parser.add_argument("--rtc-port", type=int, required=True)
     parser.add_argument("--announced-ip", required=True)
+    parser.add_argument("--consent-timeout", type=float, default=CONSENT_TIMEOUT)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-format", default="text")
     return parser.parse_args(argv)

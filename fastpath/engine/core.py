@@ -1,0 +1,231 @@
+"""The worker's engine: answers the control channel and drives the Forwarder (mediasoup's C++ Worker role)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections import Counter
+from collections.abc import Callable
+
+from app.log import get_logger
+from fastpath.dtls import DtlsCertificate
+from fastpath.engine.errors import invalid_input, not_found
+from fastpath.engine.router import Router
+from fastpath.engine.webrtc_transport import WebRtcTransport
+from fastpath.ice import CONSENT_TIMEOUT, ufrag_of
+from fastpath.route import Forwarder
+
+log = get_logger("engine")
+
+REPORT_INTERVAL = 1.0
+LAYER_INTERVAL = 0.5
+
+
+class Engine:
+    """Everything one worker process holds: routers, transports, producers, consumers, the Forwarder."""
+
+    def __init__(self, udp: socket.socket, announced_ip: str, rtc_port: int,
+                 notify: Callable[[str, str | None, dict], None], consent_timeout: float = CONSENT_TIMEOUT):
+        self.loop = asyncio.get_running_loop()
+        self.announced_ip = announced_ip
+        self.rtc_port = rtc_port
+        self.notify = notify
+        self.consent_timeout = consent_timeout
+        self.forwarder = Forwarder(udp, self._on_control)
+        self.certificate = DtlsCertificate.generate()
+        self.routers: dict[str, Router] = {}
+        self.transports: dict[str, WebRtcTransport] = {}
+        self.producers: dict = {}
+        self.consumers: dict = {}
+        self.transports_by_slot: dict[int, object] = {}
+        self.consumers_by_slot: dict[int, object] = {}
+        self.ufrags: dict[str, WebRtcTransport] = {}
+        self.tuples: dict[tuple, WebRtcTransport] = {}
+        self.control_drops: Counter[str] = Counter()
+        self._udp = udp
+        self.loop.add_reader(udp.fileno(), self.forwarder.drain)
+        self._timer_task = self.loop.create_task(self._timers())
+
+    # ---- packets the Forwarder hands up ----------------------------------------------------
+
+    def _on_control(self, packets: list, events: list) -> None:
+        for kind, data, where in packets:
+            try:
+                if kind == "stun":
+                    transport = self.ufrags.get(ufrag_of(data) or "")
+                    if transport is None:
+                        self.control_drops["stun_unknown_ufrag"] += 1
+                    else:
+                        transport.on_stun(data, where)
+                elif kind == "dtls":
+                    transport = self.tuples.get((where[0], where[1]))
+                    if transport is None:
+                        self.control_drops["dtls_unknown_tuple"] += 1
+                    else:
+                        transport.on_dtls(data, where)
+                else:
+                    transport = self.transports_by_slot.get(where)
+                    if transport is not None:
+                        transport.on_unknown_rtp(data)
+            except Exception:  # one bad datagram must not stop the others
+                self.control_drops["control_error"] += 1
+                log.exception("control packet (%s) failed", kind)
+        for name, slot, layer in events:
+            consumer = self.consumers_by_slot.get(slot)
+            if consumer is not None and name == "layerschange":
+                self.notify("consumer.layerschange", consumer.id,
+                            {"spatialLayer": layer, "temporalLayer": None} if layer >= 0 else {})
+
+    async def _timers(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(LAYER_INTERVAL)
+            ticks += 1
+            try:
+                self.forwarder.update_layers()
+                if ticks % int(REPORT_INTERVAL / LAYER_INTERVAL) == 0:
+                    self.forwarder.send_reports()
+                    now = self.loop.time()
+                    for transport in list(self.transports.values()):
+                        transport.check_consent(now)
+            except Exception:
+                log.exception("periodic engine work failed")
+
+    # ---- requests -------------------------------------------------------------------------
+
+    async def handle(self, method: str, data: dict) -> dict:
+        handler = REQUESTS.get(method)
+        if handler is None:
+            raise not_found("method", method)
+        if not isinstance(data, dict):
+            raise invalid_input("request data must be a map")
+        try:
+            return handler(self, data) or {}
+        except KeyError as exc:
+            raise invalid_input(f"missing or unknown field {exc}") from None
+
+    def _router(self, data: dict) -> Router:
+        router = self.routers.get(data["routerId"])
+        if router is None:
+            raise not_found("router", data["routerId"])
+        return router
+
+    def _transport(self, data: dict) -> WebRtcTransport:
+        transport = self.transports.get(data["transportId"])
+        if transport is None:
+            raise not_found("transport", data["transportId"])
+        return transport
+
+    def _producer(self, data: dict):
+        producer = self.producers.get(data["producerId"])
+        if producer is None:
+            raise not_found("producer", data["producerId"])
+        return producer
+
+    def _consumer(self, data: dict):
+        consumer = self.consumers.get(data["consumerId"])
+        if consumer is None:
+            raise not_found("consumer", data["consumerId"])
+        return consumer
+
+    def dump(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "routerIds": list(self.routers),
+            "tables": {**self.forwarder.table_sizes(), "routers": len(self.routers),
+                       "transportObjects": len(self.transports), "producers": len(self.producers),
+                       "consumerObjects": len(self.consumers), "ufrags": len(self.ufrags),
+                       "iceTuples": len(self.tuples)},
+        }
+
+    def counters(self) -> dict:
+        return {**self.forwarder.counters(), "controlDrops": dict(self.control_drops)}
+
+    def close(self) -> None:
+        for router in list(self.routers.values()):
+            router.close()
+        self.routers.clear()
+        self._timer_task.cancel()
+        self.loop.remove_reader(self._udp.fileno())
+
+
+def _create_router(engine: Engine, data: dict) -> dict:
+    router_id = data["routerId"]
+    if router_id not in engine.routers:
+        engine.routers[router_id] = Router(router_id)
+    return {}
+
+
+def _close_router(engine: Engine, data: dict) -> dict:
+    router = engine.routers.pop(data["routerId"], None)
+    if router is not None:
+        router.close()
+    return {}
+
+
+def _create_webrtc_transport(engine: Engine, data: dict) -> dict:
+    router = engine._router(data)
+    transport_id = data["transportId"]
+    if transport_id in engine.transports:
+        raise invalid_input(f"transport {transport_id!r} already exists")
+    transport = WebRtcTransport(engine, router, transport_id, data)
+    router.transports[transport_id] = transport
+    engine.transports[transport_id] = transport
+    return transport.answer()
+
+
+def _close_transport(engine: Engine, data: dict) -> dict:
+    transport = engine.transports.get(data["transportId"])
+    if transport is not None:
+        transport.close()
+    return {}
+
+
+def _close_producer(engine: Engine, data: dict) -> dict:
+    producer = engine.producers.get(data["producerId"])
+    if producer is not None:
+        producer.close()
+    return {}
+
+
+def _close_consumer(engine: Engine, data: dict) -> dict:
+    consumer = engine.consumers.get(data["consumerId"])
+    if consumer is not None:
+        consumer.close()
+    return {}
+
+
+def _set_preferred_layers(engine: Engine, data: dict) -> dict:
+    spatial = data["spatialLayer"]
+    if not isinstance(spatial, int) or isinstance(spatial, bool) or spatial < 0:
+        raise invalid_input("spatialLayer must be a non-negative integer")
+    engine._consumer(data).set_preferred_layers(spatial)
+    return {}
+
+
+REQUESTS: dict[str, Callable[[Engine, dict], dict | None]] = {
+    "worker.dump": lambda e, d: e.dump(),
+    "worker.counters": lambda e, d: e.counters(),
+    "router.create": _create_router,
+    "router.close": _close_router,
+    "router.dump": lambda e, d: e._router(d).dump(),
+    "router.createWebRtcTransport": _create_webrtc_transport,
+    "transport.connect": lambda e, d: e._transport(d).connect(d),
+    "transport.restartIce": lambda e, d: e._transport(d).restart_ice(),
+    "transport.close": _close_transport,
+    "transport.getStats": lambda e, d: {"stats": e._transport(d).get_stats()},
+    "transport.produce": lambda e, d: e._transport(d).produce(d),
+    "transport.consume": lambda e, d: e._transport(d).consume(d),
+    "producer.close": _close_producer,
+    "producer.pause": lambda e, d: e._producer(d).set_paused(True),
+    "producer.resume": lambda e, d: e._producer(d).set_paused(False),
+    "producer.requestKeyFrame": lambda e, d: e._producer(d).request_key_frame(),
+    "producer.getStats": lambda e, d: {"stats": e._producer(d).get_stats()},
+    "consumer.close": _close_consumer,
+    "consumer.pause": lambda e, d: e._consumer(d).set_paused(True),
+    "consumer.resume": lambda e, d: e._consumer(d).set_paused(False),
+    "consumer.setPreferredLayers": _set_preferred_layers,
+    "consumer.requestKeyFrame": lambda e, d: e._consumer(d).request_key_frame(),
+    "consumer.getStats": lambda e, d: {"stats": e._consumer(d).get_stats()},
+}
