@@ -3,7 +3,7 @@
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
-from fastpath.netdefs cimport sockaddr_storage, socklen_t
+from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
 from fastpath.rewrite cimport RewriteParams, SeqRewriter, TsRewriter
 from fastpath.rtcp cimport RecvStats
 from fastpath.rtp cimport RtpHeader
@@ -41,6 +41,10 @@ cdef struct TransportState:
     sockaddr_storage remote
     socklen_t remote_len
     TableKey tuple_key
+    bint has_rtcp_tuple     # rtcp-mux off: RTCP has its own remote port
+    sockaddr_storage rtcp_remote
+    socklen_t rtcp_remote_len
+    TableKey rtcp_tuple_key
     void* srtp_in           # SrtpSession, referenced from Forwarder._refs
     void* srtp_out
     uint16_t twcc_seq       # transport-wide sequence of what we send on this transport
@@ -129,6 +133,7 @@ cdef class Forwarder:
     cdef uint64_t forwarded_packets
     cdef uint64_t forwarded_bytes
     cdef int unknown_ssrc_budget
+    cdef int comedia_waiting
     cdef list _events
 
     cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept
@@ -145,3 +150,5 @@ cdef class Forwarder:
     cdef void _choose_target(self, int slot, uint64_t now) noexcept
     cdef void _request_target_keyframe(self, ConsumerState* c) noexcept
     cdef void _detach(self, int consumer, int stream) noexcept
+    cdef void _unknown_tuple(self, unsigned char* data, int length, const sockaddr* addr) noexcept
+    cdef void _clear_rtcp_tuple(self, TransportState* tr) noexcept

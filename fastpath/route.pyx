@@ -196,7 +196,7 @@ cdef class Forwarder:
                         continue
                     t = self.tuples.lookup(&key)
                     if t < 0:
-                        self.drops[DROP_UNKNOWN_TUPLE] += 1
+                        self._unknown_tuple(data, length, sock.rx_addr(i))
                     elif is_rtcp(data, length):
                         self._handle_rtcp(t, data, length, now)
                     else:
@@ -223,6 +223,15 @@ cdef class Forwarder:
             self._on_control(control, events)
         return batches
 
+    cdef void _unknown_tuple(self, unsigned char* data, int length, const sockaddr* addr) noexcept:
+        # a plain transport in comedia mode learns its remote from the first packet; Python decides
+        if self.comedia_waiting > 0 and self.unknown_ssrc_budget > 0 and len(self._control) < MAX_CONTROL_PER_DRAIN:
+            self.unknown_ssrc_budget -= 1
+            self._control.append(("rtp-tuple", PyBytes_FromStringAndSize(<char*>data, length),
+                                  sockaddr_to_tuple(addr)))
+        else:
+            self.drops[DROP_UNKNOWN_TUPLE] += 1
+
     cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept:
         cdef TransportState* tr = &self.transports[t]
         cdef RtpHeader h
@@ -234,7 +243,7 @@ cdef class Forwarder:
         if not tr.has_srtp:
             self.drops[DROP_NO_SRTP] += 1
             return
-        if (<SrtpSession>tr.srtp_in).unprotect_rtp(data, &length, self.sock.slot_size) != 0:
+        if tr.srtp_in != NULL and (<SrtpSession>tr.srtp_in).unprotect_rtp(data, &length, self.sock.slot_size) != 0:
             self.drops[DROP_SRTP_RTP] += 1
             tr.srtp_failures += 1
             return
@@ -315,7 +324,7 @@ cdef class Forwarder:
             if c.twcc_ext_id:
                 set_transport_seq(dst, &out, c.twcc_ext_id, ct.twcc_seq)
                 ct.twcc_seq += 1
-            if (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
+            if ct.srtp_out != NULL and (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
                 self.drops[DROP_SRTP_RTP] += 1
                 continue
             self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
@@ -342,7 +351,7 @@ cdef class Forwarder:
         if not tr.has_srtp:
             self.drops[DROP_NO_SRTP] += 1
             return
-        if (<SrtpSession>tr.srtp_in).unprotect_rtcp(data, &length, self.sock.slot_size) != 0:
+        if tr.srtp_in != NULL and (<SrtpSession>tr.srtp_in).unprotect_rtcp(data, &length, self.sock.slot_size) != 0:
             self.drops[DROP_SRTP_RTCP] += 1
             tr.srtp_failures += 1
             return
@@ -415,10 +424,13 @@ cdef class Forwarder:
             return
         dst = self.sock.tx_slot()
         memcpy(dst, buf, length)
-        if (<SrtpSession>tr.srtp_out).protect_rtcp(dst, &length, self.sock.slot_size) != 0:
+        if tr.srtp_out != NULL and (<SrtpSession>tr.srtp_out).protect_rtcp(dst, &length, self.sock.slot_size) != 0:
             self.drops[DROP_SRTP_RTCP] += 1
             return
-        self.sock.tx_commit(length, <const sockaddr*>&tr.remote, tr.remote_len)
+        if tr.has_rtcp_tuple:
+            self.sock.tx_commit(length, <const sockaddr*>&tr.rtcp_remote, tr.rtcp_remote_len)
+        else:
+            self.sock.tx_commit(length, <const sockaddr*>&tr.remote, tr.remote_len)
         tr.rtcp_out_packets += 1
 
     cdef void _collect_events(self) noexcept:
@@ -475,9 +487,41 @@ cdef class Forwarder:
         tr.srtp_out = <void*>outbound
         tr.has_srtp = 1
 
+    def set_transport_plain(self, int slot):
+        """Carry plain RTP/RTCP: no SRTP on this transport (PlainTransport without enableSrtp)."""
+        cdef TransportState* tr = self._transport(slot)
+        self._refs.pop((slot, "srtp"), None)
+        tr.srtp_in = NULL
+        tr.srtp_out = NULL
+        tr.has_srtp = 1
+
+    def set_transport_rtcp_tuple(self, int slot, tuple addr):
+        """Without rtcp-mux, RTCP comes from and goes to a second remote port (RFC 3550 §11)."""
+        cdef TransportState* tr = self._transport(slot)
+        cdef TableKey key
+        self._clear_rtcp_tuple(tr)
+        sockaddr_from_tuple(addr, self.sock.family, &tr.rtcp_remote, &tr.rtcp_remote_len)
+        address_key(<const sockaddr*>&tr.rtcp_remote, &key)
+        existing = self.tuples.lookup(&key)
+        if existing >= 0 and existing != slot:
+            raise ValueError(f"tuple {addr} already belongs to transport {existing}")
+        self.tuples.insert(&key, slot)
+        tr.rtcp_tuple_key = key
+        tr.has_rtcp_tuple = 1
+
+    cdef void _clear_rtcp_tuple(self, TransportState* tr) noexcept:
+        if tr.has_rtcp_tuple:
+            self.tuples.remove(&tr.rtcp_tuple_key)
+            tr.has_rtcp_tuple = 0
+
+    def set_comedia_waiting(self, int count):
+        """How many transports wait to learn their remote from a first packet (unknown tuples go up)."""
+        self.comedia_waiting = count
+
     def remove_transport(self, int slot):
         """Free a transport slot; its streams and consumers must be removed first."""
         self.clear_transport_tuple(slot)
+        self._clear_rtcp_tuple(self._transport(slot))
         self._refs.pop((slot, "srtp"), None)
         memset(&self.transports[slot], 0, sizeof(TransportState))
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from app.log import get_logger
 from fastpath.dtls import DtlsCertificate
 from fastpath.engine.errors import invalid_input, not_found
+from fastpath.engine.plain_transport import PlainTransport
 from fastpath.engine.router import Router
 from fastpath.engine.webrtc_transport import WebRtcTransport
 from fastpath.ice import CONSENT_TIMEOUT, ufrag_of
@@ -35,13 +36,14 @@ class Engine:
         self.forwarder = Forwarder(udp, self._on_control)
         self.certificate = DtlsCertificate.generate()
         self.routers: dict[str, Router] = {}
-        self.transports: dict[str, WebRtcTransport] = {}
+        self.transports: dict[str, WebRtcTransport | PlainTransport] = {}
         self.producers: dict = {}
         self.consumers: dict = {}
         self.transports_by_slot: dict[int, object] = {}
         self.consumers_by_slot: dict[int, object] = {}
         self.ufrags: dict[str, WebRtcTransport] = {}
         self.tuples: dict[tuple, WebRtcTransport] = {}
+        self.comedia_waiting: list[PlainTransport] = []
         self.control_drops: Counter[str] = Counter()
         self._udp = udp
         self.loop.add_reader(udp.fileno(), self.forwarder.drain)
@@ -64,6 +66,8 @@ class Engine:
                         self.control_drops["dtls_unknown_tuple"] += 1
                     else:
                         transport.on_dtls(data, where)
+                elif kind == "rtp-tuple":
+                    self._comedia_packet(data, where)
                 else:
                     transport = self.transports_by_slot.get(where)
                     if transport is not None:
@@ -76,6 +80,24 @@ class Engine:
             if consumer is not None and name == "layerschange":
                 self.notify("consumer.layerschange", consumer.id,
                             {"spatialLayer": layer, "temporalLayer": None} if layer >= 0 else {})
+
+    def _comedia_packet(self, data: bytes, addr: tuple) -> None:
+        """Give a first packet from an unknown address to the comedia transport it belongs to.
+
+        The SSRC is readable even under SRTP: a transport whose producer signalled
+        it wins; otherwise the oldest waiting transport takes it.
+        """
+        is_rtcp = len(data) >= 2 and 192 <= data[1] <= 223
+        candidates = [t for t in self.comedia_waiting if t.waits_for(addr, is_rtcp)]
+        if not candidates:
+            self.control_drops["unknown_tuple"] += 1
+            return
+        ssrc = int.from_bytes(data[8:12] if not is_rtcp else data[4:8], "big") if len(data) >= 12 else 0
+        for transport in candidates:
+            if any(ssrc == e.get("ssrc") for p in transport.producers.values() for e in p.encodings):
+                transport.learn(addr, is_rtcp)
+                return
+        candidates[0].learn(addr, is_rtcp)
 
     async def _timers(self) -> None:
         ticks = 0
@@ -175,6 +197,17 @@ def _create_webrtc_transport(engine: Engine, data: dict) -> dict:
     return transport.answer()
 
 
+def _create_plain_transport(engine: Engine, data: dict) -> dict:
+    router = engine._router(data)
+    transport_id = data["transportId"]
+    if transport_id in engine.transports:
+        raise invalid_input(f"transport {transport_id!r} already exists")
+    transport = PlainTransport(engine, router, transport_id, data)
+    router.transports[transport_id] = transport
+    engine.transports[transport_id] = transport
+    return transport.answer()
+
+
 def _close_transport(engine: Engine, data: dict) -> dict:
     transport = engine.transports.get(data["transportId"])
     if transport is not None:
@@ -211,6 +244,7 @@ REQUESTS: dict[str, Callable[[Engine, dict], dict | None]] = {
     "router.close": _close_router,
     "router.dump": lambda e, d: e._router(d).dump(),
     "router.createWebRtcTransport": _create_webrtc_transport,
+    "router.createPlainTransport": _create_plain_transport,
     "transport.connect": lambda e, d: e._transport(d).connect(d),
     "transport.restartIce": lambda e, d: e._transport(d).restart_ice(),
     "transport.close": _close_transport,

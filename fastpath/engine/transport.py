@@ -76,6 +76,12 @@ class Transport:
                 return
         self.engine.control_drops["unmatched_ssrc"] += 1
 
+    def check_consent(self, now: float) -> None:
+        """ICE consent (RFC 7675) applies to WebRTC transports only."""
+
+    def restart_ice(self) -> dict:
+        raise invalid_state(f"a {self.kind} transport has no ICE to restart")
+
     # ---- close cascade ----------------------------------------------------------------------
 
     def close(self) -> None:
