@@ -118,6 +118,27 @@ def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCHMARKS = ("bench_srtp.py", "bench_udp.py", "bench_forward.py")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the benchmarks of bench/ one after the other (they print and save JSON)."""
+    import subprocess
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "bench"
+    scripts = [folder / name for name in BENCHMARKS if (folder / name).is_file()]
+    if not scripts:
+        raise ConfigError(f"no benchmarks found in {folder} (run from a source checkout)")
+    for script in scripts:
+        print(f"== {script.name}", flush=True)
+        result = subprocess.run([sys.executable, str(script)], cwd=folder.parent)
+        if result.returncode != 0:
+            sys.stderr.write(f"switchyard: {script.name} failed with exit code {result.returncode}\n")
+            return result.returncode
+    return 0
+
+
 def not_built(name: str) -> int:
     sys.stderr.write(f"switchyard: {name} is not built yet\n")
     return 1
@@ -130,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_serve(args)
         if args.command == "token":
             return run_token(args)
+        if args.command == "bench":
+            return run_bench(args)
         if args.command == "db":
             return not_built("db upgrade")
         return not_built(args.command)

@@ -134,6 +134,7 @@ cdef class Forwarder:
     cdef uint64_t forwarded_bytes
     cdef int unknown_ssrc_budget
     cdef int comedia_waiting
+    cdef bint events_pending
     cdef list _events
 
     cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept

@@ -303,6 +303,7 @@ cdef class Forwarder:
                 ts_rewrite_sync(&c.ts, h.timestamp, gap)
                 c.current_layer = layer
                 c.layers_changed = 1
+                self.events_pending = 1
             out_seq = seq_rewrite_out(&c.seq, h.sequence_number)
             if out_seq < 0:
                 continue
@@ -435,6 +436,10 @@ cdef class Forwarder:
 
     cdef void _collect_events(self) noexcept:
         cdef int i
+        # layer switches are rare: scan the consumers only when one happened
+        if not self.events_pending:
+            return
+        self.events_pending = 0
         for i in range(self.consumer_capacity):
             if self.consumers[i].used and self.consumers[i].layers_changed:
                 self.consumers[i].layers_changed = 0
