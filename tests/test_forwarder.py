@@ -10,30 +10,35 @@ import pytest
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
 from fastpath.codecs import CODEC_OPUS, CODEC_VP8
 from fastpath.route import Forwarder
-from fastpath.srtp import SrtpSession
+from fastpath.srtp import SrtpSession, profile_key_lengths
 
 PROFILE = "AEAD_AES_128_GCM"
+ALL_PROFILES = ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM",
+                "AEAD_AES_256_GCM"]
 
 
-def keypair() -> tuple[bytes, bytes]:
-    return os.urandom(28), os.urandom(28)
+def keypair(profile: str) -> tuple[bytes, bytes]:
+    size = sum(profile_key_lengths(profile))
+    return os.urandom(size), os.urandom(size)
 
 
 class Peer:
     """A test-side endpoint with its own socket and SRTP contexts (what a client would hold)."""
 
-    def __init__(self):
+    def __init__(self, profile: str = PROFILE):
+        self.profile = profile
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(2)
         self.addr = self.sock.getsockname()
         # the peer's send key is the server's receive key, and the other way round
-        self.send_key, self.recv_key = keypair()
-        self.tx = SrtpSession(PROFILE, self.send_key, "outbound")
-        self.rx = SrtpSession(PROFILE, self.recv_key, "inbound")
+        self.send_key, self.recv_key = keypair(profile)
+        self.tx = SrtpSession(profile, self.send_key, "outbound")
+        self.rx = SrtpSession(profile, self.recv_key, "inbound")
 
     def server_sessions(self):
-        return SrtpSession(PROFILE, self.send_key, "inbound"), SrtpSession(PROFILE, self.recv_key, "outbound")
+        return (SrtpSession(self.profile, self.send_key, "inbound"),
+                SrtpSession(self.profile, self.recv_key, "outbound"))
 
     def receive(self, count: int) -> list[bytes]:
         out = []
@@ -73,10 +78,11 @@ def rtp(seq: int, ts: int, ssrc: int, pt: int, payload: bytes, marker: int = 0) 
     return bytes(packet.serialize())
 
 
-def test_audio_fans_out_rewritten_to_every_consumer(forwarder):
+@pytest.mark.parametrize("profile", ALL_PROFILES)
+def test_audio_fans_out_rewritten_to_every_consumer(forwarder, profile):
     fwd, server_addr, control = forwarder
-    producer = Peer()
-    consumers = [Peer() for _ in range(3)]
+    producer = Peer(profile)
+    consumers = [Peer(profile) for _ in range(3)]
     pt_slot = connect(fwd, producer)
     stream = fwd.add_producer_stream(pt_slot, 1111, 0, CODEC_OPUS, 48000, 0, False)
     slots = []
