@@ -20,6 +20,8 @@ from pyee.asyncio import AsyncIOEventEmitter
 
 from app.log import get_logger
 from fastpath.channel import Channel, ChannelClosed, open_pipe_streams
+from fastpath.errors import InvalidStateError
+from fastpath.router import Router
 
 log = get_logger("worker")
 
@@ -70,6 +72,7 @@ class Worker(AsyncIOEventEmitter):
         self.channel: Channel | None = None
         self.closed = False
         self._watch: asyncio.Task | None = None
+        self.routers: dict[str, Router] = {}
 
     @property
     def pid(self) -> int | None:
@@ -115,6 +118,14 @@ class Worker(AsyncIOEventEmitter):
             raise ChannelClosed(f"worker {self.index} is not running")
         return await self.channel.request(method, data, target)
 
+    async def create_router(self, media_codecs: list[dict] | None = None, app_data: dict | None = None) -> Router:
+        """Create a router (one room's media) on this worker, as mediasoup's worker.createRouter()."""
+        if self.closed:
+            raise InvalidStateError(f"worker {self.index} is closed")
+        router = await Router.create(self, media_codecs, app_data)
+        self.routers[router.id] = router
+        return router
+
     def _on_notification(self, event: str, target: str | None, data: dict) -> None:
         self.emit("notification", event, target, data)
 
@@ -125,6 +136,9 @@ class Worker(AsyncIOEventEmitter):
             return
         # End-of-file on the channel is the death itself; reaping only fetches the exit code.
         self.closed = True
+        for router in list(self.routers.values()):
+            router.worker_closed()
+        self.routers.clear()
         code = await self.process.wait()
         log.error("worker %d (pid %d) died with exit code %s", self.index, self.pid, code)
         self._udp.close()
@@ -136,6 +150,9 @@ class Worker(AsyncIOEventEmitter):
         if self.closed:
             return
         self.closed = True
+        for router in list(self.routers.values()):
+            router.worker_closed()
+        self.routers.clear()
         if self.channel is not None and not self.channel.closed:
             try:
                 self.channel.notify("worker.close")
