@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import pathlib
 import signal
 import socket
 from typing import Any
@@ -36,12 +35,6 @@ from fastpath.supported_capabilities import (
     TRANSPORT_WIDE_CC_URI,
 )
 from fastpath.worker import Worker, WorkerSettings, bind_rtc_sockets
-
-WORKER_HAS_ENGINE = (pathlib.Path(__file__).parent.parent / "fastpath" / "engine" / "__init__.py").exists()
-needs_engine = pytest.mark.skipif(not WORKER_HAS_ENGINE, reason="the worker process has no engine yet")
-WORKER_HAS_PLAIN_TRANSPORT = (
-    pathlib.Path(__file__).parent.parent / "fastpath" / "engine" / "plain_transport.py"
-).exists()
 
 EVENT_TIMEOUT = 5.0
 
@@ -209,7 +202,6 @@ async def test_dead_worker_refuses_new_routers(worker):
         await worker.create_router()
 
 
-@needs_engine
 @pytest.mark.parametrize(
     "change,error,needle",
     [
@@ -232,7 +224,6 @@ async def test_bad_rtp_parameters_are_refused_before_the_worker_is_asked(router,
     assert transport.producers == {} and router.producers == {}
 
 
-@needs_engine
 async def test_produce_checks_kind_ids_and_stream_identifiers(router):
     transport = await router.create_webrtc_transport()
     with pytest.raises(InvalidInputError, match="kind"):
@@ -266,7 +257,6 @@ async def test_produce_checks_kind_ids_and_stream_identifiers(router):
     assert len(transport.producers) == 3 == len(router.producers)
 
 
-@needs_engine
 async def test_consume_refusals(router, room):
     send, recv, audio, video = room
     caps = recv_caps(router.rtp_capabilities)
@@ -289,7 +279,6 @@ async def test_consume_refusals(router, room):
     assert recv.consumers == {} and video.consumers == {}
 
 
-@needs_engine
 async def test_calls_on_closed_objects_raise_invalid_state(router, room):
     send, recv, audio, video = room
     consumer = await recv.consume(video.id, recv_caps(router.rtp_capabilities))
@@ -323,7 +312,6 @@ async def test_calls_on_closed_objects_raise_invalid_state(router, room):
 # ---- the full flow -----------------------------------------------------------------------
 
 
-@needs_engine
 async def test_webrtc_transport_parameters_and_connect_once(router):
     transport = await router.create_webrtc_transport()
     assert transport.ice_parameters["iceLite"] is True
@@ -343,7 +331,6 @@ async def test_webrtc_transport_parameters_and_connect_once(router):
     assert isinstance(await transport.get_stats(), list)
 
 
-@needs_engine
 async def test_ice_notifications_reach_their_transport(router):
     transport = await router.create_webrtc_transport()
     other = await router.create_webrtc_transport()
@@ -370,7 +357,6 @@ async def test_ice_notifications_reach_their_transport(router):
     assert (transport.ice_state, transport.dtls_state, transport.ice_selected_tuple) == ("closed", "closed", None)
 
 
-@needs_engine
 async def test_produce_consume_pause_and_layers(router, room):
     send, recv, audio, video = room
     assert (audio.kind, audio.type, video.type) == ("audio", "simple", "simulcast")
@@ -421,7 +407,6 @@ async def _worker_tables(worker: Worker) -> dict[str, int]:
     return (await worker.request("worker.dump"))["tables"]
 
 
-@needs_engine
 async def test_producer_close_closes_its_consumers_everywhere(router, room):
     send, recv, audio, video = room
     third = await router.create_webrtc_transport()
@@ -445,7 +430,6 @@ async def test_producer_close_closes_its_consumers_everywhere(router, room):
     assert (tables["producers"], tables["consumerObjects"]) == (1, 1)
 
 
-@needs_engine
 async def test_transport_close_cascades(router, room):
     send, recv, audio, video = room
     caps = recv_caps(router.rtp_capabilities)
@@ -480,7 +464,6 @@ async def test_transport_close_cascades(router, room):
     assert mic.consumers == {c2.id: c2} and not mic.closed and not c2.closed
 
 
-@needs_engine
 async def test_router_close_cascades_and_empties_every_table(worker, router, room):
     send, recv, audio, video = room
     caps = recv_caps(router.rtp_capabilities)
@@ -502,7 +485,6 @@ async def test_router_close_cascades_and_empties_every_table(worker, router, roo
     await router.close()  # no-op
 
 
-@needs_engine
 async def test_worker_death_closes_everything_with_events(worker, router, room):
     send, recv, audio, video = room
     consumer = await recv.consume(video.id, recv_caps(router.rtp_capabilities))
@@ -528,7 +510,6 @@ async def test_worker_death_closes_everything_with_events(worker, router, room):
     await consumer.close()  # closing what is already closed never reaches the dead worker
 
 
-@needs_engine
 async def test_worker_close_closes_its_routers(worker, router, room):
     events = Events()
     events.watch(router, "workerclose")
@@ -538,7 +519,6 @@ async def test_worker_close_closes_its_routers(worker, router, room):
     assert_closed_and_empty(router, *room)
 
 
-@needs_engine
 async def test_plain_transport_arguments_are_checked(router):
     with pytest.raises(InvalidInputError):
         await router.create_plain_transport(srtp_crypto_suite="NULL")
@@ -547,8 +527,6 @@ async def test_plain_transport_arguments_are_checked(router):
     assert router.transports == {}
 
 
-@needs_engine
-@pytest.mark.skipif(not WORKER_HAS_PLAIN_TRANSPORT, reason="the worker has no plain transport yet")
 async def test_plain_transport_connects_once(router):
     transport = await router.create_plain_transport(rtcp_mux=False)
     assert transport.tuple["localPort"] and transport.tuple["protocol"] == "udp"
@@ -564,8 +542,6 @@ async def test_plain_transport_connects_once(router):
     assert audio.closed and router.producers == {} and router.transports == {}
 
 
-@needs_engine
-@pytest.mark.skipif(not WORKER_HAS_PLAIN_TRANSPORT, reason="the worker has no plain transport yet")
 async def test_comedia_plain_transport_learns_its_remote_from_the_first_packet(router):
     transport = await router.create_plain_transport(comedia=True)
     other = await router.create_webrtc_transport()

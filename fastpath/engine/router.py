@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fastpath.engine.consumer import Consumer
     from fastpath.engine.producer import Producer
     from fastpath.engine.transport import Transport
 
@@ -17,7 +16,6 @@ class Router:
         self.id = router_id
         self.transports: dict[str, Transport] = {}
         self.producers: dict[str, Producer] = {}
-        self.consumers_by_producer: dict[str, set[Consumer]] = {}
 
     def close(self) -> None:
         """Close every transport (which closes their producers and consumers)."""
@@ -25,12 +23,11 @@ class Router:
             transport.close()
         self.transports.clear()
         self.producers.clear()
-        self.consumers_by_producer.clear()
 
     def dump(self) -> dict:
         return {
             "id": self.id,
             "transportIds": list(self.transports),
             "producerIds": list(self.producers),
-            "consumerIds": [c.id for cs in self.consumers_by_producer.values() for c in cs],
+            "consumerIds": [c for t in self.transports.values() for c in t.consumers],
         }
