@@ -55,6 +55,7 @@ class WebRtcTransport(Transport):
         self.ice_state = "new"
         self.ice_selected_tuple: dict[str, Any] | None = None
         self.dtls_state = "new"
+        self.srtp_crypto_suite: str | None = None
         self._connect_called = False
 
     async def connect(self, dtls_parameters: dict[str, Any]) -> None:
@@ -89,6 +90,7 @@ class WebRtcTransport(Transport):
             self.emit("iceselectedtuplechange", self.ice_selected_tuple)
         elif event == "transport.dtlsstatechange":
             self.dtls_state = data["dtlsState"]
+            self.srtp_crypto_suite = data.get("srtpCryptoSuite") or self.srtp_crypto_suite
             self.emit("dtlsstatechange", self.dtls_state)
 
     def _closed_states(self) -> None:
