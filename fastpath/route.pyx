@@ -758,6 +758,9 @@ cdef class Forwarder:
             c.target_layer = target
             if target != c.current_layer:
                 self._request_target_keyframe(c)
+        elif target != c.current_layer and not (c.paused or c.producer_paused) and c.streams[target] >= 0:
+            # still waiting for the key frame to switch on: ask again (rate-limited per stream)
+            self._request_keyframe(c.streams[target], now, 0)
 
     cdef void _request_target_keyframe(self, ConsumerState* c) noexcept:
         if 0 <= c.target_layer < c.layer_count and c.streams[c.target_layer] >= 0:
@@ -862,6 +865,20 @@ cdef class Forwarder:
             "tuples": len(self.tuples), "producerSsrcs": len(self.producer_ssrcs),
             "consumerSsrcs": len(self.consumer_ssrcs), "srtpRefs": len(self._refs),
         }
+
+    def inject(self, int slot, bytes data):
+        """Handle a packet Python held back (a comedia transport's first) as if just received."""
+        cdef unsigned char buf[2048]
+        cdef int length = len(data)
+        self._transport(slot)
+        if length > 2048 - 64 or length < 2:
+            raise ValueError("packet size out of range")
+        memcpy(buf, <const char*>data, length)
+        if is_rtcp(buf, length):
+            self._handle_rtcp(slot, buf, length, monotonic_ns())
+        else:
+            self._handle_rtp(slot, buf, length, monotonic_ns())
+        self.sock.flush()
 
     def send_raw(self, bytes data, tuple addr):
         """Queue and send one datagram (STUN and DTLS answers from the control plane)."""

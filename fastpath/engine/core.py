@@ -95,9 +95,9 @@ class Engine:
         ssrc = int.from_bytes(data[8:12] if not is_rtcp else data[4:8], "big") if len(data) >= 12 else 0
         for transport in candidates:
             if any(ssrc == e.get("ssrc") for p in transport.producers.values() for e in p.encodings):
-                transport.learn(addr, is_rtcp)
+                transport.learn(addr, is_rtcp, data)
                 return
-        candidates[0].learn(addr, is_rtcp)
+        candidates[0].learn(addr, is_rtcp, data)
 
     async def _timers(self) -> None:
         ticks = 0

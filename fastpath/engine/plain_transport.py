@@ -123,8 +123,8 @@ class PlainTransport(Transport):
             return not is_rtcp or self.rtcp_mux
         return is_rtcp and not self.rtcp_mux and self.rtcp_tuple is None and addr[0] == self.tuple[0]
 
-    def learn(self, addr: tuple, is_rtcp: bool) -> None:
-        """Comedia: take the remote from a first packet; the next packets flow in the Forwarder."""
+    def learn(self, addr: tuple, is_rtcp: bool, packet: bytes) -> None:
+        """Comedia: take the remote from a first packet, which is then handled like every later one."""
         if is_rtcp and not self.rtcp_mux and self.tuple is not None:
             self._set_rtcp_tuple(addr)
             self.engine.notify("transport.rtcptuple", self.id, {"rtcpTuple": self._local_tuple(addr)})
@@ -133,6 +133,7 @@ class PlainTransport(Transport):
             self.engine.notify("transport.tuple", self.id, {"tuple": self._local_tuple(addr)})
         if self.tuple is not None and (self.rtcp_mux or self.rtcp_tuple is not None):
             self._stop_waiting()
+        self.engine.forwarder.inject(self.slot, packet)
 
     def _stop_waiting(self) -> None:
         if self in self.engine.comedia_waiting:
