@@ -17,8 +17,8 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpPacket, RtpPacket
 from av import VideoFrame
-
 from fastpath.srtp import SrtpSession
+
 from tests.media.client import Client, receive_frames
 from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack
 from tests.test_media_call import start_worker
@@ -135,7 +135,7 @@ class RtpSink:
         while len(frames) < count and time.monotonic() < deadline:
             try:
                 data = await asyncio.wait_for(loop.sock_recv(self.sock, 2048), 1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if 192 <= data[1] <= 223:
                 continue  # RTCP (sender reports)
