@@ -81,6 +81,9 @@ cdef struct ProducerStream:
     uint64_t pli_sent
     uint32_t sr_ntp_compact
     uint32_t sr_rtp_timestamp
+    int audio_level_ext_id      # the producer's id of ssrc-audio-level (RFC 6464), 0 none
+    uint32_t level_sum          # sum of -dBov over the current observer interval
+    uint32_t level_count
 
 
 cdef struct ConsumerState:

@@ -62,7 +62,7 @@ from fastpath.rtcp cimport (
     rtcp_parse_report_blocks,
     rtcp_parse_sr,
 )
-from fastpath.rtp cimport RtpHeader, is_rtcp, parse_rtp
+from fastpath.rtp cimport RtpHeader, find_extension, is_rtcp, parse_rtp
 from fastpath.srtp cimport SrtpSession
 from fastpath.table cimport KeyTable, TableKey
 from fastpath.udp cimport MSG_TRUNC, UdpBatchSocket, sockaddr_from_tuple, sockaddr_to_tuple
@@ -240,6 +240,7 @@ cdef class Forwarder:
         cdef ProducerStream* s
         cdef PayloadInfo info
         cdef bint keyframe = 0
+        cdef int level_offset = 0
         if not tr.has_srtp:
             self.drops[DROP_NO_SRTP] += 1
             return
@@ -275,6 +276,10 @@ cdef class Forwarder:
             keyframe = info.is_keyframe > 0
             if keyframe:
                 s.keyframes += 1
+        elif s.audio_level_ext_id and find_extension(data, &h, s.audio_level_ext_id, &level_offset) >= 1:
+            # RFC 6464 §3: the low 7 bits are the level in -dBov (127: silence)
+            s.level_sum += data[level_offset] & 0x7F
+            s.level_count += 1
         if not s.paused:
             self._forward(s, slot, data, &h, keyframe, now)
 
@@ -602,6 +607,23 @@ cdef class Forwarder:
         ssrc_key(&key, rtx_ssrc, s.transport)
         key.c = 1
         self.producer_ssrcs.insert(&key, slot)
+
+    def set_stream_audio_level_ext(self, int slot, int ext_id):
+        """Read the RFC 6464 audio level of this stream's packets from extension `ext_id` (0: off)."""
+        if not 0 <= ext_id < 256:
+            raise ValueError("extension ids are 1..255")
+        self._stream(slot).audio_level_ext_id = ext_id
+
+    def take_audio_level(self, int slot):
+        """The mean audio level (dBov, -127..0) since the last call, or None without samples."""
+        cdef ProducerStream* s = self._stream(slot)
+        cdef double mean
+        if s.level_count == 0:
+            return None
+        mean = -(<double>s.level_sum / s.level_count)
+        s.level_sum = 0
+        s.level_count = 0
+        return mean
 
     def set_stream_paused(self, int slot, bint paused):
         """A paused producer's packets are counted but not forwarded."""

@@ -37,7 +37,8 @@ log = get_logger("router")
 
 
 class Router(AsyncIOEventEmitter):
-    """Events: `workerclose` (its worker closed or died); private `@close` (closed by the application)."""
+    """Events: `workerclose` (its worker closed or died), `activespeaker` ({producerId, volume}: the
+    loudest audio producer, or None for both when nobody speaks); private `@close` (closed by the application)."""
 
     def __init__(
         self, worker: Worker, router_id: str, rtp_capabilities: ortc.RtpCapabilities, app_data: dict[str, Any]
@@ -186,6 +187,10 @@ class Router(AsyncIOEventEmitter):
         self._targets.pop(target_id, None)
 
     def _on_notification(self, event: str, target_id: str | None, data: dict[str, Any]) -> None:
+        if target_id == self.id:
+            if event == "router.activespeaker":
+                self.emit("activespeaker", data)
+            return
         target = self._targets.get(target_id) if target_id is not None else None
         if target is None:
             return

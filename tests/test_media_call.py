@@ -293,3 +293,19 @@ async def test_flood_of_bad_datagrams_does_not_hurt_the_call(worker):
     assert (await worker.request("worker.dump"))["pid"] == worker.pid
     await alice.close()
     await bob.close()
+
+
+async def test_active_speaker_follows_the_audio_level(worker):
+    router = await worker.create_router()
+    speakers = []
+    router.on("activespeaker", speakers.append)
+    alice, bob, producers, consumers = await call(router)
+    audio_producer = producers[1][1]
+    # aiortc's sender writes the RFC 6464 level of every Opus frame; a steady tone is loud enough
+    await wait_for(_async(lambda: any(s["producerId"] == audio_producer.id for s in speakers)))
+    event = next(s for s in speakers if s["producerId"] == audio_producer.id)
+    assert -70 < event["volume"] <= 0
+    await producers[1][1].pause()
+    await wait_for(_async(lambda: speakers[-1] == {"producerId": None, "volume": None}))
+    await alice.close()
+    await bob.close()

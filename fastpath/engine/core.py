@@ -106,6 +106,11 @@ class Engine:
             ticks += 1
             try:
                 self.forwarder.update_layers()
+                for router in list(self.routers.values()):
+                    change = router.pick_active_speaker()
+                    if change is not None:
+                        self.notify("router.activespeaker", router.id,
+                                    {"producerId": change[0], "volume": change[1]})
                 if ticks % int(REPORT_INTERVAL / LAYER_INTERVAL) == 0:
                     self.forwarder.send_reports()
                     now = self.loop.time()

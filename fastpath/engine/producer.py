@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from fastpath.codecs import codec_from_mime
 from fastpath.rtp import find_extension_py
-from fastpath.supported_capabilities import MID_URI, REPAIRED_RID_URI, RID_URI
+from fastpath.supported_capabilities import AUDIO_LEVEL_URI, MID_URI, REPAIRED_RID_URI, RID_URI
 
 if TYPE_CHECKING:
     from fastpath.engine.consumer import Consumer
@@ -90,6 +90,8 @@ class Producer:
         stream = fwd.add_producer_stream(self.transport.slot, ssrc, rtx_ssrc, self.codec_id,
                                          self.clock_rate, layer, self.kind == "video")
         fwd.set_stream_paused(stream, self.paused)
+        if self.kind == "audio" and self.ext_ids.get(AUDIO_LEVEL_URI):
+            fwd.set_stream_audio_level_ext(stream, self.ext_ids[AUDIO_LEVEL_URI])
         self.streams[layer] = stream
         for consumer in self.consumers:
             consumer.attach(layer, stream)
@@ -106,6 +108,13 @@ class Producer:
         for index, stream in enumerate(self.streams):
             if stream is not None and (layer is None or layer == index):
                 self.engine.forwarder.request_key_frame(stream)
+
+    def audio_level(self) -> float | None:
+        """Mean level (dBov) of the first stream since the last call; None when nothing was heard."""
+        stream = self.streams[0]
+        if self.kind != "audio" or stream is None or self.paused:
+            return None
+        return self.engine.forwarder.take_audio_level(stream)
 
     def get_stats(self) -> list[dict]:
         stats = []
