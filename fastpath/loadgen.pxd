@@ -1,0 +1,15 @@
+# cython: language_level=3
+"""Synthetic RTP for benchmarks and load tests: probe packets that carry their send time."""
+
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef enum:
+    # payload bytes a probe starts with: its send time, CLOCK_MONOTONIC ns, big-endian
+    PROBE_TIME_LENGTH = 8
+    PROBE_MIN_LENGTH = 20   # RTP fixed header + send time
+
+
+cdef int write_probe_rtp(unsigned char* buf, int length, uint8_t payload_type, uint16_t seq,
+                         uint32_t timestamp, uint32_t ssrc, uint64_t send_ns) noexcept nogil
+
+cdef int64_t probe_send_ns(const unsigned char* buf, int length) noexcept nogil

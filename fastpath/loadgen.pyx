@@ -1,0 +1,376 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Synthetic SRTP load for benchmarks and load tests: a paced sender and a many-socket receiver, in C.
+
+Every packet is a probe: an RTP fixed header (RFC 3550 5.1) whose first
+PROBE_TIME_LENGTH payload bytes are the CLOCK_MONOTONIC time it was built,
+in ns, big-endian; the rest is filler. The receiver takes the arrival time
+from the kernel (SO_TIMESTAMPNS, stamped when the packet entered the
+receiving side of loopback), so the latency it records excludes its own
+scheduling delay: what remains is the sender's protect and send, and
+everything between the two sockets (the forwarder, in a benchmark).
+"""
+
+import numpy as np
+
+from libc.errno cimport EAGAIN, EINTR, errno
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
+from posix.unistd cimport close
+from posix.uio cimport iovec
+
+from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
+from fastpath.rtp cimport RTP_HEADER_LENGTH, RtpHeader, parse_rtp, read_u32, write_u16, write_u32
+from fastpath.srtp cimport SrtpSession
+from fastpath.udp cimport (
+    MSG_DONTWAIT,
+    MSG_TRUNC,
+    UDP_DEFAULT_SLOT_SIZE,
+    UdpBatchSocket,
+    cmsghdr,
+    mmsghdr,
+    msghdr,
+    sockaddr_from_tuple,
+)
+
+
+cdef extern from "<time.h>" nogil:
+    int TIMER_ABSTIME
+    int clock_nanosleep(int clock_id, int flags, const timespec* request, timespec* remain)
+
+cdef extern from "<sys/socket.h>" nogil:
+    int SOL_SOCKET
+    int SO_TIMESTAMPNS
+    int SCM_TIMESTAMPNS
+    int recvmmsg(int fd, mmsghdr* msgs, unsigned int vlen, int flags, void* timeout)
+    int setsockopt(int fd, int level, int name, const void* value, socklen_t length)
+    cmsghdr* CMSG_FIRSTHDR(msghdr* msg)
+    cmsghdr* CMSG_NXTHDR(msghdr* msg, cmsghdr* cmsg)
+    unsigned char* CMSG_DATA(cmsghdr* cmsg)
+    size_t CMSG_SPACE(size_t length)
+
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        void* ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+    struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int EPOLLIN
+    int EPOLL_CTL_ADD
+    int EPOLL_CLOEXEC
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
+    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
+
+
+cdef enum:
+    RX_BATCH = 64               # datagrams per recvmmsg
+    RX_ROUNDS = 16              # recvmmsg calls per ready socket before the next one gets a turn
+    RX_EVENTS = 256             # ready sockets per epoll_wait
+    RX_WAIT_MS = 10             # longest epoll_wait, so the time bound holds when nothing comes
+    RX_CONTROL_SPACE = 64       # room for one SCM_TIMESTAMPNS message
+
+
+cdef inline uint64_t monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
+
+
+cdef inline int64_t realtime_minus_monotonic_ns() noexcept nogil:
+    """Offset that turns a kernel CLOCK_REALTIME stamp into CLOCK_MONOTONIC."""
+    cdef timespec rt
+    cdef uint64_t before = monotonic_ns(), after
+    clock_gettime(CLOCK_REALTIME, &rt)
+    after = monotonic_ns()
+    return (<int64_t>rt.tv_sec * 1000000000 + rt.tv_nsec) - <int64_t>((before + after) // 2)
+
+
+cdef inline void sleep_until(uint64_t deadline_ns) noexcept nogil:
+    cdef timespec ts
+    ts.tv_sec = deadline_ns // 1000000000
+    ts.tv_nsec = deadline_ns % 1000000000
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL)
+
+
+cdef int write_probe_rtp(unsigned char* buf, int length, uint8_t payload_type, uint16_t seq,
+                         uint32_t timestamp, uint32_t ssrc, uint64_t send_ns) noexcept nogil:
+    """Write the RTP header and send time of a probe of length bytes; its length, or -1 if too short."""
+    if length < PROBE_MIN_LENGTH:
+        return -1
+    buf[0] = 0x80   # V=2, no padding, extension or CSRC
+    buf[1] = payload_type & 0x7F
+    write_u16(buf + 2, seq)
+    write_u32(buf + 4, timestamp)
+    write_u32(buf + 8, ssrc)
+    write_u32(buf + RTP_HEADER_LENGTH, <uint32_t>(send_ns >> 32))
+    write_u32(buf + RTP_HEADER_LENGTH + 4, <uint32_t>send_ns)
+    return length
+
+
+cdef int64_t probe_send_ns(const unsigned char* buf, int length) noexcept nogil:
+    """The send time of a plain (unprotected) probe, wherever its header ends; -1 if it has none."""
+    cdef RtpHeader h
+    if parse_rtp(buf, length, &h) < 0 or h.payload_len < PROBE_TIME_LENGTH:
+        return -1
+    return <int64_t>(((<uint64_t>read_u32(buf + h.header_len)) << 32)
+                     | read_u32(buf + h.header_len + 4))
+
+
+def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, int packet_size,
+             double rate_pps, double duration_s, int batch=32, int first_seq=0,
+             uint32_t clock_rate=90000):
+    """Send SRTP probes of packet_size bytes (trailer included) to dest for duration_s.
+
+    rate_pps paces the stream (0: as fast as the core allows); packets leave
+    in sendmmsg batches of at most `batch`, holding only those already due.
+    The RTP timestamp follows the clock at clock_rate. Returns sent (packets
+    the kernel took), built, dropped (send buffer full), seconds,
+    achieved_pps and next_seq (pass it as first_seq to continue the stream:
+    the session's rollover counter follows the sequence numbers).
+    """
+    cdef int plain = packet_size - session.rtp_trailer
+    cdef UdpBatchSocket out
+    cdef sockaddr_storage ss
+    cdef socklen_t sslen
+    cdef unsigned char* filler
+    cdef unsigned char* slot
+    cdef uint64_t start, end, now, t, built = 0
+    cdef uint32_t ts_base = ssrc * 2654435761u
+    cdef uint16_t seq = <uint16_t>first_seq
+    cdef int64_t due
+    cdef int k, n, status = 0
+    if not session.outbound:
+        raise ValueError("send_rtp needs an outbound SRTP session")
+    if plain < PROBE_MIN_LENGTH or packet_size > UDP_DEFAULT_SLOT_SIZE:
+        raise ValueError(f"packet_size must leave {PROBE_MIN_LENGTH} bytes after the SRTP trailer "
+                         f"and be at most {UDP_DEFAULT_SLOT_SIZE}")
+    if not 1 <= batch <= 1024:
+        raise ValueError("batch must be in 1..1024")
+    if not (0 < duration_s <= 3600 and rate_pps >= 0):
+        raise ValueError("duration_s must be in (0, 3600] and rate_pps >= 0")
+    if not 0 <= payload_type < 128:
+        raise ValueError("payload_type must be in 0..127")
+    out = UdpBatchSocket(sock, rx_slots=1, tx_slots=batch, gso=False)
+    sockaddr_from_tuple(dest, out.family, &ss, &sslen)
+    filler = <unsigned char*>malloc(plain)
+    if filler == NULL:
+        raise MemoryError()
+    for k in range(plain):
+        filler[k] = <unsigned char>(k * 7 + 13)
+    with nogil:
+        start = monotonic_ns()
+        end = start + <uint64_t>(duration_s * 1e9)
+        while status == 0:
+            now = monotonic_ns()
+            if now >= end:
+                break
+            if rate_pps > 0:
+                due = <int64_t>((now - start) * rate_pps / 1e9) + 1 - <int64_t>built
+                if due <= 0:
+                    t = start + <uint64_t>(built * 1e9 / rate_pps)
+                    sleep_until(t if t < end else end)
+                    continue
+                if due > batch:
+                    due = batch
+            else:
+                due = batch
+            for k in range(<int>due):
+                slot = out.tx_slot()
+                memcpy(slot + PROBE_MIN_LENGTH, filler + PROBE_MIN_LENGTH, plain - PROBE_MIN_LENGTH)
+                t = monotonic_ns()
+                write_probe_rtp(slot, plain, <uint8_t>payload_type, seq,
+                                ts_base + <uint32_t>(((t - start) // 1000) * clock_rate // 1000000),
+                                ssrc, t)
+                n = plain
+                status = session.protect_rtp(slot, &n, out.slot_size)
+                if status != 0:
+                    break
+                out.tx_commit(n, <const sockaddr*>&ss, sslen)
+                seq += 1
+                built += 1
+            out.flush()
+        now = monotonic_ns()
+    free(filler)
+    if status != 0:
+        raise ValueError(f"SRTP protect failed with status {status}")
+    seconds = (now - start) / 1e9
+    return {
+        "sent": out.tx_packets,
+        "built": built,
+        "dropped": out.tx_dropped_eagain,
+        "errors": out.tx_errors,
+        "seconds": seconds,
+        "achieved_pps": out.tx_packets / seconds if seconds > 0 else 0.0,
+        "next_seq": seq,
+    }
+
+
+cdef struct Receiver:
+    int fd
+    void* session            # SrtpSession (borrowed from the caller's list), NULL: count only
+    uint64_t seen
+
+
+def receive_rtp(list socks, list sessions, double duration_s, int sample_every=1,
+                long max_samples=1 << 20, double stop_when_idle=0.0):
+    """Drain every socket for duration_s, counting datagrams and sampling probe latency.
+
+    sessions[i] (an inbound SrtpSession, or None to only count) unprotects
+    every sample_every-th packet of socks[i] (0: none), whose one-way latency
+    goes into a preallocated array of max_samples. With stop_when_idle > 0,
+    return once nothing has arrived for that long. Returns packets, bytes,
+    per_socket (numpy uint64), latencies_ns (numpy int64), samples_dropped
+    (array full), srtp_failures, not_probes, errors and seconds.
+    """
+    cdef int count = len(socks)
+    cdef int i, j, e, nev, n, rounds, ep = -1, length, status, one = 1, zero = 0
+    cdef int wait_ms, max_events = min(max(count, 1), RX_EVENTS)
+    cdef Receiver* rx = NULL
+    cdef mmsghdr* msgs = NULL
+    cdef iovec* iov = NULL
+    cdef unsigned char* buf = NULL
+    cdef unsigned char* control = NULL
+    cdef epoll_event* events = NULL
+    cdef epoll_event ev
+    cdef cmsghdr* cmsg
+    cdef timespec stamp
+    cdef uint64_t start, end, now, last_rx, idle_ns = <uint64_t>(stop_when_idle * 1e9)
+    cdef uint64_t total = 0, total_bytes = 0, dropped = 0, failures = 0, not_probes = 0, errors = 0
+    cdef int64_t rt_offset, send_ns, arrival
+    cdef long samples = 0
+    cdef unsigned char* data
+    if sessions is not None and len(sessions) != count:
+        raise ValueError("sessions must be None or one per socket")
+    if not 0 < duration_s <= 3600 or max_samples < 0 or sample_every < 0:
+        raise ValueError("duration_s must be in (0, 3600], max_samples and sample_every >= 0")
+    per_socket = np.zeros(count, dtype=np.uint64)
+    latencies = np.empty(max_samples, dtype=np.int64)
+    cdef uint64_t[::1] counts = per_socket
+    cdef int64_t[::1] lat = latencies
+    try:
+        rx = <Receiver*>calloc(max(count, 1), sizeof(Receiver))
+        msgs = <mmsghdr*>calloc(RX_BATCH, sizeof(mmsghdr))
+        iov = <iovec*>calloc(RX_BATCH, sizeof(iovec))
+        buf = <unsigned char*>malloc(RX_BATCH * UDP_DEFAULT_SLOT_SIZE)
+        control = <unsigned char*>calloc(RX_BATCH, RX_CONTROL_SPACE)
+        events = <epoll_event*>calloc(max_events, sizeof(epoll_event))
+        if rx == NULL or msgs == NULL or iov == NULL or buf == NULL or control == NULL or events == NULL:
+            raise MemoryError()
+        for j in range(RX_BATCH):
+            iov[j].iov_base = buf + j * UDP_DEFAULT_SLOT_SIZE
+            iov[j].iov_len = UDP_DEFAULT_SLOT_SIZE
+            msgs[j].msg_hdr.msg_iov = &iov[j]
+            msgs[j].msg_hdr.msg_iovlen = 1
+            msgs[j].msg_hdr.msg_control = control + j * RX_CONTROL_SPACE
+        ep = epoll_create1(EPOLL_CLOEXEC)
+        if ep < 0:
+            raise OSError(errno, "epoll_create1 failed")
+        for i in range(count):
+            rx[i].fd = socks[i].fileno()
+            session = sessions[i] if sessions is not None else None
+            if session is not None:
+                if (<SrtpSession?>session).outbound:
+                    raise ValueError("receive_rtp needs inbound SRTP sessions")
+                rx[i].session = <void*>session
+            setsockopt(rx[i].fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one))
+            ev.events = EPOLLIN
+            ev.data.u64 = 0
+            ev.data.u32 = <uint32_t>i
+            if epoll_ctl(ep, EPOLL_CTL_ADD, rx[i].fd, &ev) < 0:
+                raise OSError(errno, f"epoll_ctl failed for socket {i}")
+        rt_offset = realtime_minus_monotonic_ns()
+        with nogil:
+            start = monotonic_ns()
+            end = start + <uint64_t>(duration_s * 1e9)
+            last_rx = start
+            while True:
+                now = monotonic_ns()
+                if now >= end or (idle_ns and now - last_rx >= idle_ns):
+                    break
+                wait_ms = <int>((end - now) // 1000000) + 1
+                nev = epoll_wait(ep, events, max_events, wait_ms if wait_ms < RX_WAIT_MS else RX_WAIT_MS)
+                if nev < 0:
+                    if errno == EINTR:
+                        continue
+                    errors += 1
+                    break
+                for e in range(nev):
+                    i = events[e].data.u32
+                    for rounds in range(RX_ROUNDS):
+                        for j in range(RX_BATCH):
+                            msgs[j].msg_hdr.msg_controllen = RX_CONTROL_SPACE
+                        n = recvmmsg(rx[i].fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL)
+                        if n <= 0:
+                            if n < 0 and errno != EAGAIN and errno != EINTR:
+                                errors += 1
+                            break
+                        last_rx = monotonic_ns()
+                        counts[i] += n
+                        total += n
+                        for j in range(n):
+                            total_bytes += msgs[j].msg_len
+                            if rx[i].session == NULL or sample_every == 0:
+                                continue
+                            rx[i].seen += 1
+                            if (rx[i].seen - 1) % sample_every != 0:
+                                continue
+                            if msgs[j].msg_hdr.msg_flags & MSG_TRUNC:
+                                not_probes += 1
+                                continue
+                            data = buf + j * UDP_DEFAULT_SLOT_SIZE
+                            length = msgs[j].msg_len
+                            status = (<SrtpSession>rx[i].session).unprotect_rtp(
+                                data, &length, UDP_DEFAULT_SLOT_SIZE)
+                            if status != 0:
+                                failures += 1
+                                continue
+                            send_ns = probe_send_ns(data, length)
+                            if send_ns < 0:
+                                not_probes += 1
+                                continue
+                            arrival = <int64_t>last_rx
+                            cmsg = CMSG_FIRSTHDR(&msgs[j].msg_hdr)
+                            while cmsg != NULL:
+                                if cmsg.cmsg_level == SOL_SOCKET and cmsg.cmsg_type == SCM_TIMESTAMPNS:
+                                    memcpy(&stamp, CMSG_DATA(cmsg), sizeof(stamp))
+                                    arrival = (<int64_t>stamp.tv_sec * 1000000000 + stamp.tv_nsec
+                                               - rt_offset)
+                                    break
+                                cmsg = CMSG_NXTHDR(&msgs[j].msg_hdr, cmsg)
+                            if samples < max_samples:
+                                lat[samples] = arrival - send_ns
+                                samples += 1
+                            else:
+                                dropped += 1
+                        if n < RX_BATCH:
+                            break
+            now = monotonic_ns()
+    finally:
+        if rx != NULL:
+            for i in range(count):
+                if rx[i].fd > 0:
+                    setsockopt(rx[i].fd, SOL_SOCKET, SO_TIMESTAMPNS, &zero, sizeof(zero))
+        if ep >= 0:
+            close(ep)
+        free(rx)
+        free(msgs)
+        free(iov)
+        free(buf)
+        free(control)
+        free(events)
+    return {
+        "packets": total,
+        "bytes": total_bytes,
+        "per_socket": per_socket,
+        "latencies_ns": latencies[:samples].copy(),
+        "samples_dropped": dropped,
+        "srtp_failures": failures,
+        "not_probes": not_probes,
+        "errors": errors,
+        "seconds": (now - start) / 1e9,
+    }

@@ -1,0 +1,95 @@
+"""Synthetic load end to end on loopback: send_rtp -> Forwarder -> receive_rtp, with latency probes."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+import time
+
+import pytest
+from fastpath.codecs import CODEC_OPUS
+from fastpath.loadgen import receive_rtp, send_rtp
+from fastpath.route import Forwarder
+from fastpath.srtp import SrtpSession, profile_key_lengths
+
+PROFILE = "AES_CM_128_HMAC_SHA1_80"
+PRODUCER_SSRC = 0x50D0C3E5
+PAYLOAD_TYPE = 111
+RATE_PPS = 2000
+SECONDS = 0.3
+CONSUMERS = 3
+
+
+def udp_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return sock
+
+
+def new_key() -> bytes:
+    return os.urandom(sum(profile_key_lengths(PROFILE)))
+
+
+def serve(fwd: Forwarder, stop: threading.Event, limit_s: float) -> None:
+    """The worker's loop: drain on readiness until stopped, at most limit_s."""
+    deadline = time.monotonic() + limit_s
+    while not stop.is_set() and time.monotonic() < deadline:
+        readable, _, _ = select.select([fwd], [], [], 0.01)
+        if readable:
+            fwd.drain()
+
+
+@pytest.fixture
+def sockets():
+    opened = [udp_socket() for _ in range(CONSUMERS + 2)]
+    yield opened
+    for sock in opened:
+        sock.close()
+
+
+def test_probes_cross_the_forwarder_to_every_consumer(sockets):
+    server, producer, *consumers = sockets
+    fwd = Forwarder(server, lambda packets, events: None)
+    send_key = new_key()
+    t = fwd.add_transport(1)
+    fwd.set_transport_tuple(t, producer.getsockname())
+    fwd.set_transport_srtp(t, SrtpSession(PROFILE, send_key, "inbound"),
+                           SrtpSession(PROFILE, new_key(), "outbound"))
+    stream = fwd.add_producer_stream(t, PRODUCER_SSRC, 0, CODEC_OPUS, 48000, 0, False)
+    receive_sessions = []
+    for i, sock in enumerate(consumers):
+        recv_key = new_key()
+        ct = fwd.add_transport(100 + i)
+        fwd.set_transport_tuple(ct, sock.getsockname())
+        fwd.set_transport_srtp(ct, SrtpSession(PROFILE, new_key(), "inbound"),
+                               SrtpSession(PROFILE, recv_key, "outbound"))
+        consumer = fwd.add_consumer(ct, 7000 + i, 1, {PAYLOAD_TYPE: 100}, {}, 0, CODEC_OPUS, 48000,
+                                    False, False)
+        fwd.attach_stream(consumer, 0, stream)
+        receive_sessions.append(SrtpSession(PROFILE, recv_key, "inbound"))
+
+    stop = threading.Event()
+    worker = threading.Thread(target=serve, args=(fwd, stop, 5.0))
+    sent = {}
+    sender = threading.Thread(target=lambda: sent.update(send_rtp(
+        producer, server.getsockname(), SrtpSession(PROFILE, send_key, "outbound"), PRODUCER_SSRC,
+        PAYLOAD_TYPE, 1200, RATE_PPS, SECONDS, clock_rate=48000)))
+    worker.start()
+    sender.start()
+    try:
+        received = receive_rtp(consumers, receive_sessions, SECONDS + 1.0, stop_when_idle=0.3)
+    finally:
+        sender.join(5)
+        stop.set()
+        worker.join(5)
+
+    assert abs(sent["sent"] - RATE_PPS * SECONDS) <= 0.05 * RATE_PPS * SECONDS
+    assert all(count > 0.9 * sent["sent"] for count in received["per_socket"])
+    assert received["srtp_failures"] == 0 and received["not_probes"] == 0
+    latencies = received["latencies_ns"]
+    assert len(latencies) == received["packets"]
+    assert latencies.min() > 0 and latencies.max() < 50_000_000
+    assert fwd.counters()["forwardedPackets"] == received["packets"]
