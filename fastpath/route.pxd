@@ -138,6 +138,7 @@ cdef class Forwarder:
     cdef int unknown_ssrc_budget
     cdef int comedia_waiting
     cdef bint events_pending
+    cdef int flush_every
     cdef list _events
 
     cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept

@@ -79,6 +79,12 @@ cdef enum:
     KIND_CONSUMER = 2
     # a drain hands the loop back after this many batches, so a flood cannot stall it
     MAX_BATCHES_PER_DRAIN = 64
+    # ...or after this long, so control work (signaling, DTLS) is never starved under overload
+    MAX_DRAIN_NS = 5000000
+    # a lightly loaded batch flushes every this many copies: the first consumer's copy does not
+    # wait for every other copy to be protected
+    LIGHT_LOAD_BATCH = 4
+    LIGHT_LOAD_FLUSH = 32
     RTCP_SCRATCH = 1500
     ACTIVE_LAYER_NS = 2000000000
     MAX_REPORT_BLOCKS = 31
@@ -106,6 +112,7 @@ cdef class Forwarder:
 
     def __cinit__(self, sock, on_control):
         self.sock = UdpBatchSocket(sock)
+        self.flush_every = self.sock.tx_slots
         self._on_control = on_control
         self._control = []
         self._events = []
@@ -175,6 +182,7 @@ cdef class Forwarder:
         cdef TableKey key
         cdef int32_t t
         cdef uint64_t now
+        cdef uint64_t started = monotonic_ns()
         cdef UdpBatchSocket sock = self.sock
         self.unknown_ssrc_budget = MAX_UNKNOWN_SSRC_PER_DRAIN
         while batches < MAX_BATCHES_PER_DRAIN:
@@ -183,6 +191,7 @@ cdef class Forwarder:
                 break
             batches += 1
             now = monotonic_ns()
+            self.flush_every = LIGHT_LOAD_FLUSH if n <= LIGHT_LOAD_BATCH else sock.tx_slots
             for i in range(n):
                 if sock.rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC:
                     self.drops[DROP_TRUNCATED] += 1
@@ -214,7 +223,7 @@ cdef class Forwarder:
                     self.drops[DROP_UNKNOWN_CLASS] += 1
             # interleave: what this batch produced leaves before the next batch is read
             sock.flush()
-            if n < sock.rx_slots:
+            if n < sock.rx_slots or monotonic_ns() - started > MAX_DRAIN_NS:
                 break
         self._collect_events()
         if self._control or self._events:
@@ -334,6 +343,8 @@ cdef class Forwarder:
                 self.drops[DROP_SRTP_RTP] += 1
                 continue
             self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
+            if self.sock.tx_count >= self.flush_every:
+                self.sock.flush()
             ct.rtp_out_packets += 1
             ct.rtp_out_bytes += n
             c.packets += 1

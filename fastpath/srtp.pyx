@@ -93,6 +93,7 @@ cdef srtp_profile_length_fn _srtp_master_salt_length
 # Enough for NACK/RTX reordering and keyframe bursts at video rates; the
 # libsrtp default (128) drops late packets of a large frame as replay_old.
 REPLAY_WINDOW = 1024
+OUTBOUND_WINDOW = 128
 
 # libsrtp's srtp_err_status_t, by value.
 STATUS_NAMES = (
@@ -229,7 +230,9 @@ cdef class SrtpSession:
         self.outbound = direction == "outbound"
         policy.ssrc.type = ssrc_any_outbound if self.outbound else ssrc_any_inbound
         policy.key = <unsigned char*><const unsigned char*>key
-        policy.window_size = REPLAY_WINDOW
+        # The replay window guards what we receive; libsrtp shifts it on every protect too,
+        # so outbound sessions keep libsrtp's default (128) and save ~5% of protect time.
+        policy.window_size = OUTBOUND_WINDOW if self.outbound else REPLAY_WINDOW
         # An SFU resends a packet with its original seq on NACK when RTX is
         # not negotiated; the bytes are the same, so no keystream is reused.
         policy.allow_repeat_tx = 1 if self.outbound else 0

@@ -26,6 +26,7 @@ from fastpath.router import Router
 log = get_logger("worker")
 
 CLOSE_GRACE_SECONDS = 3.0
+RTC_SOCKET_BUFFER = 4 * 1024 * 1024
 
 
 @dataclass
@@ -47,6 +48,9 @@ def bind_rtc_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket
     udp = socket.socket(family, socket.SOCK_DGRAM)
     tcp = socket.socket(family, socket.SOCK_STREAM)
     try:
+        # room for bursts (a key frame to many consumers); the kernel caps it at rmem_max
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RTC_SOCKET_BUFFER)
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, RTC_SOCKET_BUFFER)
         udp.bind((host, port))
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         tcp.bind((host, port))
