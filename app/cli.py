@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=CliParser)
     db_sub.required = True
     upgrade = db_sub.add_parser("upgrade", help="apply the schema migrations")
-    upgrade.add_argument("--database-url", default=config.env_default("DATABASE_URL", config.DEFAULT_DATABASE_URL))
+    upgrade.add_argument("--database-url", default=config.env_default("DATABASE_URL", config.DEFAULT_DATABASE_URL),
+                         help="SQLAlchemy async URL (SWITCHYARD_DATABASE_URL)")
 
     token = sub.add_parser("token", help="mint a JWT for a user id (needs SWITCHYARD_JWT_SECRET)")
     token.add_argument("user_id", help="the user id to put in `sub`")
@@ -82,6 +83,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         database_url=args.database_url,
         redis_url=args.redis_url,
         jwt_secret=config.env_default("JWT_SECRET"),
+        allow_guests=config.parse_bool(config.env_default("ALLOW_GUESTS", "true"), "SWITCHYARD_ALLOW_GUESTS"),
         log_level=args.log_level,
         log_format=args.log_format,
     )
@@ -139,6 +141,23 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_db_upgrade(args: argparse.Namespace) -> int:
+    from app.db import check_database, make_engine, safe_url
+    from app.migrate import upgrade
+
+    async def migrate() -> str:
+        engine = make_engine(args.database_url)
+        try:
+            await check_database(engine)
+            revision = await upgrade(engine)
+            return f"database {safe_url(engine)} is at revision {revision} (newest)"
+        finally:
+            await engine.dispose()
+
+    print(asyncio.run(migrate()))
+    return 0
+
+
 def not_built(name: str) -> int:
     sys.stderr.write(f"switchyard: {name} is not built yet\n")
     return 1
@@ -154,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             return run_bench(args)
         if args.command == "db":
-            return not_built("db upgrade")
+            return run_db_upgrade(args)
         return not_built(args.command)
     except ConfigError as exc:
         sys.stderr.write(f"switchyard: error: {exc}\n")

@@ -30,6 +30,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"
     web_dir: str | None = None
+    allow_guests: bool = True
 
     @property
     def rtc_ports(self) -> list[int]:
@@ -49,6 +50,16 @@ def parse_int(value: object, what: str) -> int:
         return int(str(value), 10)
     except ValueError:
         raise ConfigError(f"{what} must be an integer, got {value!r}") from None
+
+
+def parse_bool(value: object, what: str) -> bool:
+    """A yes/no setting: true/false, yes/no, on/off, 1/0."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{what} must be true or false, got {value!r}")
 
 
 def check_port(port: int, what: str, allow_zero: bool = False) -> None:

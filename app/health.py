@@ -7,6 +7,8 @@ import asyncio
 from aiohttp import web
 from sqlalchemy import text
 
+from app.api import Call, Endpoint
+from app.schemas import HealthAnswer
 from fastpath.channel import ChannelClosed
 
 HEALTH_TIMEOUT_SECONDS = 2.0
@@ -47,8 +49,8 @@ async def worker_status(worker) -> dict:
         return {**entry, "status": "unresponsive", "rooms": 0}
 
 
-async def health(request: web.Request) -> web.Response:
-    runtime = request.app["runtime"]
+async def health(call: Call) -> web.Response:
+    runtime = call.runtime
     db, redis, workers = await asyncio.gather(
         database_status(runtime.engine),
         redis_status(runtime.redis),
@@ -59,5 +61,7 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if healthy else 503)
 
 
-def health_routes() -> list[web.RouteDef]:
-    return [web.get("/api/health", health)]
+ENDPOINTS = [
+    Endpoint("GET", "/api/health", health, "Is this node fit to serve?", "meta", answer=HealthAnswer,
+             auth=False, other_answers=((503, HealthAnswer, "degraded: the database, Redis or a worker is down"),)),
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -11,12 +12,20 @@ from pathlib import Path
 
 from aiohttp import web
 
+from app.api import STORE, keep_allow_header, route_defs
+from app.auth import AUTH, Auth, Tokens
 from app.config import ConfigError, Settings
 from app.db import check_database, make_engine, safe_url
 from app.errors import json_errors
-from app.health import health_routes
+from app.live import NoLiveRooms, RoomsLive
 from app.log import get_logger
+from app.metrics import count_requests
+from app.migrate import upgrade
+from app.openapi import openapi_document
 from app.redis_check import check_redis
+from app.routes import all_endpoints
+from app.routes.docs import OPENAPI
+from app.store import Store
 from app.webapp import static_routes
 from fastpath.channel import ChannelClosed
 from fastpath.worker import Worker, WorkerSettings, bind_rtc_sockets
@@ -34,6 +43,9 @@ class Runtime:
     workers: list[Worker] = field(default_factory=list)
     engine: object | None = None
     redis: object | None = None
+    # Live room state for REST (participant counts, closing a deleted room): the signaling layer
+    # replaces this with its own (see app/live.py).
+    rooms_live: RoomsLive = field(default_factory=NoLiveRooms)
 
 
 def bind_tcp(host: str, port: int, what: str) -> socket.socket:
@@ -52,11 +64,20 @@ def bind_tcp(host: str, port: int, what: str) -> socket.socket:
 
 
 def create_app(runtime: Runtime) -> web.Application:
-    """The aiohttp application: REST routes, metrics, the web app."""
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
+    """The aiohttp application: REST routes, metrics, OpenAPI and Swagger UI, the web app."""
+    settings = runtime.settings
+    if not settings.jwt_secret:
+        settings.jwt_secret = secrets.token_urlsafe(32)
+        settings.jwt_secret_generated = True
+    app = web.Application(middlewares=[count_requests, json_errors, keep_allow_header],
+                          client_max_size=MAX_BODY_BYTES)
     app["runtime"] = runtime
-    app.add_routes(health_routes())
-    app.add_routes(static_routes(runtime.settings.web_dir))
+    app[STORE] = Store(runtime.engine)
+    app[AUTH] = Auth(Tokens(settings.jwt_secret), allow_guests=settings.allow_guests)
+    endpoints = all_endpoints()
+    app[OPENAPI] = openapi_document(endpoints)
+    app.add_routes(route_defs(endpoints))
+    app.add_routes(static_routes(settings.web_dir))
     return app
 
 
@@ -78,6 +99,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await check_database(runtime.engine)
         if settings.redis_url:
             runtime.redis = await check_redis(settings.redis_url)
+        # Last of the checks: the only one that changes anything.
+        revision = await upgrade(runtime.engine)
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -112,6 +135,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         for sock in sockets:
             await web.SockSite(runner, sock).start()
         announce(settings, runtime)
+        log.info("database schema at revision %s", revision)
         if ready is not None:
             ready.set()
         await stop.wait()
