@@ -29,10 +29,12 @@ from app.store import Store
 from app.webapp import static_routes
 from fastpath.channel import ChannelClosed
 from fastpath.worker import Worker, WorkerSettings, bind_rtc_sockets
+from signaling.server import SignalingServer
 
 log = get_logger("server")
 
 MAX_BODY_BYTES = 64 * 1024
+SIGNALING = web.AppKey("signaling", SignalingServer)
 
 
 @dataclass
@@ -77,6 +79,10 @@ def create_app(runtime: Runtime) -> web.Application:
     endpoints = all_endpoints()
     app[OPENAPI] = openapi_document(endpoints)
     app.add_routes(route_defs(endpoints))
+    signaling = SignalingServer(runtime.workers, app[STORE], app[AUTH].tokens, settings.redis_url)
+    signaling.attach(app)
+    runtime.rooms_live = signaling.registry
+    app[SIGNALING] = signaling
     app.add_routes(static_routes(settings.web_dir))
     return app
 

@@ -1,0 +1,1 @@
+"""Socket.IO signaling: the contract of PROTOCOL.md §3 over python-socketio, driving the media engine."""

@@ -1,0 +1,98 @@
+"""`join` and `leave`: entering a room (opening its router on first use) and leaving it cleanly."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from app.log import get_logger
+from signaling.errors import RequestError, not_found
+from signaling.peer import Peer
+from signaling.room import producer_info
+from signaling.schemas import Empty, Join, parse
+
+if TYPE_CHECKING:
+    from signaling.server import Connection, SignalingServer
+
+log = get_logger("signaling.room")
+
+
+async def join(server: SignalingServer, connection: Connection, payload: Any) -> dict:
+    request = parse(Join, payload)
+    if connection.peer is not None:
+        await leave_room(server, connection)
+    record = await server.store.room(request.roomId)
+    if record is None:
+        raise not_found("room")
+    live = await server.registry.open(record)
+    if live.is_full():
+        await server.registry.release_if_empty(live)
+        raise RequestError("room_full", f"the room has reached its {live.max_participants} participants")
+    peer = Peer(connection.sid, connection.user, request.displayName or connection.user.display_name, live)
+    live.peers[peer.peer_id] = peer
+    connection.peer = peer
+    if not live.observed:
+        live.router.on("activespeaker", _active_speaker_listener(server, live))
+        live.observed = True
+    session = await server.store.session_started(room_id=live.id, user_id=connection.user.id, peer_id=peer.peer_id)
+    peer.session_id = session.id
+    await server.sio.enter_room(connection.sid, live.id)
+    await server.to_others(peer, "user-joined", peer.info())
+    others = live.others(peer)
+    return {
+        "peerId": peer.peer_id,
+        "roomId": live.id,
+        "routerRtpCapabilities": live.router.rtp_capabilities,
+        "peers": [p.info() for p in others],
+        "producers": [producer_info(producer, p) for p in others for producer in p.producers.values()],
+    }
+
+
+def _active_speaker_listener(server: SignalingServer, live):
+    def on_active_speaker(data: dict) -> None:
+        owner = live.producer_owner(data["producerId"]) if data.get("producerId") else None
+        event = {"peerId": owner.peer_id, "volume": data["volume"]} if owner else {"peerId": None, "volume": None}
+        server.emit_later("active-speaker", event, room=live.id)
+    return on_active_speaker
+
+
+async def leave(server: SignalingServer, connection: Connection, payload: Any) -> dict:
+    parse(Empty, payload)
+    await leave_room(server, connection)
+    return {}
+
+
+async def leave_room(server: SignalingServer, connection: Connection) -> None:
+    """Close everything the peer owns, tell the others, free an empty room."""
+    peer = connection.peer
+    if peer is None:
+        return
+    await drop_peer(server, connection, notify=True)
+    await server.registry.release_if_empty(peer.room)
+
+
+async def drop_peer(server: SignalingServer, connection: Connection, notify: bool) -> None:
+    peer = connection.peer
+    if peer is None:
+        return
+    connection.peer = None
+    live = peer.room
+    live.peers.pop(peer.peer_id, None)
+    if notify:
+        for producer_id in list(peer.producers):
+            await server.to_others(peer, "producer-closed", {"producerId": producer_id, "peerId": peer.peer_id})
+    for transport in list(peer.transports.values()):
+        await transport.close()
+    peer.transports.clear()
+    peer.producers.clear()
+    peer.consumers.clear()
+    await server.sio.leave_room(connection.sid, live.id)
+    if notify:
+        await server.sio.emit("user-left", {"peerId": peer.peer_id}, room=live.id)
+    if peer.session_id is not None:
+        try:
+            await server.store.session_ended(peer.session_id)
+        except Exception:  # the session row is a record; losing it must not keep the peer in
+            log.exception("could not record the end of session %s", peer.session_id)
+
+
+HANDLERS = {"join": join, "leave": leave}

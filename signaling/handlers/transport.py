@@ -1,0 +1,60 @@
+"""`createWebRtcTransport`, `connectWebRtcTransport`, `restartIce`: the peer's own transports only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from signaling.errors import RequestError, limit_exceeded, not_found
+from signaling.handlers import joined
+from signaling.peer import MAX_TRANSPORTS
+from signaling.schemas import ConnectWebRtcTransport, CreateWebRtcTransport, TransportRef, parse
+
+if TYPE_CHECKING:
+    from fastpath.webrtc_transport import WebRtcTransport
+    from signaling.peer import Peer
+    from signaling.server import Connection, SignalingServer
+
+
+def own_transport(peer: Peer, transport_id: str) -> WebRtcTransport:
+    transport = peer.transports.get(transport_id)
+    if transport is None:
+        raise not_found("transport")
+    return transport
+
+
+async def create_webrtc_transport(server: SignalingServer, connection: Connection, payload: Any) -> dict:
+    request = parse(CreateWebRtcTransport, payload)
+    peer = joined(connection)
+    if request.forceTcp:
+        raise RequestError("unsupported", "ICE over TCP is not served yet; connect over UDP")
+    if len(peer.transports) >= MAX_TRANSPORTS:
+        raise limit_exceeded(f"at most {MAX_TRANSPORTS} transports per peer")
+    transport = await peer.room.router.create_webrtc_transport(
+        app_data={"direction": request.direction, "peerId": peer.peer_id})
+    peer.transports[transport.id] = transport
+    transport.on("routerclose", lambda: peer.transports.pop(transport.id, None))
+    return {
+        "id": transport.id,
+        "iceParameters": transport.ice_parameters,
+        "iceCandidates": transport.ice_candidates,
+        "dtlsParameters": transport.dtls_parameters,
+    }
+
+
+async def connect_webrtc_transport(server: SignalingServer, connection: Connection, payload: Any) -> dict:
+    request = parse(ConnectWebRtcTransport, payload)
+    await own_transport(joined(connection), request.transportId).connect(request.dtlsParameters)
+    return {}
+
+
+async def restart_ice(server: SignalingServer, connection: Connection, payload: Any) -> dict:
+    request = parse(TransportRef, payload)
+    parameters = await own_transport(joined(connection), request.transportId).restart_ice()
+    return {"iceParameters": parameters}
+
+
+HANDLERS = {
+    "createWebRtcTransport": create_webrtc_transport,
+    "connectWebRtcTransport": connect_webrtc_transport,
+    "restartIce": restart_ice,
+}

@@ -1,0 +1,13 @@
+"""Socket.IO request metrics, in the app's Prometheus registry."""
+
+from prometheus_client import Counter, Histogram
+
+from app.metrics import REGISTRY
+
+SIGNALING_REQUESTS = Counter(
+    "switchyard_signaling_requests_total", "Socket.IO requests by event and outcome (ok or error code)",
+    ["event", "outcome"], registry=REGISTRY,
+)
+SIGNALING_SECONDS = Histogram(
+    "switchyard_signaling_request_seconds", "Time to answer a Socket.IO request", ["event"], registry=REGISTRY,
+)

@@ -1,0 +1,116 @@
+"""Payload shapes of every client request (PROTOCOL.md §3), checked before anything acts on them."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
+
+from signaling.errors import invalid_input
+
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+DisplayName = Annotated[str, Field(min_length=1, max_length=64)]
+APP_DATA_MAX_BYTES = 4096
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+def check_app_data(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and len(json.dumps(value, default=str)) > APP_DATA_MAX_BYTES:
+        raise ValueError(f"appData is larger than {APP_DATA_MAX_BYTES} bytes")
+    return value
+
+
+class Join(Payload):
+    roomId: Id
+    displayName: DisplayName | None = None
+
+
+class Empty(Payload):
+    pass
+
+
+class CreateWebRtcTransport(Payload):
+    direction: Literal["send", "recv"]
+    sctpCapabilities: dict[str, Any] | None = None
+    forceTcp: StrictBool = False
+
+
+class ConnectWebRtcTransport(Payload):
+    transportId: Id
+    dtlsParameters: dict[str, Any]
+
+
+class TransportRef(Payload):
+    transportId: Id
+
+
+class Produce(Payload):
+    transportId: Id
+    kind: Literal["audio", "video"]
+    rtpParameters: dict[str, Any]
+    appData: dict[str, Any] | None = None
+
+    _app_data = field_validator("appData")(check_app_data)
+
+
+class ProducerRef(Payload):
+    producerId: Id
+
+
+class Consume(Payload):
+    transportId: Id
+    producerId: Id
+    rtpCapabilities: dict[str, Any]
+    paused: StrictBool = True
+
+
+class ConsumerRef(Payload):
+    consumerId: Id
+
+
+class PreferredLayers(Payload):
+    consumerId: Id
+    spatialLayer: Annotated[StrictInt, Field(ge=0, le=15)]
+    temporalLayer: Annotated[StrictInt, Field(ge=0, le=15)] | None = None
+
+
+class StatsRef(Payload):
+    id: Id
+
+
+class Chat(Payload):
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class Mute(Payload):
+    muted: StrictBool
+
+
+class RaiseHand(Payload):
+    raised: StrictBool
+
+
+def parse(model: type[Payload], payload: object) -> Payload:
+    """Validate a payload; the error names the first bad field."""
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise invalid_input("the payload must be an object")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "payload"
+        raise invalid_input(f"{where}: {first['msg']}") from None

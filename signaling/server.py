@@ -1,0 +1,143 @@
+"""The Socket.IO server: authenticates at connect, runs each socket's requests in order, shapes acks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import socketio
+from socketio.exceptions import ConnectionRefusedError
+
+from app.auth import InvalidToken, SlidingWindow, Tokens, user_for_token
+from app.log import get_logger
+from fastpath.errors import SwitchyardError
+from signaling.errors import RequestError, from_engine
+from signaling.handlers import media, presence, room, transport
+from signaling.metrics import SIGNALING_REQUESTS, SIGNALING_SECONDS
+from signaling.registry import RoomRegistry
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from app.models import User
+    from app.store import Store
+    from signaling.peer import Peer
+    from signaling.room import Room
+
+log = get_logger("signaling")
+
+# Larger than any valid request (rtpParameters are a few KiB); bigger frames close the socket.
+MAX_MESSAGE_BYTES = 256 * 1024
+CHAT_PER_SECOND = 10
+
+
+@dataclass(eq=False)
+class Connection:
+    """One authenticated socket; `peer` is set between join and leave."""
+
+    sid: str
+    user: User
+    peer: Peer | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class SignalingServer:
+    """PROTOCOL.md §3 over python-socketio; one per node, on every HTTP port the app serves."""
+
+    def __init__(self, workers: list, store: Store, tokens: Tokens, redis_url: str | None = None):
+        manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp", client_manager=manager, cors_allowed_origins="*",
+            max_http_buffer_size=MAX_MESSAGE_BYTES, logger=False, engineio_logger=False,
+        )
+        self.store = store
+        self.tokens = tokens
+        self.registry = RoomRegistry(workers)
+        self.registry.on_room_closed = self._room_closed
+        self.connections: dict[str, Connection] = {}
+        self.chat_limits = SlidingWindow(CHAT_PER_SECOND, 1.0)
+        self.handlers = {**room.HANDLERS, **transport.HANDLERS, **media.HANDLERS, **presence.HANDLERS}
+        self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
+        self.sio.on("*", self._request)
+
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app, socketio_path="socket.io")
+
+    # ---- connection lifecycle ---------------------------------------------------------------
+
+    async def _connect(self, sid: str, environ: dict, auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ConnectionRefusedError("unauthorized")
+        try:
+            user = await user_for_token(self.store, self.tokens, token)
+        except InvalidToken:
+            raise ConnectionRefusedError("unauthorized") from None
+        self.connections[sid] = Connection(sid, user)
+
+    async def _disconnect(self, sid: str, *args: Any) -> None:
+        connection = self.connections.get(sid)
+        if connection is None:
+            return
+        async with connection.lock:
+            try:
+                await room.leave_room(self, connection)
+            except Exception:
+                log.exception("cleanup after %s disconnected failed", sid)
+        self.connections.pop(sid, None)
+
+    # ---- requests ------------------------------------------------------------------------------
+
+    async def _request(self, event: str, sid: str, *args: Any) -> dict:
+        started = time.perf_counter()
+        connection = self.connections.get(sid)
+        payload = args[0] if args else None
+        handler = self.handlers.get(event)
+        if connection is None:
+            reply = RequestError("unauthorized", "not connected").ack()
+        elif handler is None:
+            reply = RequestError("not_found", f"unknown request {event[:64]!r}").ack()
+        else:
+            # one request of a socket at a time: the contract promises arrival order
+            async with connection.lock:
+                reply = await self._run(handler, connection, payload, event)
+        outcome = "ok" if reply["ok"] else reply["error"]["code"]
+        label = event if handler is not None else "unknown"
+        SIGNALING_REQUESTS.labels(event=label, outcome=outcome).inc()
+        SIGNALING_SECONDS.labels(event=label).observe(time.perf_counter() - started)
+        return reply
+
+    async def _run(self, handler, connection: Connection, payload: Any, event: str) -> dict:
+        try:
+            data = await handler(self, connection, payload)
+            return {"ok": True, "data": data if data is not None else {}}
+        except RequestError as exc:
+            return exc.ack()
+        except SwitchyardError as exc:
+            return from_engine(exc).ack()
+        except Exception:
+            log.exception("request %s failed", event)
+            return RequestError("internal_error", "the server failed to handle this request").ack()
+
+    # ---- sending -------------------------------------------------------------------------------
+
+    def emit_later(self, event: str, data: dict, **where: Any) -> None:
+        """Emit from a synchronous engine callback; tasks keep the order they were made in."""
+        asyncio.ensure_future(self.sio.emit(event, data, **where))
+
+    async def to_others(self, peer: Peer, event: str, data: dict) -> None:
+        await self.sio.emit(event, data, room=peer.room.id, skip_sid=peer.sid)
+
+    async def _room_closed(self, live_room: Room, reason: str) -> None:
+        """Deleted (REST) or lost its worker: tell everyone, drop their peers; deleted rooms disconnect."""
+        data = {"roomId": live_room.id} if reason == "deleted" else {"roomId": live_room.id, "reason": reason}
+        await self.sio.emit("room-closed", data, room=live_room.id)
+        for peer in list(live_room.peers.values()):
+            connection = self.connections.get(peer.sid)
+            if connection is not None and connection.peer is peer:
+                await room.drop_peer(self, connection, notify=False)
+            if reason == "deleted":
+                await self.sio.disconnect(peer.sid)
