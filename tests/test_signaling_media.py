@@ -1,0 +1,96 @@
+"""Media through the whole stack: SDK signaling to a real server, aiortc media through its worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from signaling.client import SignalingError
+from tests.media.client import receive_frames
+from tests.media.signaled_client import Participant
+from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack, ToneTrack
+from tests.signaling_server import ServerProcess, signed_in
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('media')}/s.db")
+    yield process
+    err = process.stop()
+    assert "Traceback" not in err, err
+
+
+async def test_call_events_and_cleanup_through_signaling(server):
+    video, audio = MovingBarTrack(), ToneTrack()
+    alice = Participant(await signed_in(server.url, "Alice"), [video, audio])
+    bob = Participant(await signed_in(server.url, "Bob"))
+    room = await alice.sdk.create_room("call")
+    await alice.join(room["id"])
+    await bob.join(room["id"])
+    video_producer = await alice.produce(video)
+    audio_producer = await alice.produce(audio)
+    announced = [await bob.sdk.wait_for("new-producer") for _ in range(2)]
+    assert {a["producerId"] for a in announced} == {video_producer.id, audio_producer.id}
+    assert all(a["peerId"] == alice.joined["peerId"] for a in announced)
+
+    video_consumer, video_answer = await bob.consume(video_producer.id)
+    audio_consumer, _ = await bob.consume(audio_producer.id)
+    assert video_answer["type"] == "simple" and video_answer["producerPaused"] is False
+    frames, _ = await receive_frames(video_consumer.track, 30)
+    assert all((f.width, f.height) == (WIDTH, HEIGHT) for f in frames)
+    assert len((await receive_frames(audio_consumer.track, 10))[0]) == 10
+
+    speaker = await bob.sdk.wait_for("active-speaker", lambda d: d["peerId"] is not None)
+    assert speaker["peerId"] == alice.joined["peerId"] and -127 <= speaker["volume"] <= 0
+    stats = await bob.sdk.get_stats(video_answer["id"])
+    assert stats[0]["packetCount"] > 0
+
+    await alice.sdk.pause_producer(video_producer.id)
+    assert await bob.sdk.wait_for("producer-paused") == {"producerId": video_producer.id,
+                                                         "peerId": alice.joined["peerId"]}
+    assert await bob.sdk.wait_for("consumer-paused") == {"consumerId": video_answer["id"]}
+    await alice.sdk.resume_producer(video_producer.id)
+    assert await bob.sdk.wait_for("consumer-resumed") == {"consumerId": video_answer["id"]}
+
+    await alice.sdk.close_producer(video_producer.id)
+    closed = await bob.sdk.wait_for("consumer-closed")
+    assert closed == {"consumerId": video_answer["id"], "producerId": video_producer.id}
+    with pytest.raises(SignalingError) as caught:
+        await bob.sdk.resume_consumer(video_answer["id"])
+    assert caught.value.code == "not_found"
+
+    await alice.sdk.leave()
+    assert (await bob.sdk.wait_for("producer-closed", lambda d: d["producerId"] == audio_producer.id))
+    assert await bob.sdk.wait_for("user-left") == {"peerId": alice.joined["peerId"]}
+    await alice.close()
+    await bob.close()
+
+
+async def test_consume_refusals(server):
+    track = MovingBarTrack()
+    alice = Participant(await signed_in(server.url), [track])
+    bob = Participant(await signed_in(server.url))
+    room = await alice.sdk.create_room("r1")
+    elsewhere = await alice.sdk.create_room("r2")
+    await alice.join(room["id"])
+    producer = await alice.produce(track)
+    await bob.join(elsewhere["id"])
+    transport = await bob.sdk.create_webrtc_transport("recv")
+    with pytest.raises(SignalingError) as caught:
+        await bob.sdk.consume(transport["id"], producer.id, bob.joined["routerRtpCapabilities"])
+    assert caught.value.code == "not_found", "a producer of another room"
+    await bob.sdk.leave()
+    await bob.join(room["id"])
+    transport = await bob.sdk.create_webrtc_transport("recv")
+    audio_only = {"codecs": [c for c in bob.joined["routerRtpCapabilities"]["codecs"]
+                             if c["kind"] == "audio"], "headerExtensions": []}
+    with pytest.raises(SignalingError) as caught:
+        await bob.sdk.consume(transport["id"], producer.id, audio_only)
+    assert caught.value.code == "cannot_consume"
+    send = await bob.sdk.create_webrtc_transport("send")
+    with pytest.raises(SignalingError) as caught:
+        await bob.sdk.consume(send["id"], producer.id, bob.joined["routerRtpCapabilities"])
+    assert caught.value.code == "invalid_input"
+    await alice.close()
+    await bob.close()
