@@ -195,3 +195,48 @@ def test_tables_empty_after_removal(forwarder):
     fwd.remove_transport(ta)
     fwd.remove_transport(tb)
     assert set(fwd.table_sizes().values()) == {0}
+
+
+def test_simulcast_consumer_switches_layers_on_key_frames_with_continuous_numbering(forwarder):
+    fwd, server_addr, control = forwarder
+    producer, viewer = Peer(), Peer()
+    tp = connect(fwd, producer)
+    streams = [fwd.add_producer_stream(tp, 100 + layer, 0, CODEC_VP8, 90000, layer, True) for layer in range(3)]
+    consumer = fwd.add_consumer(connect(fwd, viewer), 9000, 3, {96: 101}, {}, 0, CODEC_VP8, 90000, True, False)
+    for layer, stream in enumerate(streams):
+        fwd.attach_stream(consumer, layer, stream)
+    seq = {100: 1000, 101: 5000, 102: 9000}
+
+    def send_frame(ssrc: int, keyframe: bool, ts: int) -> None:
+        producer.sock.sendto(producer.tx.protect(rtp(seq[ssrc], ts, ssrc, 96, vp8(keyframe))), server_addr)
+        seq[ssrc] += 1
+
+    def send_all_layers(keyframe_on: set[int], ts: int) -> None:
+        for ssrc in (100, 101, 102):
+            send_frame(ssrc, ssrc in keyframe_on, ts)
+
+    viewer.sock.settimeout(0.5)
+    # layer 2 (the preferred, highest) starts on its key frame
+    send_all_layers(set(), 3000)
+    send_all_layers({102}, 6000)
+    send_all_layers(set(), 9000)
+    drain_until(fwd, 0.2)
+    got = [RtpPacket.parse(viewer.rx.unprotect(p)) for p in viewer.receive(2)]
+    assert fwd.consumer_stats(consumer)["currentLayer"] == 2
+    # prefer layer 0: layer 2 keeps flowing until layer 0 has a key frame, then only layer 0
+    fwd.set_consumer_preferred_layer(consumer, 0)
+    send_all_layers(set(), 12000)
+    send_all_layers({100}, 15000)
+    send_all_layers(set(), 18000)
+    drain_until(fwd, 0.2)
+    got += [RtpPacket.parse(viewer.rx.unprotect(p)) for p in viewer.receive(3)]
+    with pytest.raises(TimeoutError):
+        viewer.sock.recv(2048)
+    assert fwd.consumer_stats(consumer)["currentLayer"] == 0
+    assert {p.ssrc for p in got} == {9000}
+    seqs = [p.sequence_number for p in got]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False)), seqs
+    stamps = [p.timestamp for p in got]
+    assert all(0 < (b - a) & 0xFFFFFFFF < 90000 for a, b in zip(stamps, stamps[1:], strict=False)), stamps
+    layer_events = [layer for _, events in control for name, slot, layer in events if slot == consumer]
+    assert layer_events == [2, 0]
