@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import urllib.request
+
 import pytest
 
 from signaling.client import SignalingError
@@ -94,3 +99,36 @@ async def test_consume_refusals(server):
     assert caught.value.code == "invalid_input"
     await alice.close()
     await bob.close()
+
+
+async def test_worker_death_closes_the_room_media_and_peers_can_rejoin(tmp_path):
+    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path}/w.db", workers=2)
+    try:
+        track = MovingBarTrack()
+        alice = Participant(await signed_in(server.url, "Alice"), [track])
+        bob = Participant(await signed_in(server.url, "Bob"))
+        room = await alice.sdk.create_room("fragile")
+        await alice.join(room["id"])
+        await bob.join(room["id"])
+        await alice.produce(track)
+        with urllib.request.urlopen(server.url + "/api/health", timeout=5) as response:
+            workers = json.loads(response.read())["workers"]
+        host = next(w for w in workers if w["rooms"] == 1)
+        os.kill(host["pid"], signal.SIGKILL)
+        assert await bob.sdk.wait_for("room-closed") == {"roomId": room["id"], "reason": "worker_died"}
+        await alice.sdk.wait_for("room-closed")
+        # the sockets stay connected: joining again opens the room on the surviving worker
+        again = await bob.sdk.join(room["id"])
+        assert again["peers"] == []
+        second_track = MovingBarTrack()
+        rejoined = Participant(alice.sdk, [second_track])
+        await rejoined.join(room["id"])
+        producer = await rejoined.produce(second_track)
+        consumer, _ = await bob.consume(producer.id)
+        frames, _ = await receive_frames(consumer.track, 10)
+        assert len(frames) == 10
+        await rejoined.close()
+        await bob.close()
+    finally:
+        err = server.stop()
+    assert "Traceback" not in err
