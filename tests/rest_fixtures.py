@@ -5,7 +5,6 @@ for every test, and the app on it. Test modules load them with
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 
 import pytest
 from argon2 import PasswordHasher
@@ -21,20 +20,6 @@ from tests.rest_helpers import JWT_SECRET
 
 # The real argon2id, with the smallest cost it allows: the tests hash hundreds of passwords.
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-@dataclass
-class FakeLiveRooms:
-    """Stands in for the signaling layer behind `Runtime.rooms_live`."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    closed: list[str] = field(default_factory=list)
-
-    async def participant_counts(self, room_ids):
-        return {room_id: self.counts[room_id] for room_id in room_ids if room_id in self.counts}
-
-    async def close_room(self, room_id):
-        self.closed.append(room_id)
 
 
 async def fresh_postgres(postgres_url: str) -> tuple[AsyncEngine, str]:
@@ -73,18 +58,15 @@ async def engine(request, tmp_path):
 
 
 @pytest.fixture
-def live_rooms():
-    return FakeLiveRooms()
-
-
-@pytest.fixture
 def settings():
     return Settings(jwt_secret=JWT_SECRET, workers=1)
 
 
 @pytest.fixture
-def app(engine, live_rooms, settings):
-    runtime = Runtime(settings, workers=[], engine=engine, rooms_live=live_rooms)
+def app(engine, settings):
+    # the real signaling layer is attached too; with no peers every room counts 0 (tests/test_signaling.py
+    # covers live counts and closing a deleted room's peers end to end)
+    runtime = Runtime(settings, workers=[], engine=engine)
     application = create_app(runtime)
     application[AUTH].passwords = Passwords(CHEAP_HASHER)
     return application

@@ -9,7 +9,7 @@ import jwt
 import pytest
 import socketio
 
-from signaling.client import SignalingError, SwitchyardClient
+from signaling.client import ApiError, SignalingError, SwitchyardClient
 from tests.signaling_server import SECRET, ServerProcess, signed_in
 
 pytestmark = pytest.mark.timeout(60)
@@ -71,6 +71,8 @@ async def test_join_announces_peers_and_existing_producers(pair):
     event = await alice.wait_for("user-joined")
     assert event["peerId"] == bob_joined["peerId"] and event["displayName"] == "Bob"
     assert (await alice.get_room(room["id"]))["participantCount"] == 2
+    listed = {r["id"]: r["participantCount"] for r in await bob.list_rooms()}
+    assert listed[room["id"]] == 2
     await bob.leave()
     assert (await alice.wait_for("user-left")) == {"peerId": bob_joined["peerId"]}
 
@@ -211,6 +213,11 @@ async def test_deleting_a_room_closes_it_for_everyone(pair):
     alice, bob, room = pair
     await alice.join(room["id"])
     await bob.join(room["id"])
+    with pytest.raises(ApiError) as caught:
+        await bob.delete_room(room["id"])
+    assert caught.value.status == 403 and caught.value.code == "forbidden"
+    with pytest.raises(asyncio.TimeoutError):
+        await bob.wait_for("room-closed", timeout=0.3)
     await alice.delete_room(room["id"])
     assert await bob.wait_for("room-closed") == {"roomId": room["id"]}
     await bob.wait_for("disconnect", timeout=5)
