@@ -16,6 +16,9 @@ from app.errors import ApiError
 from app.models import User
 from app.store import Store
 
+# The running server's state (app.server.Runtime); a typed key, as aiohttp asks.
+RUNTIME = web.AppKey("runtime", object)
+
 STORE = web.AppKey("store", Store)
 JSON_TYPES = ("application/json",)
 MAX_ERRORS_SHOWN = 3
@@ -36,7 +39,7 @@ class Call:
 
     @property
     def runtime(self):
-        return self.request.app["runtime"]
+        return self.request.app[RUNTIME]
 
     @property
     def me(self) -> User:

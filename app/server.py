@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app.api import STORE, keep_allow_header, route_defs
+from app.api import RUNTIME, STORE, keep_allow_header, route_defs
 from app.auth import AUTH, Auth, Tokens
 from app.config import ConfigError, Settings
 from app.db import check_database, make_engine, safe_url
@@ -39,7 +39,7 @@ SIGNALING = web.AppKey("signaling", SignalingServer)
 
 @dataclass
 class Runtime:
-    """What a running server holds; handlers find it at `app["runtime"]`."""
+    """What a running server holds; handlers find it at `app[RUNTIME]`."""
 
     settings: Settings
     workers: list[Worker] = field(default_factory=list)
@@ -73,7 +73,7 @@ def create_app(runtime: Runtime) -> web.Application:
         settings.jwt_secret_generated = True
     app = web.Application(middlewares=[count_requests, json_errors, keep_allow_header],
                           client_max_size=MAX_BODY_BYTES)
-    app["runtime"] = runtime
+    app[RUNTIME] = runtime
     app[STORE] = Store(runtime.engine)
     app[AUTH] = Auth(Tokens(settings.jwt_secret), allow_guests=settings.allow_guests)
     endpoints = all_endpoints()
