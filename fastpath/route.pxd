@@ -27,7 +27,10 @@ cdef enum:
     DROP_REWRITE = 10
     DROP_CONTROL_QUEUE_FULL = 11
     DROP_RTX_UNSUPPORTED = 12
-    DROP_REASONS = 13
+    DROP_TCP_BACKLOG = 13
+    DROP_REASONS = 14
+    # queued output of one TCP transport between two drains (a slow reader loses the excess)
+    TCP_OUTPUT_BYTES = 262144
     # upcalls per drain: bounds Python work an authenticated peer can cause
     MAX_CONTROL_PER_DRAIN = 64
     MAX_UNKNOWN_SSRC_PER_DRAIN = 8
@@ -47,6 +50,9 @@ cdef struct TransportState:
     TableKey rtcp_tuple_key
     void* srtp_in           # SrtpSession, referenced from Forwarder._refs
     void* srtp_out
+    bint is_tcp             # the selected ICE tuple is a TCP connection (RFC 6544)
+    unsigned char* tcp_out  # RFC 4571 frames waiting for Python to write them
+    int tcp_out_len
     uint16_t twcc_seq       # transport-wide sequence of what we send on this transport
     uint32_t rtcp_ssrc      # sender SSRC of the RTCP we originate
     uint64_t rtp_in_packets
@@ -139,6 +145,7 @@ cdef class Forwarder:
     cdef int comedia_waiting
     cdef bint events_pending
     cdef int flush_every
+    cdef int tcp_pending            # TCP transports with queued output
     cdef list _events
 
     cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept
@@ -157,3 +164,4 @@ cdef class Forwarder:
     cdef void _detach(self, int consumer, int stream) noexcept
     cdef void _unknown_tuple(self, unsigned char* data, int length, const sockaddr* addr) noexcept
     cdef void _clear_rtcp_tuple(self, TransportState* tr) noexcept
+    cdef bint _queue_tcp(self, TransportState* tr, int32_t t, const unsigned char* packet, int length) noexcept nogil

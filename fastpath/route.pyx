@@ -11,7 +11,7 @@ per drain, since they are rare and belong to the control plane.
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
@@ -70,7 +70,7 @@ from fastpath.udp cimport MSG_TRUNC, UdpBatchSocket, sockaddr_from_tuple, sockad
 DROP_REASON_NAMES = (
     "unknown_class", "truncated", "unknown_tuple", "no_srtp", "srtp_rtp", "srtp_rtcp",
     "rtp_malformed", "rtcp_malformed", "unknown_ssrc", "unknown_payload_type", "rewrite",
-    "control_queue_full", "rtx_unsupported",
+    "control_queue_full", "rtx_unsupported", "tcp_backlog",
 )
 
 cdef enum:
@@ -133,6 +133,9 @@ cdef class Forwarder:
 
     def __dealloc__(self):
         cdef int i
+        if self.transports != NULL:
+            for i in range(self.transport_capacity):
+                free(self.transports[i].tcp_out)
         if self.streams != NULL:
             for i in range(self.stream_capacity):
                 free(self.streams[i].consumers)
@@ -226,6 +229,8 @@ cdef class Forwarder:
             if n < sock.rx_slots or monotonic_ns() - started > MAX_DRAIN_NS:
                 break
         self._collect_events()
+        if self.tcp_pending:
+            self._events.append(("tcp-output", -1, 0))
         if self._control or self._events:
             control, events = self._control, self._events
             self._control, self._events = [], []
@@ -342,9 +347,13 @@ cdef class Forwarder:
             if ct.srtp_out != NULL and (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
                 self.drops[DROP_SRTP_RTP] += 1
                 continue
-            self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
-            if self.sock.tx_count >= self.flush_every:
-                self.sock.flush()
+            if ct.is_tcp:
+                if not self._queue_tcp(ct, c.transport, dst, n):
+                    continue
+            else:
+                self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
+                if self.sock.tx_count >= self.flush_every:
+                    self.sock.flush()
             ct.rtp_out_packets += 1
             ct.rtp_out_bytes += n
             c.packets += 1
@@ -444,11 +453,27 @@ cdef class Forwarder:
         if tr.srtp_out != NULL and (<SrtpSession>tr.srtp_out).protect_rtcp(dst, &length, self.sock.slot_size) != 0:
             self.drops[DROP_SRTP_RTCP] += 1
             return
-        if tr.has_rtcp_tuple:
+        if tr.is_tcp:
+            if not self._queue_tcp(tr, t, dst, length):
+                return
+        elif tr.has_rtcp_tuple:
             self.sock.tx_commit(length, <const sockaddr*>&tr.rtcp_remote, tr.rtcp_remote_len)
         else:
             self.sock.tx_commit(length, <const sockaddr*>&tr.remote, tr.remote_len)
         tr.rtcp_out_packets += 1
+
+    cdef bint _queue_tcp(self, TransportState* tr, int32_t t, const unsigned char* packet, int length) noexcept nogil:
+        """Append one RFC 4571 frame (16-bit length, then the packet) to the transport's TCP output."""
+        if tr.tcp_out_len + 2 + length > TCP_OUTPUT_BYTES:
+            self.drops[DROP_TCP_BACKLOG] += 1
+            return 0
+        tr.tcp_out[tr.tcp_out_len] = <unsigned char>(length >> 8)
+        tr.tcp_out[tr.tcp_out_len + 1] = <unsigned char>length
+        memcpy(tr.tcp_out + tr.tcp_out_len + 2, packet, length)
+        if tr.tcp_out_len == 0:
+            self.tcp_pending += 1
+        tr.tcp_out_len += 2 + length
+        return 1
 
     cdef void _collect_events(self) noexcept:
         cdef int i
@@ -494,9 +519,36 @@ cdef class Forwarder:
     def clear_transport_tuple(self, int slot):
         """Stop sending on the transport and forget its tuple (consent lost, transport closing)."""
         cdef TransportState* tr = self._transport(slot)
-        if tr.has_tuple:
+        if tr.has_tuple and not tr.is_tcp:
             self.tuples.remove(&tr.tuple_key)
-            tr.has_tuple = 0
+        tr.has_tuple = 0
+        tr.is_tcp = 0
+
+    def set_transport_tcp(self, int slot):
+        """Send on a TCP connection (ICE-TCP, RFC 6544): output is framed per RFC 4571 and taken by Python.
+
+        Input from the connection arrives through inject().
+        """
+        cdef TransportState* tr = self._transport(slot)
+        self.clear_transport_tuple(slot)
+        if tr.tcp_out == NULL:
+            tr.tcp_out = <unsigned char*>malloc(TCP_OUTPUT_BYTES)
+            if tr.tcp_out == NULL:
+                raise MemoryError()
+        tr.tcp_out_len = 0
+        tr.is_tcp = 1
+        tr.has_tuple = 1
+
+    def take_tcp_output(self, int slot):
+        """The framed bytes queued for a TCP transport since the last call (None when empty)."""
+        cdef TransportState* tr = self._transport(slot)
+        if tr.tcp_out == NULL or tr.tcp_out_len == 0:
+            return None
+        data = PyBytes_FromStringAndSize(<char*>tr.tcp_out, tr.tcp_out_len)
+        tr.tcp_out_len = 0
+        if self.tcp_pending > 0:
+            self.tcp_pending -= 1
+        return data
 
     def set_transport_srtp(self, int slot, SrtpSession inbound, SrtpSession outbound):
         """Install the SRTP contexts derived by DTLS (or given for a plain transport)."""
@@ -544,6 +596,9 @@ cdef class Forwarder:
         self.clear_transport_tuple(slot)
         self._clear_rtcp_tuple(self._transport(slot))
         self._refs.pop((slot, "srtp"), None)
+        if self.transports[slot].tcp_out_len and self.tcp_pending > 0:
+            self.tcp_pending -= 1
+        free(self.transports[slot].tcp_out)
         memset(&self.transports[slot], 0, sizeof(TransportState))
 
     cdef TransportState* _transport(self, int slot) except NULL:
@@ -912,6 +967,7 @@ cdef class Forwarder:
         else:
             self._handle_rtp(slot, buf, length, monotonic_ns())
         self.sock.flush()
+        return self.tcp_pending > 0
 
     def send_raw(self, bytes data, tuple addr):
         """Queue and send one datagram (STUN and DTLS answers from the control plane)."""

@@ -62,6 +62,7 @@ class WorkerProcess:
         reader, writer = await open_pipe_streams(self.args.channel_in, self.args.channel_out)
         self.engine = Engine(self.udp, self.args.announced_ip, self.args.rtc_port, self.notify,
                              consent_timeout=self.args.consent_timeout)
+        await self.engine.serve_tcp(self.tcp)
         self.channel = Channel(reader, writer, self.handle_request, self.handle_notification)
         self.channel.start()
         closed = asyncio.ensure_future(self.channel.closed_event.wait())

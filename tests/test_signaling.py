@@ -186,7 +186,9 @@ async def test_transport_limits_and_second_connect(pair):
     created = [await alice.create_webrtc_transport("recv") for _ in range(4)]
     assert created[0]["iceParameters"]["iceLite"] is True
     assert created[0]["dtlsParameters"]["role"] == "auto"
-    assert {c["protocol"] for c in created[0]["iceCandidates"]} == {"udp"}
+    assert {c["protocol"] for c in created[0]["iceCandidates"]} == {"udp", "tcp"}
+    tcp = next(c for c in created[0]["iceCandidates"] if c["protocol"] == "tcp")
+    assert tcp["tcpType"] == "passive" and tcp["type"] == "host"
     with pytest.raises(SignalingError) as caught:
         await alice.create_webrtc_transport("recv")
     assert caught.value.code == "limit_exceeded"

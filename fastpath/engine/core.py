@@ -13,6 +13,7 @@ from fastpath.dtls import DtlsCertificate
 from fastpath.engine.errors import invalid_input, not_found
 from fastpath.engine.plain_transport import PlainTransport
 from fastpath.engine.router import Router
+from fastpath.engine.tcp import IceTcpConnection
 from fastpath.engine.webrtc_transport import WebRtcTransport
 from fastpath.ice import CONSENT_TIMEOUT, ufrag_of
 from fastpath.route import Forwarder
@@ -44,10 +45,30 @@ class Engine:
         self.ufrags: dict[str, WebRtcTransport] = {}
         self.tuples: dict[tuple, WebRtcTransport] = {}
         self.comedia_waiting: list[PlainTransport] = []
+        self.tcp_connections: dict[tuple, IceTcpConnection] = {}
+        self.tcp_tuples: dict[tuple, WebRtcTransport] = {}
+        # transports whose selected tuple is TCP: their Forwarder output is written after each drain
+        self.tcp_senders: set[WebRtcTransport] = set()
+        self._tcp_server: asyncio.AbstractServer | None = None
         self.control_drops: Counter[str] = Counter()
         self._udp = udp
         self.loop.add_reader(udp.fileno(), self.forwarder.drain)
         self._timer_task = self.loop.create_task(self._timers())
+
+    async def serve_tcp(self, listener: socket.socket) -> None:
+        """Accept ICE-TCP connections on the worker's shared TCP port."""
+        self._tcp_server = await self.loop.create_server(lambda: IceTcpConnection(self), sock=listener)
+
+    def flush_tcp(self) -> None:
+        """Write what the Forwarder queued for TCP transports: one write per connection."""
+        for transport in list(self.tcp_senders):
+            selected = transport.ice.selected_tuple
+            data = self.forwarder.take_tcp_output(transport.slot)
+            if data is None or selected is None:
+                continue
+            connection = self.tcp_connections.get((selected.remote_ip, selected.remote_port))
+            if connection is not None:
+                connection.send_framed(data)
 
     # ---- packets the Forwarder hands up ----------------------------------------------------
 
@@ -76,6 +97,9 @@ class Engine:
                 self.control_drops["control_error"] += 1
                 log.exception("control packet (%s) failed", kind)
         for name, slot, layer in events:
+            if name == "tcp-output":
+                self.flush_tcp()
+                continue
             consumer = self.consumers_by_slot.get(slot)
             if consumer is not None and name == "layerschange":
                 self.notify("consumer.layerschange", consumer.id,
@@ -116,6 +140,7 @@ class Engine:
                     now = self.loop.time()
                     for transport in list(self.transports.values()):
                         transport.check_consent(now)
+                self.flush_tcp()
             except Exception:
                 log.exception("periodic engine work failed")
 
@@ -131,6 +156,9 @@ class Engine:
             return handler(self, data) or {}
         except KeyError as exc:
             raise invalid_input(f"missing or unknown field {exc}") from None
+        finally:
+            if self.tcp_senders:  # a request may have queued RTCP (a key frame request) for TCP
+                self.flush_tcp()
 
     def _router(self, data: dict) -> Router:
         router = self.routers.get(data["routerId"])
@@ -175,6 +203,11 @@ class Engine:
         self.routers.clear()
         self._timer_task.cancel()
         self.loop.remove_reader(self._udp.fileno())
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        for connection in list(self.tcp_connections.values()):
+            if connection.transport is not None:
+                connection.transport.close()
 
 
 def _create_router(engine: Engine, data: dict) -> dict:

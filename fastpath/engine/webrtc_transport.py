@@ -42,6 +42,8 @@ class WebRtcTransport(Transport):
 
     def __init__(self, engine: Engine, router: Router, transport_id: str, data: dict):
         super().__init__(engine, router, transport_id)
+        self.enable_udp = bool(data.get("enableUdp", True))
+        self.enable_tcp = bool(data.get("enableTcp", True))
         self.ice = IceLiteServer(consent_timeout=engine.consent_timeout)
         self.dtls: DtlsSession | None = None
         self.dtls_state = "new"
@@ -53,7 +55,11 @@ class WebRtcTransport(Transport):
         """The parameters the client needs: ICE, candidates, DTLS (mediasoup's shapes)."""
         return {
             "iceParameters": self.ice.ice_parameters(),
-            "iceCandidates": ice_candidates(self.engine.announced_ip, self.engine.rtc_port),
+            "iceCandidates": [
+                c for c in ice_candidates(self.engine.announced_ip, self.engine.rtc_port,
+                                          self.engine.rtc_port if self.enable_tcp else None)
+                if c["protocol"] == "tcp" or self.enable_udp
+            ],
             "dtlsParameters": self.engine.certificate.dtls_parameters("auto"),
         }
 
@@ -86,20 +92,51 @@ class WebRtcTransport(Transport):
 
     # ---- control packets from the worker socket --------------------------------------------
 
-    def on_stun(self, data: bytes, addr: tuple) -> None:
-        result = self.ice.handle_stun(data, addr, self.engine.loop.time())
+    def on_stun(self, data: bytes, addr: tuple, protocol: str = "udp") -> None:
+        if protocol == "udp" and not self.enable_udp or protocol == "tcp" and not self.enable_tcp:
+            self.engine.control_drops["stun_disabled_protocol"] += 1
+            return
+        result = self.ice.handle_stun(data, addr, self.engine.loop.time(), protocol)
         if result.drop_reason:
             self.engine.control_drops[result.drop_reason.replace(" ", "_")] += 1
         if result.response:
-            self.engine.forwarder.send_raw(result.response, addr)
+            self._send_to(result.response, addr, protocol)
         self._handle_ice_events(result.events)
 
-    def on_dtls(self, data: bytes, addr: tuple | None) -> None:
-        if addr is not None and self.ice.selected_tuple is not None and (
-            (addr[0], addr[1]) != (self.ice.selected_tuple.remote_ip, self.ice.selected_tuple.remote_port)
+    def _send_to(self, packet: bytes, addr: tuple, protocol: str) -> None:
+        if protocol == "tcp":
+            connection = self.engine.tcp_connections.get((addr[0], addr[1]))
+            if connection is not None:
+                connection.send(packet)
+        else:
+            self.engine.forwarder.send_raw(packet, addr)
+
+    def _follow(self, addr: tuple, protocol: str) -> None:
+        """A peer sending DTLS or media on another valid tuple has moved there (mediasoup does the same)."""
+        selected = self.ice.selected_tuple
+        if selected is not None and (selected.remote_ip, selected.remote_port, selected.protocol) != (
+            addr[0], addr[1], protocol
         ):
-            self.ice.force_selected_tuple(addr)
+            self.ice.force_selected_tuple(addr, protocol)
             self._handle_ice_events(self.ice.take_events())
+
+    def on_tcp_media(self, packet: bytes, addr: tuple) -> None:
+        """RTP or RTCP read from an ICE-TCP connection: into the Forwarder like a datagram."""
+        self._follow(addr, "tcp")
+        selected = self.ice.selected_tuple
+        if selected is None or selected.protocol != "tcp" or (selected.remote_ip, selected.remote_port) != addr:
+            self.engine.control_drops["tcp_not_selected"] += 1
+            return
+        if self.engine.forwarder.inject(self.slot, packet):
+            self.engine.flush_tcp()
+
+    def on_tcp_closed(self, addr: tuple) -> None:
+        self.ice.remove_tuple(addr, "tcp")
+        self._handle_ice_events(self.ice.take_events())
+
+    def on_dtls(self, data: bytes, addr: tuple | None, protocol: str = "udp") -> None:
+        if addr is not None:
+            self._follow(addr, protocol)
         if self.dtls is None:
             if len(self._early_dtls) < EARLY_DTLS_LIMIT:
                 self._early_dtls.append(data)
@@ -110,17 +147,25 @@ class WebRtcTransport(Transport):
     def _handle_ice_events(self, events: list) -> None:
         for event in events:
             if event.name == EVENT_TUPLE_ADDED:
-                self.engine.tuples[(event.value.remote_ip, event.value.remote_port)] = self
+                table = self.engine.tcp_tuples if event.value.protocol == "tcp" else self.engine.tuples
+                table[(event.value.remote_ip, event.value.remote_port)] = self
             elif event.name == EVENT_TUPLE_REMOVED:
-                self.engine.tuples.pop((event.value.remote_ip, event.value.remote_port), None)
+                table = self.engine.tcp_tuples if event.value.protocol == "tcp" else self.engine.tuples
+                table.pop((event.value.remote_ip, event.value.remote_port), None)
             elif event.name == EVENT_UFRAG_REMOVED:
                 self.engine.ufrags.pop(event.value, None)
             elif event.name == EVENT_SELECTED_TUPLE_CHANGE:
                 if event.value is None:
                     self.engine.forwarder.clear_transport_tuple(self.slot)
+                    self.engine.tcp_senders.discard(self)
+                elif event.value.protocol == "tcp":
+                    self.engine.forwarder.set_transport_tcp(self.slot)
+                    self.engine.tcp_senders.add(self)
                 else:
                     self.engine.forwarder.set_transport_tuple(
                         self.slot, (event.value.remote_ip, event.value.remote_port))
+                    self.engine.tcp_senders.discard(self)
+                if event.value is not None:
                     self.engine.notify("transport.iceselectedtuplechange", self.id, {
                         "iceSelectedTuple": tuple_shape(event.value, self.engine.announced_ip,
                                                         self.engine.rtc_port)})
@@ -144,7 +189,7 @@ class WebRtcTransport(Transport):
         if selected is None:
             return
         for datagram in datagrams:
-            self.engine.forwarder.send_raw(datagram, (selected.remote_ip, selected.remote_port))
+            self._send_to(datagram, (selected.remote_ip, selected.remote_port), selected.protocol)
 
     def _after_dtls(self) -> None:
         assert self.dtls is not None
@@ -199,6 +244,8 @@ class WebRtcTransport(Transport):
         for ufrag in self.ice.username_fragments:
             self.engine.ufrags.pop(ufrag, None)
         for ice_tuple in self.ice.tuples:
-            self.engine.tuples.pop((ice_tuple.remote_ip, ice_tuple.remote_port), None)
+            table = self.engine.tcp_tuples if ice_tuple.protocol == "tcp" else self.engine.tuples
+            table.pop((ice_tuple.remote_ip, ice_tuple.remote_port), None)
+        self.engine.tcp_senders.discard(self)
         self.ice.close()
         super().close()

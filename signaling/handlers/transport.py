@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from signaling.errors import RequestError, limit_exceeded, not_found
+from signaling.errors import limit_exceeded, not_found
 from signaling.handlers import joined
 from signaling.peer import MAX_TRANSPORTS
 from signaling.schemas import ConnectWebRtcTransport, CreateWebRtcTransport, TransportRef, parse
@@ -25,11 +25,11 @@ def own_transport(peer: Peer, transport_id: str) -> WebRtcTransport:
 async def create_webrtc_transport(server: SignalingServer, connection: Connection, payload: Any) -> dict:
     request = parse(CreateWebRtcTransport, payload)
     peer = joined(connection)
-    if request.forceTcp:
-        raise RequestError("unsupported", "ICE over TCP is not served yet; connect over UDP")
     if len(peer.transports) >= MAX_TRANSPORTS:
         raise limit_exceeded(f"at most {MAX_TRANSPORTS} transports per peer")
+    # forceTcp: only the TCP candidate, for networks that block UDP (as mediasoup's demo does)
     transport = await peer.room.router.create_webrtc_transport(
+        enable_udp=not request.forceTcp, enable_tcp=True,
         app_data={"direction": request.direction, "peerId": peer.peer_id})
     peer.transports[transport.id] = transport
     transport.on("routerclose", lambda: peer.transports.pop(transport.id, None))
