@@ -246,25 +246,14 @@ def _create_plain_transport(engine: Engine, data: dict) -> dict:
     return transport.answer()
 
 
-def _close_transport(engine: Engine, data: dict) -> dict:
-    transport = engine.transports.get(data["transportId"])
-    if transport is not None:
-        transport.close()
-    return {}
-
-
-def _close_producer(engine: Engine, data: dict) -> dict:
-    producer = engine.producers.get(data["producerId"])
-    if producer is not None:
-        producer.close()
-    return {}
-
-
-def _close_consumer(engine: Engine, data: dict) -> dict:
-    consumer = engine.consumers.get(data["consumerId"])
-    if consumer is not None:
-        consumer.close()
-    return {}
+def _closer(table: str, key: str) -> Callable[[Engine, dict], dict]:
+    """A close request: closing what is already gone is not an error (the cascade got there first)."""
+    def close(engine: Engine, data: dict) -> dict:
+        item = getattr(engine, table).get(data[key])
+        if item is not None:
+            item.close()
+        return {}
+    return close
 
 
 def _set_preferred_layers(engine: Engine, data: dict) -> dict:
@@ -285,16 +274,16 @@ REQUESTS: dict[str, Callable[[Engine, dict], dict | None]] = {
     "router.createPlainTransport": _create_plain_transport,
     "transport.connect": lambda e, d: e._transport(d).connect(d),
     "transport.restartIce": lambda e, d: e._transport(d).restart_ice(),
-    "transport.close": _close_transport,
+    "transport.close": _closer("transports", "transportId"),
     "transport.getStats": lambda e, d: {"stats": e._transport(d).get_stats()},
     "transport.produce": lambda e, d: e._transport(d).produce(d),
     "transport.consume": lambda e, d: e._transport(d).consume(d),
-    "producer.close": _close_producer,
+    "producer.close": _closer("producers", "producerId"),
     "producer.pause": lambda e, d: e._producer(d).set_paused(True),
     "producer.resume": lambda e, d: e._producer(d).set_paused(False),
     "producer.requestKeyFrame": lambda e, d: e._producer(d).request_key_frame(),
     "producer.getStats": lambda e, d: {"stats": e._producer(d).get_stats()},
-    "consumer.close": _close_consumer,
+    "consumer.close": _closer("consumers", "consumerId"),
     "consumer.pause": lambda e, d: e._consumer(d).set_paused(True),
     "consumer.resume": lambda e, d: e._consumer(d).set_paused(False),
     "consumer.setPreferredLayers": _set_preferred_layers,

@@ -26,20 +26,18 @@ async def chat(server: SignalingServer, connection: Connection, payload: Any) ->
     return {"message": message}
 
 
-async def audio_mute(server: SignalingServer, connection: Connection, payload: Any) -> dict:
-    request = parse(Mute, payload)
-    peer = joined(connection)
-    peer.audio_muted = request.muted
-    await server.to_others(peer, "audio-mute", {"peerId": peer.peer_id, "muted": request.muted})
-    return {}
+def mute_handler(kind: str):
+    """`audio-mute` / `video-mute`: the peer's state, then the same event to every other peer."""
+    event = f"{kind}-mute"
 
+    async def mute(server: SignalingServer, connection: Connection, payload: Any) -> dict:
+        request = parse(Mute, payload)
+        peer = joined(connection)
+        setattr(peer, f"{kind}_muted", request.muted)
+        await server.to_others(peer, event, {"peerId": peer.peer_id, "muted": request.muted})
+        return {}
 
-async def video_mute(server: SignalingServer, connection: Connection, payload: Any) -> dict:
-    request = parse(Mute, payload)
-    peer = joined(connection)
-    peer.video_muted = request.muted
-    await server.to_others(peer, "video-mute", {"peerId": peer.peer_id, "muted": request.muted})
-    return {}
+    return mute
 
 
 async def raise_hand(server: SignalingServer, connection: Connection, payload: Any) -> dict:
@@ -50,4 +48,5 @@ async def raise_hand(server: SignalingServer, connection: Connection, payload: A
     return {}
 
 
-HANDLERS = {"chat": chat, "audio-mute": audio_mute, "video-mute": video_mute, "raise-hand": raise_hand}
+HANDLERS = {"chat": chat, "audio-mute": mute_handler("audio"), "video-mute": mute_handler("video"),
+            "raise-hand": raise_hand}
