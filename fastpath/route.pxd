@@ -5,7 +5,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
 from fastpath.rewrite cimport RewriteParams, SeqRewriter, TsRewriter
-from fastpath.rtcp cimport RecvStats
+from fastpath.rtcp cimport RecvStats, RtcpItem
 from fastpath.rtp cimport RtpHeader
 from fastpath.table cimport KeyTable, TableKey
 from fastpath.udp cimport UdpBatchSocket
@@ -35,6 +35,10 @@ cdef enum:
     MAX_CONTROL_PER_DRAIN = 64
     MAX_UNKNOWN_SSRC_PER_DRAIN = 8
     KEYFRAME_REQUEST_INTERVAL_NS = 500000000
+    # retransmission history per video stream: about two seconds of 1 Mbit/s video
+    HISTORY_PACKETS = 512
+    HISTORY_PACKET_BYTES = 1500
+    MAX_NACKED_PER_PACKET = 64
 
 
 cdef struct TransportState:
@@ -87,6 +91,9 @@ cdef struct ProducerStream:
     uint64_t pli_sent
     uint32_t sr_ntp_compact
     uint32_t sr_rtp_timestamp
+    unsigned char* history      # the last HISTORY_PACKETS packets (decrypted), slot = seq % HISTORY_PACKETS
+    uint16_t* history_len       # 0: empty slot
+    uint16_t* history_seq
     int audio_level_ext_id      # the producer's id of ssrc-audio-level (RFC 6464), 0 none
     uint32_t level_sum          # sum of -dBov over the current observer interval
     uint32_t level_count
@@ -119,6 +126,7 @@ cdef struct ConsumerState:
     uint64_t pli_received
     uint64_t fir_received
     uint64_t nack_received
+    uint64_t retransmitted
     uint8_t fraction_lost
     uint32_t jitter
     int32_t total_lost
@@ -165,3 +173,7 @@ cdef class Forwarder:
     cdef void _unknown_tuple(self, unsigned char* data, int length, const sockaddr* addr) noexcept
     cdef void _clear_rtcp_tuple(self, TransportState* tr) noexcept
     cdef bint _queue_tcp(self, TransportState* tr, int32_t t, const unsigned char* packet, int length) noexcept nogil
+    cdef void _free_history(self, ProducerStream* s) noexcept
+    cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil
+    cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
+                         uint16_t out_seq, uint32_t out_ts) noexcept nogil

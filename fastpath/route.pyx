@@ -59,6 +59,7 @@ from fastpath.rtcp cimport (
     rtcp_build_sr,
     rtcp_next,
     rtcp_parse_feedback,
+    rtcp_parse_nack,
     rtcp_parse_report_blocks,
     rtcp_parse_sr,
 )
@@ -139,6 +140,7 @@ cdef class Forwarder:
         if self.streams != NULL:
             for i in range(self.stream_capacity):
                 free(self.streams[i].consumers)
+                self._free_history(&self.streams[i])
         free(self.transports)
         free(self.streams)
         free(self.consumers)
@@ -286,6 +288,10 @@ cdef class Forwarder:
         s.packets += 1
         s.bytes += length
         s.last_packet_ns = now
+        if s.history != NULL and length <= HISTORY_PACKET_BYTES:
+            memcpy(s.history + <size_t>(h.sequence_number % HISTORY_PACKETS) * HISTORY_PACKET_BYTES, data, length)
+            s.history_len[h.sequence_number % HISTORY_PACKETS] = <uint16_t>length
+            s.history_seq[h.sequence_number % HISTORY_PACKETS] = h.sequence_number
         if s.is_video and parse_payload(s.codec, data + h.header_len, h.payload_len, &info) >= 0:
             keyframe = info.is_keyframe > 0
             if keyframe:
@@ -299,13 +305,9 @@ cdef class Forwarder:
 
     cdef void _forward(self, ProducerStream* s, int32_t stream_slot, const unsigned char* data,
                        const RtpHeader* h, bint keyframe, uint64_t now) noexcept nogil:
-        cdef int k, n, out_seq, layer = s.spatial_layer
-        cdef int slot_size = self.sock.slot_size
+        cdef int k, out_seq, layer = s.spatial_layer
         cdef ConsumerState* c
-        cdef TransportState* ct
-        cdef unsigned char* dst
         cdef uint8_t pt
-        cdef RtpHeader out
         cdef uint32_t gap
         for k in range(s.consumer_count):
             c = &self.consumers[s.consumers[k]]
@@ -330,38 +332,84 @@ cdef class Forwarder:
             if pt == 0xFF:
                 self.drops[DROP_UNKNOWN_PT] += 1
                 continue
-            ct = &self.transports[c.transport]
-            if not (ct.has_tuple and ct.has_srtp):
-                continue
             c.params.payload_type = pt
-            c.params.sequence_number = <uint16_t>out_seq
-            c.params.timestamp = ts_rewrite_out(&c.ts, h.timestamp)
-            dst = self.sock.tx_slot()
-            n = rewrite_rtp_to(data, h, dst, slot_size - 64, &c.params, &out)
-            if n < 0:
-                self.drops[DROP_REWRITE] += 1
+            if self._send_copy(c, data, h, <uint16_t>out_seq, ts_rewrite_out(&c.ts, h.timestamp)):
+                c.last_out_ns = now
+                c.last_out_ts = c.params.timestamp
+
+    cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
+                         uint16_t out_seq, uint32_t out_ts) noexcept nogil:
+        """Rewrite one packet for a consumer, protect it with its transport's context, queue it."""
+        cdef TransportState* ct = &self.transports[c.transport]
+        cdef int slot_size = self.sock.slot_size
+        cdef unsigned char* dst
+        cdef RtpHeader out
+        cdef int n
+        if not (ct.has_tuple and ct.has_srtp):
+            return 0
+        c.params.sequence_number = out_seq
+        c.params.timestamp = out_ts
+        dst = self.sock.tx_slot()
+        n = rewrite_rtp_to(data, h, dst, slot_size - 64, &c.params, &out)
+        if n < 0:
+            self.drops[DROP_REWRITE] += 1
+            return 0
+        if c.twcc_ext_id:
+            set_transport_seq(dst, &out, c.twcc_ext_id, ct.twcc_seq)
+            ct.twcc_seq += 1
+        if ct.srtp_out != NULL and (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
+            self.drops[DROP_SRTP_RTP] += 1
+            return 0
+        if ct.is_tcp:
+            if not self._queue_tcp(ct, c.transport, dst, n):
+                return 0
+        else:
+            self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
+            if self.sock.tx_count >= self.flush_every:
+                self.sock.flush()
+        ct.rtp_out_packets += 1
+        ct.rtp_out_bytes += n
+        c.packets += 1
+        c.bytes += n
+        self.forwarded_packets += 1
+        self.forwarded_bytes += n
+        return 1
+
+    cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil:
+        """Answer a generic NACK (RFC 4585 §6.2.1) from the stream's history, with the original numbering.
+
+        An output sequence number maps back to the input one through the consumer's current
+        offset; packets sent before the last layer switch or resume are not resent.
+        """
+        cdef uint16_t lost[MAX_NACKED_PER_PACKET]
+        cdef int count, k, stream, slot
+        cdef uint16_t in_seq
+        cdef ProducerStream* s
+        cdef RtpHeader h
+        cdef unsigned char* stored
+        if c.current_layer < 0 or c.streams[c.current_layer] < 0:
+            return
+        stream = c.streams[c.current_layer]
+        s = &self.streams[stream]
+        if s.history == NULL:
+            return
+        count = rtcp_parse_nack(data, item, lost, MAX_NACKED_PER_PACKET)
+        for k in range(count if count > 0 else 0):
+            in_seq = <uint16_t>(lost[k] - c.seq.offset)
+            # only what was forwarded since the last sync: [floor_in, max_in]
+            if <uint16_t>(in_seq - c.seq.floor_in) > <uint16_t>(c.seq.max_in - c.seq.floor_in):
                 continue
-            if c.twcc_ext_id:
-                set_transport_seq(dst, &out, c.twcc_ext_id, ct.twcc_seq)
-                ct.twcc_seq += 1
-            if ct.srtp_out != NULL and (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
-                self.drops[DROP_SRTP_RTP] += 1
+            slot = in_seq % HISTORY_PACKETS
+            if s.history_len[slot] == 0 or s.history_seq[slot] != in_seq:
                 continue
-            if ct.is_tcp:
-                if not self._queue_tcp(ct, c.transport, dst, n):
-                    continue
-            else:
-                self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
-                if self.sock.tx_count >= self.flush_every:
-                    self.sock.flush()
-            ct.rtp_out_packets += 1
-            ct.rtp_out_bytes += n
-            c.packets += 1
-            c.bytes += n
-            c.last_out_ns = now
-            c.last_out_ts = c.params.timestamp
-            self.forwarded_packets += 1
-            self.forwarded_bytes += n
+            stored = s.history + <size_t>slot * HISTORY_PACKET_BYTES
+            if parse_rtp(stored, s.history_len[slot], &h) < 0:
+                continue
+            c.params.payload_type = c.pt_map[h.payload_type & 0x7F]
+            if c.params.payload_type == 0xFF:
+                continue
+            if self._send_copy(c, stored, &h, lost[k], <uint32_t>(h.timestamp + c.ts.offset)):
+                c.retransmitted += 1
 
     cdef void _handle_rtcp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept nogil:
         cdef TransportState* tr = &self.transports[t]
@@ -427,6 +475,7 @@ cdef class Forwarder:
                         self._request_keyframe(c.streams[layer], now, 0)
                 elif item.packet_type == RTCP_RTPFB and item.count == RTCP_RTPFB_NACK:
                     c.nack_received += 1
+                    self._retransmit(c, data, &item)
 
     cdef void _request_keyframe(self, int32_t stream_slot, uint64_t now, bint force) noexcept nogil:
         """Send a PLI (RFC 4585 §6.3.1) to the producer, at most one per stream per 500 ms."""
@@ -636,6 +685,13 @@ cdef class Forwarder:
         s.spatial_layer = spatial_layer
         s.is_video = is_video
         recv_stats_init(&s.stats, ssrc)
+        if is_video:
+            s.history = <unsigned char*>malloc(HISTORY_PACKETS * HISTORY_PACKET_BYTES)
+            s.history_len = <uint16_t*>calloc(HISTORY_PACKETS, sizeof(uint16_t))
+            s.history_seq = <uint16_t*>calloc(HISTORY_PACKETS, sizeof(uint16_t))
+            if s.history == NULL or s.history_len == NULL or s.history_seq == NULL:
+                self._free_history(s)
+                raise MemoryError()
         self.producer_ssrcs.insert(&key, i)
         if rtx_ssrc:
             key.c = 1
@@ -659,7 +715,16 @@ cdef class Forwarder:
             key.c = 1
             self.producer_ssrcs.remove(&key)
         free(s.consumers)
+        self._free_history(s)
         memset(s, 0, sizeof(ProducerStream))
+
+    cdef void _free_history(self, ProducerStream* s) noexcept:
+        free(s.history)
+        free(s.history_len)
+        free(s.history_seq)
+        s.history = NULL
+        s.history_len = NULL
+        s.history_seq = NULL
 
     def set_stream_rtx_ssrc(self, int slot, uint32_t rtx_ssrc):
         """Learn a stream's RTX SSRC (from repaired-rid) so its packets are recognised."""
@@ -934,6 +999,7 @@ cdef class Forwarder:
         return {
             "ssrc": c.ssrc, "packetCount": c.packets, "byteCount": c.bytes,
             "pliCount": c.pli_received, "firCount": c.fir_received, "nackCount": c.nack_received,
+            "retransmittedPackets": c.retransmitted,
             "fractionLost": c.fraction_lost, "packetsLost": c.total_lost, "jitter": c.jitter,
             "currentLayer": c.current_layer, "targetLayer": c.target_layer,
             "preferredLayer": c.preferred_layer, "paused": bool(c.paused),

@@ -240,3 +240,35 @@ def test_simulcast_consumer_switches_layers_on_key_frames_with_continuous_number
     assert all(0 < (b - a) & 0xFFFFFFFF < 90000 for a, b in zip(stamps, stamps[1:], strict=False)), stamps
     layer_events = [layer for _, events in control for name, slot, layer in events if slot == consumer]
     assert layer_events == [2, 0]
+
+
+def test_nack_from_a_consumer_is_answered_from_the_stream_history(forwarder):
+    from aiortc.rtp import RtcpRtpfbPacket
+
+    fwd, server_addr, control = forwarder
+    producer, viewer = Peer(), Peer()
+    stream = fwd.add_producer_stream(connect(fwd, producer), 4444, 0, CODEC_VP8, 90000, 0, True)
+    consumer = fwd.add_consumer(connect(fwd, viewer), 5555, 1, {96: 101}, {}, 0, CODEC_VP8, 90000, True, False)
+    fwd.attach_stream(consumer, 0, stream)
+    for index in range(10):
+        producer.sock.sendto(producer.tx.protect(rtp(300 + index, index * 3000, 4444, 96, vp8(index == 0))),
+                             server_addr)
+    drain_until(fwd, 0.2)
+    # packets 3 and 7 are "lost on the way": the viewer's SRTP context never sees them
+    raw = viewer.receive(10)
+    first = {i: RtpPacket.parse(viewer.rx.unprotect(p)) for i, p in enumerate(raw) if i not in (3, 7)}
+    seq_of = [(first[0].sequence_number + i) & 0xFFFF for i in range(10)]
+    lost = [seq_of[3], seq_of[7], (seq_of[0] - 50) & 0xFFFF]
+    nack = RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=5555, lost=lost)
+    viewer.sock.sendto(viewer.tx.rtcp_protect(bytes(nack)), server_addr)
+    drain_until(fwd, 0.2)
+    resent = [RtpPacket.parse(viewer.rx.unprotect(p)) for p in viewer.receive(2)]
+    viewer.sock.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        viewer.sock.recv(2048)  # the one never forwarded is not invented
+    for again, index in zip(resent, (3, 7), strict=True):
+        assert (again.ssrc, again.sequence_number, again.timestamp - first[0].timestamp) == (
+            5555, seq_of[index], index * 3000)
+        assert again.payload == vp8(False)
+    stats = fwd.consumer_stats(consumer)
+    assert stats["nackCount"] == 1 and stats["retransmittedPackets"] == 2
