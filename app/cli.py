@@ -37,6 +37,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database-url", default=env("DATABASE_URL", config.DEFAULT_DATABASE_URL),
                    help="SQLAlchemy async URL (SWITCHYARD_DATABASE_URL)")
     p.add_argument("--redis-url", default=env("REDIS_URL"), help="Redis for many nodes (SWITCHYARD_REDIS_URL)")
+    p.add_argument("--public-url", default=env("PUBLIC_URL"),
+                   help="this node's base URL, where other nodes send its rooms' clients "
+                        "(SWITCHYARD_PUBLIC_URL; default http://<announced-ip>:<port>)")
     add_logging_arguments(p)
 
 
@@ -82,6 +85,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         announced_ip=args.announced_ip,
         database_url=args.database_url,
         redis_url=args.redis_url,
+        public_url=args.public_url,
         jwt_secret=config.env_default("JWT_SECRET"),
         allow_guests=config.parse_bool(config.env_default("ALLOW_GUESTS", "true"), "SWITCHYARD_ALLOW_GUESTS"),
         log_level=args.log_level,

@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchyard.db"
 
@@ -25,6 +26,8 @@ class Settings:
     announced_ip: str | None = None
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
+    # where other nodes send clients of the rooms this node hosts (PROTOCOL.md §3, wrong_node)
+    public_url: str | None = None
     jwt_secret: str | None = None
     jwt_secret_generated: bool = False
     log_level: str = "info"
@@ -98,6 +101,21 @@ def check_announced_ip(value: str) -> str:
     return str(ip)
 
 
+def check_public_url(value: str) -> str:
+    """The node's public base URL: http(s)://host[:port], no path; kept without a trailing slash."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"public URL {value!r} must look like http://host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"public URL {value!r} must be a base URL, without a path or query")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def default_public_url(announced_ip: str, port: int) -> str:
+    host = f"[{announced_ip}]" if ":" in announced_ip else announced_ip
+    return f"http://{host}:{port}"
+
+
 def validate(settings: Settings) -> Settings:
     """Check every setting that can be checked without touching the network."""
     check_port(settings.port, "HTTP port")
@@ -119,6 +137,10 @@ def validate(settings: Settings) -> Settings:
         settings.announced_ip = first_non_loopback_ip()
     else:
         settings.announced_ip = check_announced_ip(settings.announced_ip)
+    if settings.public_url is None:
+        settings.public_url = default_public_url(settings.announced_ip, settings.port)
+    else:
+        settings.public_url = check_public_url(settings.public_url)
     if settings.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
         raise ConfigError(f"log level {settings.log_level!r} is not one of debug, info, warning, error")
     if settings.log_format not in ("text", "json"):

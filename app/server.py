@@ -14,7 +14,7 @@ from aiohttp import web
 
 from app.api import RUNTIME, STORE, keep_allow_header, route_defs
 from app.auth import AUTH, Auth, Tokens
-from app.config import ConfigError, Settings
+from app.config import ConfigError, Settings, default_public_url
 from app.db import check_database, make_engine, safe_url
 from app.errors import json_errors
 from app.live import NoLiveRooms, RoomsLive
@@ -79,7 +79,8 @@ def create_app(runtime: Runtime) -> web.Application:
     endpoints = all_endpoints()
     app[OPENAPI] = openapi_document(endpoints)
     app.add_routes(route_defs(endpoints))
-    signaling = SignalingServer(runtime.workers, app[STORE], app[AUTH].tokens, settings.redis_url)
+    public_url = settings.public_url or default_public_url(settings.announced_ip or "127.0.0.1", settings.port)
+    signaling = SignalingServer(runtime.workers, app[STORE], app[AUTH].tokens, settings.redis_url, public_url)
     signaling.attach(app)
     runtime.rooms_live = signaling.registry
     app[SIGNALING] = signaling

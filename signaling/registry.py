@@ -1,4 +1,8 @@
-"""The live rooms of this node: which router hosts each, on which worker; what REST asks of them."""
+"""The live rooms of this node: which router hosts each, on which worker; what REST asks of them.
+
+With Redis, `cluster` (signaling.cluster) says which node hosts a room: a room hosted elsewhere is
+refused with `wrong_node`, counts and closes reach rooms on other nodes.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from signaling.room import Room
 if TYPE_CHECKING:
     from app.models import Room as RoomRecord
     from fastpath.worker import Worker
+    from signaling.cluster import Cluster
 
 log = get_logger("signaling.rooms")
 
@@ -30,6 +35,8 @@ class RoomRegistry:
         self._opening: dict[str, asyncio.Future] = {}
         # set by the signaling server: tells a room's peers and removes them
         self.on_room_closed: Callable[[Room, str], Awaitable[None]] | None = None
+        # set by the signaling server when there are many nodes (Redis)
+        self.cluster: Cluster | None = None
 
     def pick_worker(self) -> Worker:
         alive = [w for w in self.workers if not w.closed]
@@ -49,9 +56,15 @@ class RoomRegistry:
         self._opening[record.id] = future
         try:
             worker = self.pick_worker()
+            if self.cluster is not None:
+                host = await self.cluster.claim(record.id, worker.index)
+                if host is not None:
+                    raise RequestError("wrong_node", f"room {record.id} is hosted by another node: "
+                                       "connect there and join again", url=host)
             try:
                 router = await worker.create_router(app_data={"roomId": record.id})
             except SwitchyardError as exc:
+                await self._unregister(record.id)
                 raise RequestError("internal_error", f"the room's media could not start: {exc.message}") from None
             room = Room(record.id, record.name, record.max_participants, router)
             router.on("workerclose", lambda: asyncio.ensure_future(self._worker_died(room)))
@@ -66,29 +79,54 @@ class RoomRegistry:
         finally:
             self._opening.pop(record.id, None)
 
+    def peers_changed(self) -> None:
+        """Someone joined or left a room here: other nodes see the new count soon."""
+        if self.cluster is not None:
+            self.cluster.touch()
+
     async def release_if_empty(self, room: Room) -> None:
         """The last peer left: free the router."""
         if not room.peers and self.rooms.get(room.id) is room:
             del self.rooms[room.id]
+            await self._unregister(room.id)
             await room.router.close()
             log.info("room %s closed (empty)", room.id)
 
     async def _worker_died(self, room: Room) -> None:
         if self.rooms.get(room.id) is room:
             del self.rooms[room.id]
+            await self._unregister(room.id)
             log.warning("room %s lost its media worker; peers are told and may join again", room.id)
             if self.on_room_closed is not None:
                 await self.on_room_closed(room, "worker_died")
 
-    # app.live.RoomsLive
+    async def _unregister(self, room_id: str) -> None:
+        if self.cluster is not None:
+            await self.cluster.release(room_id)
 
-    async def participant_counts(self, room_ids: Sequence[str]) -> Mapping[str, int]:
-        return {rid: len(self.rooms[rid].peers) for rid in room_ids if rid in self.rooms}
-
-    async def close_room(self, room_id: str) -> None:
+    async def close_here(self, room_id: str, reason: str) -> None:
+        """Close a room this node hosts: `deleted`, or `moved` (another node holds it now; its entry
+        in the directory is that node's, so it stays)."""
         room = self.rooms.pop(room_id, None)
         if room is None:
             return
+        if reason != "moved":
+            await self._unregister(room_id)
         if self.on_room_closed is not None:
-            await self.on_room_closed(room, "deleted")
+            await self.on_room_closed(room, reason)
         await room.router.close()
+
+    # app.live.RoomsLive
+
+    async def participant_counts(self, room_ids: Sequence[str]) -> Mapping[str, int]:
+        counts = {rid: len(self.rooms[rid].peers) for rid in room_ids if rid in self.rooms}
+        if self.cluster is not None:
+            elsewhere = [rid for rid in room_ids if rid not in counts]
+            counts.update(await self.cluster.participant_counts(elsewhere))
+        return counts
+
+    async def close_room(self, room_id: str) -> None:
+        if room_id in self.rooms:
+            await self.close_here(room_id, "deleted")
+        elif self.cluster is not None:
+            await self.cluster.request_close(room_id)

@@ -13,6 +13,7 @@ from socketio.exceptions import ConnectionRefusedError
 from app.auth import InvalidToken, SlidingWindow, Tokens, user_for_token
 from app.log import get_logger
 from fastpath.errors import SwitchyardError
+from signaling.cluster import Cluster, RoomEvents
 from signaling.errors import RequestError, from_engine
 from signaling.handlers import media, presence, room, transport
 from signaling.metrics import SIGNALING_REQUESTS, SIGNALING_SECONDS
@@ -46,16 +47,22 @@ class Connection:
 class SignalingServer:
     """PROTOCOL.md §3 over python-socketio; one per node, on every HTTP port the app serves."""
 
-    def __init__(self, workers: list, store: Store, tokens: Tokens, redis_url: str | None = None):
-        manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
+    def __init__(self, workers: list, store: Store, tokens: Tokens, redis_url: str | None = None,
+                 public_url: str | None = None):
+        self.registry = RoomRegistry(workers)
+        self.registry.on_room_closed = self._room_closed
+        manager = None
+        if redis_url:
+            if not public_url:
+                raise ValueError("many nodes (Redis) need this node's public URL")
+            self.registry.cluster = Cluster(redis_url, public_url, self.registry)
+            manager = RoomEvents(redis_url, self.registry.cluster)
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp", client_manager=manager, cors_allowed_origins="*",
             max_http_buffer_size=MAX_MESSAGE_BYTES, logger=False, engineio_logger=False,
         )
         self.store = store
         self.tokens = tokens
-        self.registry = RoomRegistry(workers)
-        self.registry.on_room_closed = self._room_closed
         self.connections: dict[str, Connection] = {}
         self.chat_limits = SlidingWindow(CHAT_PER_SECOND, 1.0)
         self.handlers = {**room.HANDLERS, **transport.HANDLERS, **media.HANDLERS, **presence.HANDLERS}
@@ -65,6 +72,10 @@ class SignalingServer:
 
     def attach(self, app: web.Application) -> None:
         self.sio.attach(app, socketio_path="socket.io")
+        cluster = self.registry.cluster
+        if cluster is not None:
+            app.on_startup.append(lambda _: cluster.start())
+            app.on_cleanup.append(lambda _: cluster.stop())
 
     # ---- connection lifecycle ---------------------------------------------------------------
 

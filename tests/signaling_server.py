@@ -48,6 +48,11 @@ class ServerProcess:
             time.sleep(0.2)
         raise RuntimeError("server never became healthy")
 
+    def kill(self) -> None:
+        """SIGKILL: the node dies without cleaning anything up (its workers follow it)."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
     def stop(self) -> str:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

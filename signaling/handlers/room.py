@@ -30,6 +30,7 @@ async def join(server: SignalingServer, connection: Connection, payload: Any) ->
     peer = Peer(connection.sid, connection.user, request.displayName or connection.user.display_name, live)
     live.peers[peer.peer_id] = peer
     connection.peer = peer
+    server.registry.peers_changed()
     if not live.observed:
         live.router.on("activespeaker", _active_speaker_listener(server, live))
         live.observed = True
@@ -77,6 +78,7 @@ async def drop_peer(server: SignalingServer, connection: Connection, notify: boo
     connection.peer = None
     live = peer.room
     live.peers.pop(peer.peer_id, None)
+    server.registry.peers_changed()
     if notify:
         for producer_id in list(peer.producers):
             await server.to_others(peer, "producer-closed", {"producerId": producer_id, "peerId": peer.peer_id})
