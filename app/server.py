@@ -34,6 +34,8 @@ from signaling.server import SignalingServer
 log = get_logger("server")
 
 MAX_BODY_BYTES = 64 * 1024
+# open HTTP requests get this long to finish at shutdown
+SHUTDOWN_GRACE_SECONDS = 1.0
 SIGNALING = web.AppKey("signaling", SignalingServer)
 
 
@@ -137,7 +139,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 await worker.start()
             except (TimeoutError, ChannelClosed):
                 raise ConfigError(f"media worker {index} failed to start (see the log above)") from None
-        runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
+        runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False,
+                               shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
         await runner.setup()
         for sock in sockets:
             await web.SockSite(runner, sock).start()
@@ -150,7 +153,9 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     finally:
         # The signal handlers stay until cleanup is over, so a second Ctrl-C cannot cut it short.
         if runner is not None:
+            log.debug("closing HTTP and signaling")
             await runner.cleanup()
+            log.debug("HTTP closed")
         await asyncio.gather(*(w.close() for w in runtime.workers), return_exceptions=True)
         for sock in sockets:
             sock.close()

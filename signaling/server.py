@@ -76,6 +76,19 @@ class SignalingServer:
         if cluster is not None:
             app.on_startup.append(lambda _: cluster.start())
             app.on_cleanup.append(lambda _: cluster.stop())
+        # before aiohttp waits for open connections: end every socket, or it waits for them
+        app.on_shutdown.append(lambda _: self.close())
+
+    async def close(self) -> None:
+        """Disconnect every client (their rooms are cleaned up as on any disconnect)."""
+        for sid in list(self.connections):
+            try:
+                await self.sio.disconnect(sid)
+            except Exception:
+                log.exception("disconnecting %s at shutdown failed", sid)
+        log.debug("signaling clients disconnected")
+        await self.sio.shutdown()
+        log.debug("signaling shut down")
 
     # ---- connection lifecycle ---------------------------------------------------------------
 

@@ -244,3 +244,16 @@ async def test_huge_message_does_not_hurt_the_server(pair, server):
     await fresh.connect()
     assert (await fresh.get_room(room["id"]))["participantCount"] == 1
     await fresh.close()
+
+
+async def test_server_stops_promptly_with_clients_connected(tmp_path):
+    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path}/stop.db")
+    client = await signed_in(process.url, "Lingering")
+    room = await client.create_room("open")
+    await client.join(room["id"])
+    started = time.monotonic()
+    err = process.stop()
+    assert process.process.returncode == 0 and time.monotonic() - started < 10, err
+    assert "Traceback" not in err
+    await client.wait_for("disconnect", timeout=5)
+    await client.close()
