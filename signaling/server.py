@@ -32,6 +32,7 @@ log = get_logger("signaling")
 # Larger than any valid request (rtpParameters are a few KiB); bigger frames close the socket.
 MAX_MESSAGE_BYTES = 256 * 1024
 CHAT_PER_SECOND = 10
+MAX_PENDING_REQUESTS = 64
 
 
 @dataclass(eq=False)
@@ -42,6 +43,7 @@ class Connection:
     user: User
     peer: Peer | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending: int = 0
 
 
 class SignalingServer:
@@ -124,10 +126,17 @@ class SignalingServer:
             reply = RequestError("unauthorized", "not connected").ack()
         elif handler is None:
             reply = RequestError("not_found", f"unknown request {event[:64]!r}").ack()
+        elif connection.pending >= MAX_PENDING_REQUESTS:
+            # a client that does not wait for its acks cannot queue unbounded work here
+            reply = RequestError("limit_exceeded", f"more than {MAX_PENDING_REQUESTS} requests waiting").ack()
         else:
             # one request of a socket at a time: the contract promises arrival order
-            async with connection.lock:
-                reply = await self._run(handler, connection, payload, event)
+            connection.pending += 1
+            try:
+                async with connection.lock:
+                    reply = await self._run(handler, connection, payload, event)
+            finally:
+                connection.pending -= 1
         outcome = "ok" if reply["ok"] else reply["error"]["code"]
         label = event if handler is not None else "unknown"
         SIGNALING_REQUESTS.labels(event=label, outcome=outcome).inc()

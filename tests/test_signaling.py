@@ -257,3 +257,12 @@ async def test_server_stops_promptly_with_clients_connected(tmp_path):
     assert "Traceback" not in err
     await client.wait_for("disconnect", timeout=5)
     await client.close()
+
+
+async def test_a_request_flood_is_bounded_and_the_socket_stays_usable(pair):
+    alice, bob, room = pair
+    await alice.join(room["id"])
+    replies = await asyncio.gather(*(alice.sio.call("getStats", {"id": "nope"}, timeout=20) for _ in range(500)))
+    codes = {r["error"]["code"] for r in replies}
+    assert codes <= {"not_found", "limit_exceeded"} and "not_found" in codes
+    assert (await alice.chat("still here"))["text"] == "still here"
