@@ -28,7 +28,8 @@ cdef enum:
     DROP_CONTROL_QUEUE_FULL = 11
     DROP_RTX_UNSUPPORTED = 12
     DROP_TCP_BACKLOG = 13
-    DROP_REASONS = 14
+    DROP_RTX_PADDING = 14
+    DROP_REASONS = 15
     # queued output of one TCP transport between two drains (a slow reader loses the excess)
     TCP_OUTPUT_BYTES = 262144
     # upcalls per drain: bounds Python work an authenticated peer can cause
@@ -94,6 +95,11 @@ cdef struct ProducerStream:
     unsigned char* history      # the last HISTORY_PACKETS packets (decrypted), slot = seq % HISTORY_PACKETS
     uint16_t* history_len       # 0: empty slot
     uint16_t* history_seq
+    uint8_t rtx_payload_type    # 0: RTX not negotiated
+    uint8_t media_payload_type
+    bint nack_enabled
+    uint64_t nacks_sent
+    uint64_t rtx_received
     int audio_level_ext_id      # the producer's id of ssrc-audio-level (RFC 6464), 0 none
     uint32_t level_sum          # sum of -dBov over the current observer interval
     uint32_t level_count
@@ -174,6 +180,8 @@ cdef class Forwarder:
     cdef void _clear_rtcp_tuple(self, TransportState* tr) noexcept
     cdef bint _queue_tcp(self, TransportState* tr, int32_t t, const unsigned char* packet, int length) noexcept nogil
     cdef void _free_history(self, ProducerStream* s) noexcept
+    cdef bint _unwrap_rtx(self, ProducerStream* s, unsigned char* data, int* length, RtpHeader* h) noexcept nogil
+    cdef void _detect_loss(self, ProducerStream* s, uint16_t seq, uint64_t now) noexcept nogil
     cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil
     cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
                          uint16_t out_seq, uint32_t out_ts) noexcept nogil

@@ -12,7 +12,7 @@ per drain, since they are rare and belong to the control plane.
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from fastpath.codecs cimport PayloadInfo, parse_payload
@@ -55,6 +55,7 @@ from fastpath.rtcp cimport (
     recv_stats_report_block,
     recv_stats_update,
     rtcp_build_pli,
+    rtcp_build_nack,
     rtcp_build_rr,
     rtcp_build_sr,
     rtcp_next,
@@ -63,7 +64,16 @@ from fastpath.rtcp cimport (
     rtcp_parse_report_blocks,
     rtcp_parse_sr,
 )
-from fastpath.rtp cimport RtpHeader, find_extension, is_rtcp, parse_rtp
+from fastpath.rtp cimport (
+    RtpHeader,
+    find_extension,
+    is_rtcp,
+    parse_rtp,
+    read_u16,
+    set_payload_type,
+    set_sequence_number,
+    set_ssrc,
+)
 from fastpath.srtp cimport SrtpSession
 from fastpath.table cimport KeyTable, TableKey
 from fastpath.udp cimport MSG_TRUNC, UdpBatchSocket, sockaddr_from_tuple, sockaddr_to_tuple
@@ -71,7 +81,7 @@ from fastpath.udp cimport MSG_TRUNC, UdpBatchSocket, sockaddr_from_tuple, sockad
 DROP_REASON_NAMES = (
     "unknown_class", "truncated", "unknown_tuple", "no_srtp", "srtp_rtp", "srtp_rtcp",
     "rtp_malformed", "rtcp_malformed", "unknown_ssrc", "unknown_payload_type", "rewrite",
-    "control_queue_full", "rtx_unsupported", "tcp_backlog",
+    "control_queue_full", "rtx_unsupported", "tcp_backlog", "rtx_padding",
 )
 
 cdef enum:
@@ -274,16 +284,21 @@ cdef class Forwarder:
         slot = self.producer_ssrcs.lookup(&key)
         if slot < 0:
             key.c = 1  # RTX SSRCs are registered with c = 1
-            if self.producer_ssrcs.lookup(&key) >= 0:
-                self.drops[DROP_RTX_UNSUPPORTED] += 1
+            slot = self.producer_ssrcs.lookup(&key)
+            if slot >= 0:
+                if not self._unwrap_rtx(&self.streams[slot], data, &length, &h):
+                    return
             elif self.unknown_ssrc_budget > 0 and len(self._control) < MAX_CONTROL_PER_DRAIN:
                 # the first packets of a new SSRC go up so Python can match it by MID/RID
                 self.unknown_ssrc_budget -= 1
                 self._control.append(("rtp", PyBytes_FromStringAndSize(<char*>data, length), t))
+                return
             else:
                 self.drops[DROP_UNKNOWN_SSRC] += 1
-            return
+                return
         s = &self.streams[slot]
+        if s.nack_enabled:
+            self._detect_loss(s, h.sequence_number, now)
         recv_stats_update(&s.stats, h.sequence_number, h.timestamp, clock_units(now, s.clock_rate))
         s.packets += 1
         s.bytes += length
@@ -302,6 +317,46 @@ cdef class Forwarder:
             s.level_count += 1
         if not s.paused:
             self._forward(s, slot, data, &h, keyframe, now)
+
+    cdef bint _unwrap_rtx(self, ProducerStream* s, unsigned char* data, int* length, RtpHeader* h) noexcept nogil:
+        """Turn an RTX packet (RFC 4588 §4) back into the original: SSRC, payload type, OSN as sequence number."""
+        cdef uint16_t osn
+        if s.rtx_payload_type == 0 or h.payload_type != s.rtx_payload_type:
+            self.drops[DROP_RTX_UNSUPPORTED] += 1
+            return 0
+        if h.payload_len < 2:
+            # padding-only RTX is bandwidth probing, nothing to forward
+            self.drops[DROP_RTX_PADDING] += 1
+            return 0
+        osn = read_u16(data + h.header_len)
+        memmove(data + h.header_len, data + h.header_len + 2, length[0] - h.header_len - 2)
+        length[0] -= 2
+        set_ssrc(data, s.ssrc)
+        set_sequence_number(data, osn)
+        set_payload_type(data, s.media_payload_type)
+        if parse_rtp(data, length[0], h) < 0:
+            self.drops[DROP_RTP_MALFORMED] += 1
+            return 0
+        s.rtx_received += 1
+        return 1
+
+    cdef void _detect_loss(self, ProducerStream* s, uint16_t seq, uint64_t now) noexcept nogil:
+        """Ask the producer at once for packets a jump in sequence numbers skipped (RFC 4585 §6.2.1)."""
+        cdef uint16_t gap, k
+        cdef uint16_t lost[MAX_NACKED_PER_PACKET]
+        cdef unsigned char buf[RTCP_SCRATCH]
+        cdef int n
+        if not s.stats.started:
+            return
+        gap = <uint16_t>(seq - s.stats.max_seq)
+        if gap < 2 or gap > MAX_NACKED_PER_PACKET:
+            return
+        for k in range(1, gap):
+            lost[k - 1] = <uint16_t>(s.stats.max_seq + k)
+        n = rtcp_build_nack(buf, RTCP_SCRATCH, self.transports[s.transport].rtcp_ssrc, s.ssrc, lost, gap - 1)
+        if n > 0:
+            s.nacks_sent += 1
+            self._send_rtcp(s.transport, buf, n)
 
     cdef void _forward(self, ProducerStream* s, int32_t stream_slot, const unsigned char* data,
                        const RtpHeader* h, bint keyframe, uint64_t now) noexcept nogil:
@@ -694,6 +749,7 @@ cdef class Forwarder:
                 raise MemoryError()
         self.producer_ssrcs.insert(&key, i)
         if rtx_ssrc:
+            ssrc_key(&key, rtx_ssrc, transport)
             key.c = 1
             self.producer_ssrcs.insert(&key, i)
         return i
@@ -712,6 +768,7 @@ cdef class Forwarder:
         ssrc_key(&key, s.ssrc, s.transport)
         self.producer_ssrcs.remove(&key)
         if s.rtx_ssrc:
+            ssrc_key(&key, s.rtx_ssrc, s.transport)
             key.c = 1
             self.producer_ssrcs.remove(&key)
         free(s.consumers)
@@ -755,6 +812,18 @@ cdef class Forwarder:
         s.level_sum = 0
         s.level_count = 0
         return mean
+
+    def set_stream_rtx_payload(self, int slot, int rtx_payload_type, int media_payload_type):
+        """RTX packets of this stream carry `rtx_payload_type`; unwrapped they become `media_payload_type`.
+
+        With RTX known the stream also NACKs the producer when packets go missing.
+        """
+        cdef ProducerStream* s = self._stream(slot)
+        if not (0 < rtx_payload_type < 128 and 0 <= media_payload_type < 128):
+            raise ValueError("payload types are 0..127")
+        s.rtx_payload_type = rtx_payload_type
+        s.media_payload_type = media_payload_type
+        s.nack_enabled = s.is_video
 
     def set_stream_paused(self, int slot, bint paused):
         """A paused producer's packets are counted but not forwarded."""
@@ -991,6 +1060,7 @@ cdef class Forwarder:
             "ssrc": s.ssrc, "packetCount": s.packets, "byteCount": s.bytes,
             "packetsLost": block.total_lost, "fractionLost": block.fraction_lost,
             "jitter": block.jitter, "keyFrames": s.keyframes, "pliCount": s.pli_sent,
+            "nackCount": s.nacks_sent, "rtxPacketsReceived": s.rtx_received,
             "spatialLayer": s.spatial_layer, "consumers": s.consumer_count,
         }
 

@@ -309,3 +309,27 @@ async def test_active_speaker_follows_the_audio_level(worker):
     await wait_for(_async(lambda: speakers[-1] == {"producerId": None, "volume": None}))
     await alice.close()
     await bob.close()
+
+
+async def test_uplink_loss_is_repaired_with_nack_and_rtx(worker):
+    from tests.media.lossy import LossyRelay
+
+    router = await worker.create_router()
+    relay = await LossyRelay.start(("127.0.0.1", worker.settings.rtc_port), every=15)
+    try:
+        video = MovingBarTrack()
+        alice = await Client(router, [video], relay=relay.address).load()
+        bob = await Client(router).load()
+        _, server_producer = await alice.produce(video)
+        client_consumer, server_consumer = await bob.consume(server_producer.id)
+        await server_consumer.resume()
+        frames, _ = await receive_frames(client_consumer.track, 60)
+        assert all((f.width, f.height) == (WIDTH, HEIGHT) for f in frames)
+        stats = (await server_producer.get_stats())[0]
+        assert relay.dropped > 0
+        assert stats["nackCount"] > 0, "the worker asked the sender for what the link lost"
+        assert stats["rtxPacketsReceived"] > 0, "and the sender's RTX repairs were unwrapped"
+        await alice.close()
+        await bob.close()
+    finally:
+        relay.close()

@@ -26,6 +26,15 @@ def extension_ids(rtp_parameters: dict) -> dict[str, int]:
     return {ext["uri"]: ext["id"] for ext in rtp_parameters.get("headerExtensions", [])}
 
 
+def rtx_payload_types(rtp_parameters: dict, codec: dict) -> tuple[int, int] | None:
+    """(RTX payload type, media payload type) when RTX is signalled for the media codec (RFC 4588 §8.6)."""
+    for candidate in rtp_parameters["codecs"]:
+        if candidate["mimeType"].lower().endswith("/rtx") and \
+                int((candidate.get("parameters") or {}).get("apt", -1)) == codec["payloadType"]:
+            return int(candidate["payloadType"]), int(codec["payloadType"])
+    return None
+
+
 def rid_of(producer: Producer, packet: bytes) -> tuple[str | None, bool]:
     """The RID (or repaired RID, for RTX) in a packet, as text (RFC 8852)."""
     for uri, repaired in ((RID_URI, False), (REPAIRED_RID_URI, True)):
@@ -55,6 +64,7 @@ class Producer:
         self.codec_id = codec_from_mime(codec["mimeType"])
         self.clock_rate = int(codec["clockRate"])
         self.ext_ids = extension_ids(rtp_parameters)
+        self.rtx = rtx_payload_types(rtp_parameters, codec)
         self.encodings = rtp_parameters["encodings"]
         self.streams: list[int | None] = [None] * len(self.encodings)
         self.consumers: set[Consumer] = set()
@@ -79,6 +89,7 @@ class Producer:
             if repaired:
                 if stream is not None:
                     self.engine.forwarder.set_stream_rtx_ssrc(stream, ssrc)
+                    self._enable_rtx(stream)
                 return stream is not None
             if stream is None:
                 self._add_stream(layer, ssrc, 0)
@@ -90,11 +101,17 @@ class Producer:
         stream = fwd.add_producer_stream(self.transport.slot, ssrc, rtx_ssrc, self.codec_id,
                                          self.clock_rate, layer, self.kind == "video")
         fwd.set_stream_paused(stream, self.paused)
+        if rtx_ssrc:
+            self._enable_rtx(stream)
         if self.kind == "audio" and self.ext_ids.get(AUDIO_LEVEL_URI):
             fwd.set_stream_audio_level_ext(stream, self.ext_ids[AUDIO_LEVEL_URI])
         self.streams[layer] = stream
         for consumer in self.consumers:
             consumer.attach(layer, stream)
+
+    def _enable_rtx(self, stream: int) -> None:
+        if self.rtx is not None:
+            self.engine.forwarder.set_stream_rtx_payload(stream, *self.rtx)
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused

@@ -24,8 +24,10 @@ def wire(value):
 class Client:
     """One participant: a Device, a send and/or receive transport, producers and consumers."""
 
-    def __init__(self, router: Router, tracks: list | None = None):
+    def __init__(self, router: Router, tracks: list | None = None, relay: tuple | None = None):
         self.router = router
+        # send media through this (ip, port) instead of the worker's candidate (a lossy link)
+        self.relay = relay
         self.device = Device(handlerFactory=AiortcHandler.createFactory(tracks=tracks or []))
         self.send_transport = None
         self.recv_transport = None
@@ -40,8 +42,12 @@ class Client:
     async def _transport(self, direction: str):
         server = await self.router.create_webrtc_transport()
         create = self.device.createSendTransport if direction == "send" else self.device.createRecvTransport
+        candidates = [c for c in server.ice_candidates if c["protocol"] == "udp"]
+        if self.relay is not None:
+            candidates = [{**c, "ip": self.relay[0], "address": self.relay[0], "port": self.relay[1]}
+                          for c in candidates]
         transport = create(id=server.id, iceParameters=server.ice_parameters,
-                           iceCandidates=server.ice_candidates, dtlsParameters=server.dtls_parameters,
+                           iceCandidates=candidates, dtlsParameters=server.dtls_parameters,
                            sctpParameters=None)
 
         @transport.on("connect")
