@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from app import engine_metrics
 from app.api import RUNTIME, STORE, keep_allow_header, route_defs
 from app.auth import AUTH, Auth, Tokens
 from app.config import ConfigError, Settings, default_public_url
@@ -86,6 +87,7 @@ def create_app(runtime: Runtime) -> web.Application:
     signaling.attach(app)
     runtime.rooms_live = signaling.registry
     app[SIGNALING] = signaling
+    engine_metrics.install(app, runtime)
     app.add_routes(static_routes(settings.web_dir))
     return app
 

@@ -132,3 +132,34 @@ async def test_worker_death_closes_the_room_media_and_peers_can_rejoin(tmp_path)
     finally:
         err = server.stop()
     assert "Traceback" not in err
+
+
+async def test_metrics_show_rooms_peers_objects_and_engine_counters(server):
+    import asyncio as _asyncio
+
+    track = MovingBarTrack()
+    alice = Participant(await signed_in(server.url, "Alice"), [track])
+    bob = Participant(await signed_in(server.url, "Bob"))
+    room = await alice.sdk.create_room("metered")
+    await alice.join(room["id"])
+    await bob.join(room["id"])
+    producer = await alice.produce(track)
+    consumer, _ = await bob.consume(producer.id)
+    await receive_frames(consumer.track, 10)
+    await _asyncio.sleep(2.5)  # one poll of the workers' counters
+    with urllib.request.urlopen(server.url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("switchyard_") and " " in line:
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    assert values["switchyard_rooms"] >= 1 and values["switchyard_peers"] >= 2
+    assert values['switchyard_producers{worker="0"}'] >= 1 and values['switchyard_consumers{worker="0"}'] >= 1
+    assert values['switchyard_worker_up{worker="0"}'] == 1
+    assert values['switchyard_worker_forwarded_packets_total{worker="0"}'] > 0
+    assert values['switchyard_worker_packets_received_total{worker="0"}'] > 0
+    assert 'switchyard_worker_drops_total{reason="unknown_tuple",worker="0"}' in values
+    assert any(name.startswith("switchyard_signaling_requests_total") for name in values)
+    await alice.close()
+    await bob.close()

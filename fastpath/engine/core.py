@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class Engine:
         self.tcp_senders: set[WebRtcTransport] = set()
         self._tcp_server: asyncio.AbstractServer | None = None
         self.control_drops: Counter[str] = Counter()
+        self.loop_lag = 0.0
         self._udp = udp
         self.loop.add_reader(udp.fileno(), self.forwarder.drain)
         self._timer_task = self.loop.create_task(self._timers())
@@ -126,7 +128,10 @@ class Engine:
     async def _timers(self) -> None:
         ticks = 0
         while True:
+            expected = self.loop.time() + LAYER_INTERVAL
             await asyncio.sleep(LAYER_INTERVAL)
+            # how late the loop woke us: the time packets and requests waited behind other work
+            self.loop_lag = max(0.0, self.loop.time() - expected)
             ticks += 1
             try:
                 self.forwarder.update_layers()
@@ -195,7 +200,9 @@ class Engine:
         }
 
     def counters(self) -> dict:
-        return {**self.forwarder.counters(), "controlDrops": dict(self.control_drops)}
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {**self.forwarder.counters(), "controlDrops": dict(self.control_drops),
+                "loopLagSeconds": self.loop_lag, "cpuSeconds": usage.ru_utime + usage.ru_stime}
 
     def close(self) -> None:
         for router in list(self.routers.values()):
