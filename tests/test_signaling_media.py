@@ -163,3 +163,37 @@ async def test_metrics_show_rooms_peers_objects_and_engine_counters(server):
     assert any(name.startswith("switchyard_signaling_requests_total") for name in values)
     await alice.close()
     await bob.close()
+
+
+async def test_remaining_requests_and_layer_events(server):
+    track = MovingBarTrack()
+    alice = Participant(await signed_in(server.url, "Alice"), [track])
+    bob = Participant(await signed_in(server.url, "Bob"))
+    room = await alice.sdk.create_room("requests")
+    await alice.join(room["id"])
+    await bob.join(room["id"])
+    producer = await alice.produce(track)
+    consumer, answer = await bob.consume(producer.id)
+    layers = await bob.sdk.wait_for("consumer-layers-changed")
+    assert layers == {"consumerId": answer["id"], "spatialLayer": 0, "temporalLayer": None}
+    await receive_frames(consumer.track, 5)
+
+    transport_id = bob.recv_transport.id
+    ice = await bob.sdk.restart_ice(transport_id)
+    assert set(ice) >= {"usernameFragment", "password"} and ice["iceLite"] is True
+    await bob.sdk.set_consumer_preferred_layers(answer["id"], 0, 0)
+    await bob.sdk.request_consumer_key_frame(answer["id"])
+    await bob.sdk.pause_consumer(answer["id"])
+    await bob.sdk.resume_consumer(answer["id"])
+    await receive_frames(consumer.track, 5)
+    transport_stats = await bob.sdk.get_stats(transport_id)
+    assert transport_stats[0]["type"] == "webrtc-transport" and transport_stats[0]["rtpPacketsSent"] > 0
+    producer_stats = await alice.sdk.get_stats(producer.id)
+    assert producer_stats[0]["type"] == "inbound-rtp" and producer_stats[0]["keyFrames"] >= 2
+    consumer_stats = await bob.sdk.get_stats(answer["id"])
+    assert consumer_stats[0]["type"] == "outbound-rtp"
+    with pytest.raises(SignalingError) as caught:
+        await alice.sdk.get_stats(answer["id"])
+    assert caught.value.code == "not_found", "another peer's consumer"
+    await alice.close()
+    await bob.close()
