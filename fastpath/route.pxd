@@ -4,6 +4,7 @@
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
+from fastpath.codecs cimport PayloadInfo
 from fastpath.rewrite cimport RewriteParams, SeqRewriter, TsRewriter
 from fastpath.rtcp cimport RecvStats, RtcpItem
 from fastpath.rtp cimport RtpHeader
@@ -125,6 +126,11 @@ cdef struct ConsumerState:
     RewriteParams params
     SeqRewriter seq
     TsRewriter ts
+    bint pid_started            # VP8 picture ids continue across layer switches
+    int32_t pid_offset
+    int tl0_offset
+    int32_t last_picture_id
+    int last_tl0picidx
     uint64_t last_out_ns
     uint32_t last_out_ts
     uint64_t packets
@@ -164,7 +170,7 @@ cdef class Forwarder:
 
     cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept
     cdef void _forward(self, ProducerStream* s, int32_t stream_slot, const unsigned char* data,
-                       const RtpHeader* h, bint keyframe, uint64_t now) noexcept nogil
+                       const RtpHeader* h, const PayloadInfo* info, bint keyframe, uint64_t now) noexcept nogil
     cdef void _handle_rtcp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept nogil
     cdef void _request_keyframe(self, int32_t stream_slot, uint64_t now, bint force) noexcept nogil
     cdef void _send_rtcp(self, int32_t t, unsigned char* buf, int length) noexcept nogil
@@ -184,4 +190,4 @@ cdef class Forwarder:
     cdef void _detect_loss(self, ProducerStream* s, uint16_t seq, uint64_t now) noexcept nogil
     cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil
     cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
-                         uint16_t out_seq, uint32_t out_ts) noexcept nogil
+                         const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts) noexcept nogil

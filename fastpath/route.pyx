@@ -15,7 +15,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
-from fastpath.codecs cimport PayloadInfo, parse_payload
+from fastpath.codecs cimport CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
 from fastpath.demux cimport (
     PACKET_DTLS,
     PACKET_RTP,
@@ -110,6 +110,32 @@ cdef inline uint64_t monotonic_ns() noexcept nogil:
 cdef inline uint32_t clock_units(uint64_t ns, uint32_t clock_rate) noexcept nogil:
     # microseconds first: ns * 90000 would overflow 64 bits after a few days of uptime
     return <uint32_t>((ns // 1000) * clock_rate // 1000000)
+
+
+cdef inline void picture_id_sync(ConsumerState* c, const PayloadInfo* info) noexcept nogil:
+    """On a switch, map the new layer's VP8 picture id and TL0PICIDX to continue ours (RFC 7741 §4.2)."""
+    if info.picture_id < 0:
+        return
+    if c.pid_started:
+        c.pid_offset = <int32_t>((c.last_picture_id + 1 - info.picture_id) & 0x7FFF)
+        c.tl0_offset = (c.last_tl0picidx + 1 - info.tl0picidx) & 0xFF if info.tl0picidx >= 0 else 0
+    else:
+        c.pid_offset = 0
+        c.tl0_offset = 0
+        c.pid_started = 1
+
+
+cdef inline int32_t picture_id_out(ConsumerState* c, const PayloadInfo* info) noexcept nogil:
+    cdef int32_t mask = 0x7F if info.picture_id_bits == 7 else 0x7FFF
+    c.last_picture_id = (info.picture_id + c.pid_offset) & mask
+    return c.last_picture_id
+
+
+cdef inline int tl0picidx_out(ConsumerState* c, const PayloadInfo* info) noexcept nogil:
+    if info.tl0picidx < 0:
+        return VP8_KEEP
+    c.last_tl0picidx = (info.tl0picidx + c.tl0_offset) & 0xFF
+    return c.last_tl0picidx
 
 
 cdef inline void ssrc_key(TableKey* key, uint32_t ssrc, int32_t transport) noexcept nogil:
@@ -307,6 +333,7 @@ cdef class Forwarder:
             memcpy(s.history + <size_t>(h.sequence_number % HISTORY_PACKETS) * HISTORY_PACKET_BYTES, data, length)
             s.history_len[h.sequence_number % HISTORY_PACKETS] = <uint16_t>length
             s.history_seq[h.sequence_number % HISTORY_PACKETS] = h.sequence_number
+        info.picture_id = -1
         if s.is_video and parse_payload(s.codec, data + h.header_len, h.payload_len, &info) >= 0:
             keyframe = info.is_keyframe > 0
             if keyframe:
@@ -316,7 +343,7 @@ cdef class Forwarder:
             s.level_sum += data[level_offset] & 0x7F
             s.level_count += 1
         if not s.paused:
-            self._forward(s, slot, data, &h, keyframe, now)
+            self._forward(s, slot, data, &h, &info, keyframe, now)
 
     cdef bint _unwrap_rtx(self, ProducerStream* s, unsigned char* data, int* length, RtpHeader* h) noexcept nogil:
         """Turn an RTX packet (RFC 4588 §4) back into the original: SSRC, payload type, OSN as sequence number."""
@@ -359,7 +386,7 @@ cdef class Forwarder:
             self._send_rtcp(s.transport, buf, n)
 
     cdef void _forward(self, ProducerStream* s, int32_t stream_slot, const unsigned char* data,
-                       const RtpHeader* h, bint keyframe, uint64_t now) noexcept nogil:
+                       const RtpHeader* h, const PayloadInfo* info, bint keyframe, uint64_t now) noexcept nogil:
         cdef int k, out_seq, layer = s.spatial_layer
         cdef ConsumerState* c
         cdef uint8_t pt
@@ -377,6 +404,7 @@ cdef class Forwarder:
                     gap = 1
                 seq_rewrite_sync(&c.seq, h.sequence_number)
                 ts_rewrite_sync(&c.ts, h.timestamp, gap)
+                picture_id_sync(c, info)
                 c.current_layer = layer
                 c.layers_changed = 1
                 self.events_pending = 1
@@ -388,12 +416,12 @@ cdef class Forwarder:
                 self.drops[DROP_UNKNOWN_PT] += 1
                 continue
             c.params.payload_type = pt
-            if self._send_copy(c, data, h, <uint16_t>out_seq, ts_rewrite_out(&c.ts, h.timestamp)):
+            if self._send_copy(c, data, h, info, <uint16_t>out_seq, ts_rewrite_out(&c.ts, h.timestamp)):
                 c.last_out_ns = now
                 c.last_out_ts = c.params.timestamp
 
     cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
-                         uint16_t out_seq, uint32_t out_ts) noexcept nogil:
+                         const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts) noexcept nogil:
         """Rewrite one packet for a consumer, protect it with its transport's context, queue it."""
         cdef TransportState* ct = &self.transports[c.transport]
         cdef int slot_size = self.sock.slot_size
@@ -412,6 +440,9 @@ cdef class Forwarder:
         if c.twcc_ext_id:
             set_transport_seq(dst, &out, c.twcc_ext_id, ct.twcc_seq)
             ct.twcc_seq += 1
+        if c.pid_started and info.picture_id >= 0 and c.codec == CODEC_VP8:
+            vp8_rewrite_picture_id(dst + out.header_len, out.payload_len,
+                                   picture_id_out(c, info), tl0picidx_out(c, info))
         if ct.srtp_out != NULL and (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
             self.drops[DROP_SRTP_RTP] += 1
             return 0
@@ -441,7 +472,10 @@ cdef class Forwarder:
         cdef uint16_t in_seq
         cdef ProducerStream* s
         cdef RtpHeader h
+        cdef PayloadInfo info
         cdef unsigned char* stored
+        cdef int32_t last_picture_id
+        cdef int last_tl0picidx
         if c.current_layer < 0 or c.streams[c.current_layer] < 0:
             return
         stream = c.streams[c.current_layer]
@@ -463,8 +497,13 @@ cdef class Forwarder:
             c.params.payload_type = c.pt_map[h.payload_type & 0x7F]
             if c.params.payload_type == 0xFF:
                 continue
-            if self._send_copy(c, stored, &h, lost[k], <uint32_t>(h.timestamp + c.ts.offset)):
+            info.picture_id = -1
+            parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
+            # a resend rewrites its picture id like the original but must not move the running one
+            last_picture_id, last_tl0picidx = c.last_picture_id, c.last_tl0picidx
+            if self._send_copy(c, stored, &h, &info, lost[k], <uint32_t>(h.timestamp + c.ts.offset)):
                 c.retransmitted += 1
+            c.last_picture_id, c.last_tl0picidx = last_picture_id, last_tl0picidx
 
     cdef void _handle_rtcp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept nogil:
         cdef TransportState* tr = &self.transports[t]

@@ -108,11 +108,19 @@ def test_audio_fans_out_rewritten_to_every_consumer(forwarder, profile):
     assert fwd.stream_stats(stream)["packetCount"] == 20
 
 
-def vp8(keyframe: bool) -> bytes:
-    # RFC 7741: descriptor S=1 PID=0, then a VP8 payload header whose P bit (0 = key frame)
+def vp8(keyframe: bool, picture_id: int | None = None) -> bytes:
+    # RFC 7741: descriptor S=1 PID=0 (with X, I and a 15-bit picture id when given), then a VP8
+    # payload header whose P bit is 0 on a key frame
     descriptor = bytes([0x10])
+    if picture_id is not None:
+        descriptor = bytes([0x90, 0x80, 0x80 | (picture_id >> 8), picture_id & 0xFF])
     header = bytes([0x00 if keyframe else 0x01, 0, 0])
     return descriptor + header + b"\x00" * 20
+
+
+def picture_id_of(payload: bytes) -> int:
+    assert payload[0] & 0x80 and payload[1] & 0x80 and payload[2] & 0x80
+    return ((payload[2] & 0x7F) << 8) | payload[3]
 
 
 def test_video_waits_for_key_frame_and_pause_resume_requests_one(forwarder):
@@ -207,9 +215,13 @@ def test_simulcast_consumer_switches_layers_on_key_frames_with_continuous_number
         fwd.attach_stream(consumer, layer, stream)
     seq = {100: 1000, 101: 5000, 102: 9000}
 
+    picture = {100: 30, 101: 7000, 102: 32760}  # each encoder counts its own; 102 wraps at 2**15
+
     def send_frame(ssrc: int, keyframe: bool, ts: int) -> None:
-        producer.sock.sendto(producer.tx.protect(rtp(seq[ssrc], ts, ssrc, 96, vp8(keyframe))), server_addr)
+        payload = vp8(keyframe, picture[ssrc])
+        producer.sock.sendto(producer.tx.protect(rtp(seq[ssrc], ts, ssrc, 96, payload)), server_addr)
         seq[ssrc] += 1
+        picture[ssrc] = (picture[ssrc] + 1) & 0x7FFF
 
     def send_all_layers(keyframe_on: set[int], ts: int) -> None:
         for ssrc in (100, 101, 102):
@@ -238,6 +250,8 @@ def test_simulcast_consumer_switches_layers_on_key_frames_with_continuous_number
     assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False)), seqs
     stamps = [p.timestamp for p in got]
     assert all(0 < (b - a) & 0xFFFFFFFF < 90000 for a, b in zip(stamps, stamps[1:], strict=False)), stamps
+    pictures = [picture_id_of(p.payload) for p in got]
+    assert all((b - a) & 0x7FFF == 1 for a, b in zip(pictures, pictures[1:], strict=False)), pictures
     layer_events = [layer for _, events in control for name, slot, layer in events if slot == consumer]
     assert layer_events == [2, 0]
 
