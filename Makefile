@@ -1,5 +1,6 @@
 # Switchyard: `make run` serves on the embedded SQLite default; `make test` runs every test.
-# Every install step lives here, so a fresh machine needs nothing but Python 3.11, a C compiler and Node 20.
+# Every install step lives here, so a fresh machine needs nothing but Python 3.11, a C compiler and Node 20
+# (`make test` installs Debian's Chromium itself).
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 WEB_STAMP := web/dist/index.html
 
-.PHONY: run test bench lint clean services web install
+.PHONY: run test bench lint clean services web chromium install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +28,25 @@ $(TEST_STAMP): $(STAMP)
 
 install: $(STAMP)
 
-# The web app is built only once web/ has one (npm ci from the committed lockfile).
+# The web app (web/, React + Vite): npm ci from the committed lockfile when it changes, a build when a
+# source changes. Skipped while web/ has no package.json.
+WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) $(wildcard web/index.html web/vite.config.ts web/tsconfig.json)
+WEB_DEPS := web/node_modules/.installed
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+$(WEB_STAMP): $(WEB_DEPS) $(WEB_SRC)
+	cd web && npm run build
+
 web:
-	@if [ -f web/package.json ]; then cd web && npm ci --no-audit --no-fund && npm run build; fi
+	@if [ -f web/package.json ]; then $(MAKE) --no-print-directory $(WEB_STAMP); fi
+
+# Debian's Chromium for the browser tests (tests/browser); Playwright drives it and never downloads one.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 run: $(STAMP) web
 	$(BIN)/switchyard serve
@@ -37,7 +54,7 @@ run: $(STAMP) web
 services:
 	@$(BIN)/python -m tests.services
 
-test: $(TEST_STAMP) web services
+test: $(TEST_STAMP) web chromium services
 	$(BIN)/python -m pytest
 
 bench: $(TEST_STAMP)

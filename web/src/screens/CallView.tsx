@@ -1,0 +1,176 @@
+import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
+
+import { api, type Room, type Session } from '../api';
+import { Call } from '../call/Call';
+import { initialRoomState, roomReducer, tilesOf, type RoomAction } from '../call/roomState';
+import { ChatPanel } from '../components/ChatPanel';
+import { Controls } from '../components/Controls';
+import { Header } from '../components/Header';
+import { RemoteAudio } from '../components/RemoteAudio';
+import { VideoGrid } from '../components/VideoGrid';
+import { Icon } from '../components/icons';
+import { navigate } from '../router';
+import { useReleaseOnUnmount } from '../useRelease';
+import type { JoinChoice } from './PreJoin';
+
+declare global {
+  interface Window {
+    /** The call in progress, for debugging from the console and for the browser tests. */
+    switchyard?: Call;
+  }
+}
+
+type Props = { session: Session; room: Room; choice: JoinChoice; onTryAgain: () => void };
+
+const STATUS_TEXT = {
+  connecting: 'Joining…',
+  joined: 'Connected',
+  reconnecting: 'Reconnecting…',
+  closed: 'Room closed',
+  left: 'Left',
+  failed: 'Disconnected',
+} as const;
+
+export function CallView({ session, room, choice, onTryAgain }: Props) {
+  const [state, dispatch] = useReducer(roomReducer, choice.self, initialRoomState);
+  const [call, setCall] = useState<Call | null>(null);
+  const [chatOpen, setChatOpen] = useState(false);
+  const [unread, setUnread] = useState(0);
+  const chatOpenRef = useRef(chatOpen);
+  chatOpenRef.current = chatOpen;
+
+  useEffect(() => {
+    let active = true;
+    const onAction = (action: RoomAction) => {
+      if (!active) return;
+      if (action.type === 'server' && action.event === 'chat' && !chatOpenRef.current) setUnread((n) => n + 1);
+      dispatch(action);
+    };
+    const current = new Call({
+      url: window.location.origin,
+      token: session.token,
+      roomId: room.id,
+      displayName: choice.displayName,
+      media: choice.media,
+      self: choice.self,
+      dispatch: onAction,
+      loadHistory: (roomId) => api.messages(session.token, roomId),
+    });
+    setCall(current);
+    window.switchyard = current;
+    void current.start();
+    return () => {
+      active = false;
+      void current.leave();
+      if (window.switchyard === current) delete window.switchyard;
+    };
+  }, [session.token, room.id, choice]);
+
+  useReleaseOnUnmount(() => {
+    choice.media.mic?.stop();
+    choice.media.camera?.stop();
+  });
+
+  useEffect(() => {
+    if (state.status === 'left') navigate('/rooms');
+  }, [state.status]);
+
+  useEffect(() => {
+    if (chatOpen) setUnread(0);
+  }, [chatOpen]);
+
+  const tiles = useMemo(
+    () => tilesOf(state, choice.displayName, Boolean(choice.media.camera)),
+    [state, choice.displayName, choice.media.camera],
+  );
+
+  const audioTracks = useMemo(() => {
+    if (!call) return [];
+    return Object.values(state.consumers)
+      .filter((c) => c.kind === 'audio')
+      .map((c) => ({ id: c.consumerId, track: call.remoteTrack(c.consumerId) }))
+      .filter((t): t is { id: string; track: MediaStreamTrack } => t.track !== null);
+  }, [call, state.consumers]);
+
+  const sendChat = useCallback((text: string) => call?.sendChat(text) ?? Promise.resolve(false), [call]);
+
+  if (state.status === 'closed' || state.status === 'failed') {
+    return (
+      <>
+        <Header user={session.user} />
+        <main className="ended-page">
+          <h1>{state.status === 'closed' ? 'The room was closed' : 'You are no longer in the call'}</h1>
+          <p role="alert">{state.endedReason}</p>
+          <div className="row">
+            <button type="button" className="button primary" onClick={() => navigate('/rooms')}>
+              Back to rooms
+            </button>
+            {state.status === 'failed' && (
+              <button type="button" className="button" onClick={onTryAgain}>
+                Try again
+              </button>
+            )}
+          </div>
+        </main>
+      </>
+    );
+  }
+
+  const peopleCount = Object.keys(state.peers).length + 1;
+  return (
+    <div className="call-page" data-status={state.status}>
+      <Header user={session.user}>
+        <div className="call-title">
+          <h1>{room.name}</h1>
+          <span className="people-count">
+            {peopleCount} {peopleCount === 1 ? 'person' : 'people'}
+          </span>
+          <span className={`status-pill status-${state.status}`} role="status" aria-live="polite">
+            {STATUS_TEXT[state.status]}
+          </span>
+        </div>
+      </Header>
+      {state.status === 'reconnecting' && (
+        <div className="banner warning" role="alert">
+          The connection was lost. Reconnecting…
+        </div>
+      )}
+      {state.error && (
+        <div className="banner error" role="alert">
+          <span>{state.error}</span>
+          <button type="button" className="icon-button" aria-label="Dismiss" onClick={() => dispatch({ type: 'error', message: null })}>
+            <Icon name="close" size={16} />
+          </button>
+        </div>
+      )}
+      <div className={`call-body${chatOpen ? ' with-chat' : ''}`}>
+        <main className="stage" aria-label="Participants">
+          {call && <VideoGrid tiles={tiles} call={call} state={state} />}
+        </main>
+        {chatOpen && (
+          <ChatPanel
+            messages={state.messages}
+            selfUserId={session.user.id}
+            onSend={sendChat}
+            onClose={() => setChatOpen(false)}
+          />
+        )}
+      </div>
+      <Controls
+        self={state.self}
+        hasMic={Boolean(choice.media.mic)}
+        hasCamera={Boolean(choice.media.camera)}
+        canShareScreen={typeof navigator.mediaDevices?.getDisplayMedia === 'function'}
+        chatOpen={chatOpen}
+        unread={unread}
+        onMic={() => void call?.setMicMuted(!state.self.audioMuted)}
+        onCamera={() => void call?.setCameraOff(!state.self.videoMuted)}
+        onScreen={() => void (state.self.screenSharing ? call?.stopScreenShare() : call?.startScreenShare())}
+        onHand={() => void call?.setHandRaised(!state.self.handRaised)}
+        onChat={() => setChatOpen((open) => !open)}
+        onLeave={() => void call?.leave()}
+      />
+      <RemoteAudio tracks={audioTracks} />
+    </div>
+  );
+}
