@@ -231,26 +231,18 @@ def _close_router(engine: Engine, data: dict) -> dict:
     return {}
 
 
-def _create_webrtc_transport(engine: Engine, data: dict) -> dict:
-    router = engine._router(data)
-    transport_id = data["transportId"]
-    if transport_id in engine.transports:
-        raise invalid_input(f"transport {transport_id!r} already exists")
-    transport = WebRtcTransport(engine, router, transport_id, data)
-    router.transports[transport_id] = transport
-    engine.transports[transport_id] = transport
-    return transport.answer()
-
-
-def _create_plain_transport(engine: Engine, data: dict) -> dict:
-    router = engine._router(data)
-    transport_id = data["transportId"]
-    if transport_id in engine.transports:
-        raise invalid_input(f"transport {transport_id!r} already exists")
-    transport = PlainTransport(engine, router, transport_id, data)
-    router.transports[transport_id] = transport
-    engine.transports[transport_id] = transport
-    return transport.answer()
+def _transport_creator(kind: type) -> Callable[[Engine, dict], dict]:
+    """router.createWebRtcTransport / router.createPlainTransport: the new transport's answer."""
+    def create(engine: Engine, data: dict) -> dict:
+        router = engine._router(data)
+        transport_id = data["transportId"]
+        if transport_id in engine.transports:
+            raise invalid_input(f"transport {transport_id!r} already exists")
+        transport = kind(engine, router, transport_id, data)
+        router.transports[transport_id] = transport
+        engine.transports[transport_id] = transport
+        return transport.answer()
+    return create
 
 
 def _closer(table: str, key: str) -> Callable[[Engine, dict], dict]:
@@ -277,8 +269,8 @@ REQUESTS: dict[str, Callable[[Engine, dict], dict | None]] = {
     "router.create": _create_router,
     "router.close": _close_router,
     "router.dump": lambda e, d: e._router(d).dump(),
-    "router.createWebRtcTransport": _create_webrtc_transport,
-    "router.createPlainTransport": _create_plain_transport,
+    "router.createWebRtcTransport": _transport_creator(WebRtcTransport),
+    "router.createPlainTransport": _transport_creator(PlainTransport),
     "transport.connect": lambda e, d: e._transport(d).connect(d),
     "transport.restartIce": lambda e, d: e._transport(d).restart_ice(),
     "transport.close": _closer("transports", "transportId"),

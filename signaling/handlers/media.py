@@ -149,16 +149,13 @@ async def announce_layers_needed(server: SignalingServer, owner: Peer, producer_
                               to=owner.sid)
 
 
-async def resume_consumer(server: SignalingServer, connection: Connection, payload: Any) -> dict:
-    request = parse(ConsumerRef, payload)
-    await own_consumer(joined(connection), request.consumerId).resume()
-    return {}
-
-
-async def pause_consumer(server: SignalingServer, connection: Connection, payload: Any) -> dict:
-    request = parse(ConsumerRef, payload)
-    await own_consumer(joined(connection), request.consumerId).pause()
-    return {}
+def consumer_action(method: str):
+    """resumeConsumer / pauseConsumer / requestConsumerKeyFrame: one call on the caller's own consumer."""
+    async def act(server: SignalingServer, connection: Connection, payload: Any) -> dict:
+        request = parse(ConsumerRef, payload)
+        await getattr(own_consumer(joined(connection), request.consumerId), method)()
+        return {}
+    return act
 
 
 async def set_consumer_preferred_layers(server: SignalingServer, connection: Connection, payload: Any) -> dict:
@@ -169,12 +166,6 @@ async def set_consumer_preferred_layers(server: SignalingServer, connection: Con
     owner = peer.room.producer_owner(consumer.producer_id)
     if owner is not None:
         await announce_layers_needed(server, owner, consumer.producer_id)
-    return {}
-
-
-async def request_consumer_key_frame(server: SignalingServer, connection: Connection, payload: Any) -> dict:
-    request = parse(ConsumerRef, payload)
-    await own_consumer(joined(connection), request.consumerId).request_key_frame()
     return {}
 
 
@@ -193,9 +184,9 @@ HANDLERS = {
     "pauseProducer": pause_producer,
     "resumeProducer": resume_producer,
     "consume": consume,
-    "resumeConsumer": resume_consumer,
-    "pauseConsumer": pause_consumer,
+    "resumeConsumer": consumer_action("resume"),
+    "pauseConsumer": consumer_action("pause"),
     "setConsumerPreferredLayers": set_consumer_preferred_layers,
-    "requestConsumerKeyFrame": request_consumer_key_frame,
+    "requestConsumerKeyFrame": consumer_action("request_key_frame"),
     "getStats": get_stats,
 }
