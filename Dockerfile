@@ -1,16 +1,22 @@
 # Switchyard production image.
-# Builder: compiles the Cython fast path into a wheel and builds the web app.
+# Web builder: the React app needs Node 20 (Vite 7, mediasoup-client 3.18); Debian's is older.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web ./
+RUN npm run build
+
+# Python builder: compiles the Cython fast path into a wheel.
 FROM python:3.11-slim-bookworm AS builder
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential nodejs npm \
+ && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY app ./app
 COPY fastpath ./fastpath
 COPY signaling ./signaling
-COPY web ./web
-RUN if [ -f web/package.json ]; then cd web && npm ci --no-audit --no-fund && npm run build; fi
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Runtime: the wheels and the built web app only; no compiler, no Node.
@@ -24,7 +30,7 @@ ENV PYTHONUNBUFFERED=1 \
 COPY --from=builder /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
  && useradd --system --uid 10001 --home-dir /data --create-home switchyard
-COPY --from=builder /src/web/ /opt/switchyard/web/
+COPY --from=web /web/dist/ /opt/switchyard/web/dist/
 ENV SWITCHYARD_WEB_DIR=/opt/switchyard/web/dist
 USER switchyard
 WORKDIR /data
