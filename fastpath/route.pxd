@@ -186,6 +186,7 @@ cdef class Forwarder:
     cdef void _clear_rtcp_tuple(self, TransportState* tr) noexcept
     cdef bint _queue_tcp(self, TransportState* tr, int32_t t, const unsigned char* packet, int length) noexcept nogil
     cdef void _free_history(self, ProducerStream* s) noexcept
+    cdef void _transport_ready(self, int slot) noexcept
     cdef bint _unwrap_rtx(self, ProducerStream* s, unsigned char* data, int* length, RtpHeader* h) noexcept nogil
     cdef void _detect_loss(self, ProducerStream* s, uint16_t seq, uint64_t now) noexcept nogil
     cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil

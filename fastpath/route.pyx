@@ -398,6 +398,9 @@ cdef class Forwarder:
             if layer != c.current_layer:
                 if layer != c.target_layer or (c.is_video and not keyframe):
                     continue
+                if not (self.transports[c.transport].has_tuple and self.transports[c.transport].has_srtp):
+                    # a key frame the receiver cannot get yet must not start the stream
+                    continue
                 # switch on a key frame of the target layer; numbering stays continuous
                 gap = clock_units(now - c.last_out_ns, c.clock_rate) if c.last_out_ns else 0
                 if gap == 0:
@@ -658,6 +661,7 @@ cdef class Forwarder:
         self.tuples.insert(&key, slot)
         tr.tuple_key = key
         tr.has_tuple = 1
+        self._transport_ready(slot)
 
     def clear_transport_tuple(self, int slot):
         """Stop sending on the transport and forget its tuple (consent lost, transport closing)."""
@@ -681,6 +685,7 @@ cdef class Forwarder:
         tr.tcp_out_len = 0
         tr.is_tcp = 1
         tr.has_tuple = 1
+        self._transport_ready(slot)
 
     def take_tcp_output(self, int slot):
         """The framed bytes queued for a TCP transport since the last call (None when empty)."""
@@ -702,6 +707,19 @@ cdef class Forwarder:
         tr.srtp_in = <void*>inbound
         tr.srtp_out = <void*>outbound
         tr.has_srtp = 1
+        self._transport_ready(slot)
+
+    cdef void _transport_ready(self, int slot) noexcept:
+        """A transport can now send: its video consumers waiting to start ask for a key frame."""
+        cdef int i
+        cdef ConsumerState* c
+        if not (self.transports[slot].has_tuple and self.transports[slot].has_srtp):
+            return
+        for i in range(self.consumer_capacity):
+            c = &self.consumers[i]
+            if c.used and c.transport == slot and c.is_video and c.current_layer < 0 \
+                    and not (c.paused or c.producer_paused):
+                self._request_target_keyframe(c)
 
     def set_transport_plain(self, int slot):
         """Carry plain RTP/RTCP: no SRTP on this transport (PlainTransport without enableSrtp)."""
@@ -710,6 +728,7 @@ cdef class Forwarder:
         tr.srtp_in = NULL
         tr.srtp_out = NULL
         tr.has_srtp = 1
+        self._transport_ready(slot)
 
     def set_transport_rtcp_tuple(self, int slot, tuple addr):
         """Without rtcp-mux, RTCP comes from and goes to a second remote port (RFC 3550 §11)."""
