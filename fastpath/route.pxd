@@ -184,7 +184,9 @@ cdef class Forwarder:
     cdef void _detach(self, int consumer, int stream) noexcept
     cdef void _unknown_tuple(self, unsigned char* data, int length, const sockaddr* addr) noexcept
     cdef void _clear_rtcp_tuple(self, TransportState* tr) noexcept
-    cdef bint _queue_tcp(self, TransportState* tr, int32_t t, const unsigned char* packet, int length) noexcept nogil
+    cdef bint _queue_tcp(self, TransportState* tr, const unsigned char* packet, int length) noexcept nogil
+    cdef int _claim_tuple(self, int slot, tuple addr, sockaddr_storage* remote, socklen_t* remote_len,
+                          TableKey* key) except -1
     cdef void _free_history(self, ProducerStream* s) noexcept
     cdef void _transport_ready(self, int slot) noexcept
     cdef bint _unwrap_rtx(self, ProducerStream* s, unsigned char* data, int* length, RtpHeader* h) noexcept nogil

@@ -450,7 +450,7 @@ cdef class Forwarder:
             self.drops[DROP_SRTP_RTP] += 1
             return 0
         if ct.is_tcp:
-            if not self._queue_tcp(ct, c.transport, dst, n):
+            if not self._queue_tcp(ct, dst, n):
                 return 0
         else:
             self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
@@ -600,7 +600,7 @@ cdef class Forwarder:
             self.drops[DROP_SRTP_RTCP] += 1
             return
         if tr.is_tcp:
-            if not self._queue_tcp(tr, t, dst, length):
+            if not self._queue_tcp(tr, dst, length):
                 return
         elif tr.has_rtcp_tuple:
             self.sock.tx_commit(length, <const sockaddr*>&tr.rtcp_remote, tr.rtcp_remote_len)
@@ -608,7 +608,7 @@ cdef class Forwarder:
             self.sock.tx_commit(length, <const sockaddr*>&tr.remote, tr.remote_len)
         tr.rtcp_out_packets += 1
 
-    cdef bint _queue_tcp(self, TransportState* tr, int32_t t, const unsigned char* packet, int length) noexcept nogil:
+    cdef bint _queue_tcp(self, TransportState* tr, const unsigned char* packet, int length) noexcept nogil:
         """Append one RFC 4571 frame (16-bit length, then the packet) to the transport's TCP output."""
         if tr.tcp_out_len + 2 + length > TCP_OUTPUT_BYTES:
             self.drops[DROP_TCP_BACKLOG] += 1
@@ -651,17 +651,21 @@ cdef class Forwarder:
     def set_transport_tuple(self, int slot, tuple addr):
         """Send to and accept media from `addr` (the selected ICE tuple, or a plain transport's remote)."""
         cdef TransportState* tr = self._transport(slot)
-        cdef TableKey key
         self.clear_transport_tuple(slot)
-        sockaddr_from_tuple(addr, self.sock.family, &tr.remote, &tr.remote_len)
-        address_key(<const sockaddr*>&tr.remote, &key)
-        existing = self.tuples.lookup(&key)
-        if existing >= 0 and existing != slot:
-            raise ValueError(f"tuple {addr} already belongs to transport {existing}")
-        self.tuples.insert(&key, slot)
-        tr.tuple_key = key
+        self._claim_tuple(slot, addr, &tr.remote, &tr.remote_len, &tr.tuple_key)
         tr.has_tuple = 1
         self._transport_ready(slot)
+
+    cdef int _claim_tuple(self, int slot, tuple addr, sockaddr_storage* remote, socklen_t* remote_len,
+                          TableKey* key) except -1:
+        """Fill a remote address from `addr` and map its tuple to the transport (refused if taken)."""
+        sockaddr_from_tuple(addr, self.sock.family, remote, remote_len)
+        address_key(<const sockaddr*>remote, key)
+        existing = self.tuples.lookup(key)
+        if existing >= 0 and existing != slot:
+            raise ValueError(f"tuple {addr} already belongs to transport {existing}")
+        self.tuples.insert(key, slot)
+        return 0
 
     def clear_transport_tuple(self, int slot):
         """Stop sending on the transport and forget its tuple (consent lost, transport closing)."""
@@ -733,15 +737,8 @@ cdef class Forwarder:
     def set_transport_rtcp_tuple(self, int slot, tuple addr):
         """Without rtcp-mux, RTCP comes from and goes to a second remote port (RFC 3550 §11)."""
         cdef TransportState* tr = self._transport(slot)
-        cdef TableKey key
         self._clear_rtcp_tuple(tr)
-        sockaddr_from_tuple(addr, self.sock.family, &tr.rtcp_remote, &tr.rtcp_remote_len)
-        address_key(<const sockaddr*>&tr.rtcp_remote, &key)
-        existing = self.tuples.lookup(&key)
-        if existing >= 0 and existing != slot:
-            raise ValueError(f"tuple {addr} already belongs to transport {existing}")
-        self.tuples.insert(&key, slot)
-        tr.rtcp_tuple_key = key
+        self._claim_tuple(slot, addr, &tr.rtcp_remote, &tr.rtcp_remote_len, &tr.rtcp_tuple_key)
         tr.has_rtcp_tuple = 1
 
     cdef void _clear_rtcp_tuple(self, TransportState* tr) noexcept:
