@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import struct
 
 import pytest
@@ -23,9 +22,9 @@ from pylibsrtp import Policy, Session
 
 from fastpath.dtls import DtlsCertificate, DtlsSession
 from tests.media.client import Client, receive_frames
-from tests.media.tracks import HEIGHT, WIDTH
-from tests.test_media_call import start_worker
-from tests.test_plain_transport import VP8, picture
+from tests.media.tracks import HEIGHT, WIDTH, moving_bar
+from tests.test_media_call import start_worker, stun_request
+from tests.test_plain_transport import VP8
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,14 +55,7 @@ class TcpWebRtcClient:
         return await self.reader.readexactly(struct.unpack("!H", header)[0])
 
     async def ice_check(self, ice: dict) -> stun.Message:
-        request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST, transaction_id=os.urandom(12))
-        request.attributes["USERNAME"] = f"{ice['usernameFragment']}:{self.ufrag}"
-        request.attributes["PRIORITY"] = 1_845_501_695
-        request.attributes["ICE-CONTROLLING"] = random.getrandbits(64)
-        request.attributes["USE-CANDIDATE"] = None
-        request.add_message_integrity(ice["password"].encode())
-        request.add_fingerprint()
-        self.send(bytes(request))
+        self.send(stun_request(f"{ice['usernameFragment']}:{self.ufrag}", ice["password"], use_candidate=True))
         return stun.parse_message(await self.receive())
 
     async def handshake(self, server_fingerprints: list[dict]) -> str:
@@ -131,7 +123,7 @@ async def test_media_over_ice_tcp_both_ways():
         async def send_frames():
             seq = 7000
             for index in range(120):
-                payloads, timestamp = encoder.encode(picture(index), index % 15 == 0)
+                payloads, timestamp = encoder.encode(moving_bar(index), index % 15 == 0)
                 for n, payload in enumerate(payloads):
                     rtp = RtpPacket(payload_type=101, sequence_number=seq & 0xFFFF, timestamp=timestamp,
                                     ssrc=31313131, marker=int(n == len(payloads) - 1), payload=payload)

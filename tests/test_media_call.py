@@ -141,15 +141,16 @@ async def _greater(getter, value) -> bool:
     return await getter() > value
 
 
-def stun_request(ufrag_pair: str, password: str, transaction: bytes | None = None) -> bytes:
-    """A Binding request as a controlling ICE agent sends it (RFC 8445 §7.1.2)."""
+def stun_request(ufrag_pair: str, password: str, use_candidate: bool = False) -> bytes:
+    """A Binding request as a controlling ICE agent sends it (RFC 8445 §7.1.2), nominating if asked."""
     from aioice import stun
 
-    message = stun.Message(stun.Method.BINDING, stun.Class.REQUEST,
-                           transaction_id=transaction or os.urandom(12))
+    message = stun.Message(stun.Method.BINDING, stun.Class.REQUEST, transaction_id=os.urandom(12))
     message.attributes["USERNAME"] = ufrag_pair
     message.attributes["PRIORITY"] = 1853824767
     message.attributes["ICE-CONTROLLING"] = random.getrandbits(64)
+    if use_candidate:
+        message.attributes["USE-CANDIDATE"] = None
     message.add_message_integrity(password.encode())
     message.add_fingerprint()
     return bytes(message)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fractions
 import os
 import socket
 import time
@@ -16,11 +15,10 @@ from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpPacket, RtpPacket
-from av import VideoFrame
 from fastpath.srtp import SrtpSession
 
 from tests.media.client import Client, receive_frames
-from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack
+from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack, moving_bar
 from tests.test_media_call import start_worker
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,17 +32,6 @@ async def worker():
     worker = await start_worker()
     yield worker
     await worker.close()
-
-
-def picture(index: int) -> VideoFrame:
-    import numpy as np
-
-    image = np.full((HEIGHT, WIDTH, 3), 60, dtype=np.uint8)
-    image[:, (index * 4) % WIDTH:(index * 4) % WIDTH + 16] = 255
-    frame = VideoFrame.from_ndarray(image, format="rgb24")
-    frame.pts = index * 3000
-    frame.time_base = fractions.Fraction(1, 90000)
-    return frame
 
 
 class RtpSource:
@@ -77,7 +64,7 @@ class RtpSource:
 
     async def run(self, target: tuple, frames: int) -> None:
         for index in range(frames):
-            payloads, timestamp = self.encoder.encode(picture(index), self.key_frame_wanted() or index == 0)
+            payloads, timestamp = self.encoder.encode(moving_bar(index), self.key_frame_wanted() or index == 0)
             for n, payload in enumerate(payloads):
                 packet = RtpPacket(payload_type=101, sequence_number=self.seq & 0xFFFF, timestamp=timestamp,
                                    ssrc=self.ssrc, marker=int(n == len(payloads) - 1), payload=payload)

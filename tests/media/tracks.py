@@ -12,6 +12,20 @@ from av import AudioFrame, VideoFrame
 WIDTH, HEIGHT = 320, 240
 
 
+VIDEO_CLOCK = fractions.Fraction(1, 90000)
+
+
+def moving_bar(index: int, width: int = WIDTH, height: int = HEIGHT) -> VideoFrame:
+    """Frame `index` of a grey picture with a white bar that moves one step per frame."""
+    image = np.full((height, width, 3), 90, dtype=np.uint8)
+    x = (index * 4) % width
+    image[:, x:x + 16] = 255
+    frame = VideoFrame.from_ndarray(image, format="rgb24")
+    frame.pts = index * 3000
+    frame.time_base = VIDEO_CLOCK
+    return frame
+
+
 class MovingBarTrack(VideoStreamTrack):
     """A grey picture with a white bar that moves one step per frame, so every frame differs."""
 
@@ -23,11 +37,8 @@ class MovingBarTrack(VideoStreamTrack):
 
     async def recv(self) -> VideoFrame:
         pts, time_base = await self.next_timestamp()
-        image = np.full((self.height, self.width, 3), 90, dtype=np.uint8)
-        x = (self.frames * 4) % self.width
-        image[:, x:x + 16] = 255
+        frame = moving_bar(self.frames, self.width, self.height)
         self.frames += 1
-        frame = VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = pts
         frame.time_base = time_base
         return frame
