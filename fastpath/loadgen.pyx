@@ -123,11 +123,13 @@ cdef int64_t probe_send_ns(const unsigned char* buf, int length) noexcept nogil:
 
 def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, int packet_size,
              double rate_pps, double duration_s, int batch=32, int first_seq=0,
-             uint32_t clock_rate=90000):
+             uint32_t clock_rate=90000, int burst=1):
     """Send SRTP probes of packet_size bytes (trailer included) to dest for duration_s.
 
     rate_pps paces the stream (0: as fast as the core allows); packets leave
     in sendmmsg batches of at most `batch`, holding only those already due.
+    With burst > 1, packets fall due `burst` at a time (the packets of one
+    video frame, sent back to back), at the same average rate.
     The RTP timestamp follows the clock at clock_rate. Returns sent (packets
     the kernel took), built, dropped (send buffer full), seconds,
     achieved_pps and next_seq (pass it as first_seq to continue the stream:
@@ -151,6 +153,8 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
                          f"and be at most {UDP_DEFAULT_SLOT_SIZE}")
     if not 1 <= batch <= 1024:
         raise ValueError("batch must be in 1..1024")
+    if not 1 <= burst <= batch:
+        raise ValueError("burst must be in 1..batch")
     if not (0 < duration_s <= 3600 and rate_pps >= 0):
         raise ValueError("duration_s must be in (0, 3600] and rate_pps >= 0")
     if not 0 <= payload_type < 128:
@@ -170,7 +174,8 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
             if now >= end:
                 break
             if rate_pps > 0:
-                due = <int64_t>((now - start) * rate_pps / 1e9) + 1 - <int64_t>built
+                # whole bursts only: burst b (packets b*burst onwards) falls due at b*burst / rate
+                due = (<int64_t>((now - start) * rate_pps / 1e9 / burst) + 1) * burst - <int64_t>built
                 if due <= 0:
                     t = start + <uint64_t>(built * 1e9 / rate_pps)
                     sleep_until(t if t < end else end)

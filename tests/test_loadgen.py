@@ -20,6 +20,8 @@ PAYLOAD_TYPE = 111
 RATE_PPS = 2000
 SECONDS = 0.3
 CONSUMERS = 3
+# Linux's SO_TIMESTAMPNS (also its control message type), which the socket module does not name
+SO_TIMESTAMPNS = 35
 
 
 def udp_socket() -> socket.socket:
@@ -93,3 +95,28 @@ def test_probes_cross_the_forwarder_to_every_consumer(sockets):
     assert len(latencies) == received["packets"]
     assert latencies.min() > 0 and latencies.max() < 50_000_000
     assert fwd.counters()["forwardedPackets"] == received["packets"]
+
+
+def test_bursts_leave_together_at_the_average_rate(sockets):
+    """burst=8: a frame's eight packets arrive back to back, one frame every 8 / rate seconds."""
+    _, producer, receiver, *_ = sockets
+    receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sent = send_rtp(producer, receiver.getsockname(), SrtpSession(PROFILE, new_key(), "outbound"),
+                    PRODUCER_SSRC, PAYLOAD_TYPE, 1200, 400, 0.2, burst=8)
+    arrivals = []
+    while True:
+        try:
+            _, ancdata, _, _ = receiver.recvmsg(2048, 64)
+        except BlockingIOError:
+            break
+        stamp = next(data for level, kind, data in ancdata if kind == SO_TIMESTAMPNS)
+        seconds, nanoseconds = int.from_bytes(stamp[:8], "little"), int.from_bytes(stamp[8:16], "little")
+        arrivals.append(seconds * 1_000_000_000 + nanoseconds)
+
+    assert sent["built"] % 8 == 0 and len(arrivals) == sent["sent"] >= 72
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    # 400 packets/s in frames of 8: 20 ms between frames, the packets of a frame one sendmmsg apart
+    within = [gap for k, gap in enumerate(gaps) if k % 8 != 7]
+    between = sorted(gap for k, gap in enumerate(gaps) if k % 8 == 7)
+    assert max(within) < 5_000_000
+    assert between[len(between) // 2] > 15_000_000
