@@ -75,6 +75,7 @@ cdef class UdpBatchSocket:
     cdef readonly uint64_t tx_packets
     cdef readonly uint64_t tx_bytes
     cdef readonly uint64_t tx_batches
+    cdef readonly uint64_t tx_messages  # datagrams or GSO messages the kernel took
     cdef readonly uint64_t tx_dropped_eagain
     cdef readonly uint64_t tx_errors
     cdef readonly uint64_t tx_gso_fallbacks

@@ -252,6 +252,7 @@ cdef class UdpBatchSocket:
             n = sendmmsg(self.fd, msgs + i, count - i, MSG_DONTWAIT)
             self.tx_batches += 1
             if n > 0:
+                self.tx_messages += n
                 for k in range(i, i + n):
                     packets = msg_packets[k] if msg_packets != NULL else 1
                     sent += packets
@@ -412,6 +413,7 @@ cdef class UdpBatchSocket:
             "tx_packets": self.tx_packets,
             "tx_bytes": self.tx_bytes,
             "tx_batches": self.tx_batches,
+            "tx_messages": self.tx_messages,
             "tx_dropped_eagain": self.tx_dropped_eagain,
             "tx_errors": self.tx_errors,
             "tx_gso_fallbacks": self.tx_gso_fallbacks,
