@@ -133,6 +133,7 @@ cdef struct ConsumerState:
     int last_tl0picidx
     uint64_t last_out_ns
     uint32_t last_out_ts
+    uint32_t fan_out_round      # the last Forwarder.fan_out_round that served this consumer
     uint64_t packets
     uint64_t bytes
     uint64_t pli_received
@@ -142,6 +143,15 @@ cdef struct ConsumerState:
     uint8_t fraction_lost
     uint32_t jitter
     int32_t total_lost
+
+
+# a received media packet waiting, with the rest of its receive batch, to be fanned out
+cdef struct PendingPacket:
+    int32_t stream              # producer stream slot, -1 once fanned out
+    const unsigned char* data   # decrypted, in the socket's receive slot (valid until the next read)
+    RtpHeader h
+    PayloadInfo info
+    bint keyframe
 
 
 cdef class Forwarder:
@@ -166,11 +176,17 @@ cdef class Forwarder:
     cdef bint events_pending
     cdef int flush_every
     cdef int tcp_pending            # TCP transports with queued output
+    cdef PendingPacket* pending     # this receive batch's media, fanned out consumer by consumer
+    cdef int pending_count
+    cdef int pending_capacity
+    cdef uint32_t fan_out_round     # one per _fan_out(); a consumer is served once per round
     cdef list _events
 
     cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept
-    cdef void _forward(self, ProducerStream* s, int32_t stream_slot, const unsigned char* data,
-                       const RtpHeader* h, const PayloadInfo* info, bint keyframe, uint64_t now) noexcept nogil
+    cdef void _queue_forward(self, int32_t stream_slot, const unsigned char* data, const RtpHeader* h,
+                             const PayloadInfo* info, bint keyframe, uint64_t now) noexcept nogil
+    cdef void _fan_out(self, uint64_t now) noexcept nogil
+    cdef void _forward_to(self, ConsumerState* c, int layer, const PendingPacket* p, uint64_t now) noexcept nogil
     cdef void _handle_rtcp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept nogil
     cdef void _request_keyframe(self, int32_t stream_slot, uint64_t now, bint force) noexcept nogil
     cdef void _send_rtcp(self, int32_t t, unsigned char* buf, int length) noexcept nogil

@@ -164,6 +164,12 @@ cdef class Forwarder:
         self.streams = NULL
         self.consumers = NULL
         memset(self.drops, 0, sizeof(self.drops))
+        # a receive batch holds at most rx_slots media packets
+        self.pending_capacity = self.sock.rx_slots
+        self.pending_count = 0
+        self.pending = <PendingPacket*>calloc(self.pending_capacity, sizeof(PendingPacket))
+        if self.pending == NULL:
+            raise MemoryError()
         self._grow(KIND_TRANSPORT)
         self._grow(KIND_STREAM)
         self._grow(KIND_CONSUMER)
@@ -177,6 +183,7 @@ cdef class Forwarder:
             for i in range(self.stream_capacity):
                 free(self.streams[i].consumers)
                 self._free_history(&self.streams[i])
+        free(self.pending)
         free(self.transports)
         free(self.streams)
         free(self.consumers)
@@ -263,6 +270,7 @@ cdef class Forwarder:
                 else:
                     self.drops[DROP_UNKNOWN_CLASS] += 1
             # interleave: what this batch produced leaves before the next batch is read
+            self._fan_out(now)
             sock.flush()
             if n < sock.rx_slots or monotonic_ns() - started > MAX_DRAIN_NS:
                 break
@@ -343,7 +351,7 @@ cdef class Forwarder:
             s.level_sum += data[level_offset] & 0x7F
             s.level_count += 1
         if not s.paused:
-            self._forward(s, slot, data, &h, &info, keyframe, now)
+            self._queue_forward(slot, data, &h, &info, keyframe, now)
 
     cdef bint _unwrap_rtx(self, ProducerStream* s, unsigned char* data, int* length, RtpHeader* h) noexcept nogil:
         """Turn an RTX packet (RFC 4588 §4) back into the original: SSRC, payload type, OSN as sequence number."""
@@ -385,43 +393,90 @@ cdef class Forwarder:
             s.nacks_sent += 1
             self._send_rtcp(s.transport, buf, n)
 
-    cdef void _forward(self, ProducerStream* s, int32_t stream_slot, const unsigned char* data,
-                       const RtpHeader* h, const PayloadInfo* info, bint keyframe, uint64_t now) noexcept nogil:
-        cdef int k, out_seq, layer = s.spatial_layer
+    cdef void _queue_forward(self, int32_t stream_slot, const unsigned char* data, const RtpHeader* h,
+                             const PayloadInfo* info, bint keyframe, uint64_t now) noexcept nogil:
+        """Hold a packet for _fan_out(); a full queue is fanned out first."""
+        cdef PendingPacket* p
+        if self.streams[stream_slot].consumer_count == 0:
+            return
+        if self.pending_count == self.pending_capacity:
+            self._fan_out(now)
+        p = &self.pending[self.pending_count]
+        p.stream = stream_slot
+        p.data = data
+        p.h = h[0]
+        p.info = info[0]
+        p.keyframe = keyframe
+        self.pending_count += 1
+
+    cdef void _fan_out(self, uint64_t now) noexcept nogil:
+        """Forward the held packets consumer by consumer: each consumer's copies of a batch are
+        consecutive in the send queue, so UDP GSO sends them as one message (one route lookup,
+        one pass through the stack) instead of one datagram each. A consumer sees the packets of
+        all its layers in the order they arrived, so its layer switches, numbering and key frame
+        waits are as if each packet were forwarded on its own."""
+        cdef int first, i, k, layer, count = self.pending_count
+        cdef int32_t stream, held
+        cdef ProducerStream* s
         cdef ConsumerState* c
+        self.fan_out_round += 1
+        for first in range(count):
+            stream = self.pending[first].stream
+            if stream < 0:
+                continue
+            s = &self.streams[stream]
+            for k in range(s.consumer_count):
+                c = &self.consumers[s.consumers[k]]
+                if c.fan_out_round == self.fan_out_round:
+                    continue  # already served through another of its layers
+                c.fan_out_round = self.fan_out_round
+                if c.paused or c.producer_paused:
+                    continue
+                for i in range(first, count):
+                    held = self.pending[i].stream
+                    if held < 0:
+                        continue  # fanned out already, to every consumer of its stream
+                    for layer in range(c.layer_count):
+                        if c.streams[layer] == held:
+                            self._forward_to(c, self.streams[held].spatial_layer, &self.pending[i], now)
+                            break
+            for i in range(first, count):
+                if self.pending[i].stream == stream:
+                    self.pending[i].stream = -1
+        self.pending_count = 0
+
+    cdef void _forward_to(self, ConsumerState* c, int layer, const PendingPacket* p, uint64_t now) noexcept nogil:
+        """The layer decision, rewrite and send of one packet for one consumer."""
+        cdef int out_seq
         cdef uint8_t pt
         cdef uint32_t gap
-        for k in range(s.consumer_count):
-            c = &self.consumers[s.consumers[k]]
-            if c.paused or c.producer_paused:
-                continue
-            if layer != c.current_layer:
-                if layer != c.target_layer or (c.is_video and not keyframe):
-                    continue
-                if not (self.transports[c.transport].has_tuple and self.transports[c.transport].has_srtp):
-                    # a key frame the receiver cannot get yet must not start the stream
-                    continue
-                # switch on a key frame of the target layer; numbering stays continuous
-                gap = clock_units(now - c.last_out_ns, c.clock_rate) if c.last_out_ns else 0
-                if gap == 0:
-                    gap = 1
-                seq_rewrite_sync(&c.seq, h.sequence_number)
-                ts_rewrite_sync(&c.ts, h.timestamp, gap)
-                picture_id_sync(c, info)
-                c.current_layer = layer
-                c.layers_changed = 1
-                self.events_pending = 1
-            out_seq = seq_rewrite_out(&c.seq, h.sequence_number)
-            if out_seq < 0:
-                continue
-            pt = c.pt_map[h.payload_type & 0x7F]
-            if pt == 0xFF:
-                self.drops[DROP_UNKNOWN_PT] += 1
-                continue
-            c.params.payload_type = pt
-            if self._send_copy(c, data, h, info, <uint16_t>out_seq, ts_rewrite_out(&c.ts, h.timestamp)):
-                c.last_out_ns = now
-                c.last_out_ts = c.params.timestamp
+        if layer != c.current_layer:
+            if layer != c.target_layer or (c.is_video and not p.keyframe):
+                return
+            if not (self.transports[c.transport].has_tuple and self.transports[c.transport].has_srtp):
+                # a key frame the receiver cannot get yet must not start the stream
+                return
+            # switch on a key frame of the target layer; numbering stays continuous
+            gap = clock_units(now - c.last_out_ns, c.clock_rate) if c.last_out_ns else 0
+            if gap == 0:
+                gap = 1
+            seq_rewrite_sync(&c.seq, p.h.sequence_number)
+            ts_rewrite_sync(&c.ts, p.h.timestamp, gap)
+            picture_id_sync(c, &p.info)
+            c.current_layer = layer
+            c.layers_changed = 1
+            self.events_pending = 1
+        out_seq = seq_rewrite_out(&c.seq, p.h.sequence_number)
+        if out_seq < 0:
+            return
+        pt = c.pt_map[p.h.payload_type & 0x7F]
+        if pt == 0xFF:
+            self.drops[DROP_UNKNOWN_PT] += 1
+            return
+        c.params.payload_type = pt
+        if self._send_copy(c, p.data, &p.h, &p.info, <uint16_t>out_seq, ts_rewrite_out(&c.ts, p.h.timestamp)):
+            c.last_out_ns = now
+            c.last_out_ts = c.params.timestamp
 
     cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
                          const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts) noexcept nogil:
@@ -1157,6 +1212,7 @@ cdef class Forwarder:
             self._handle_rtcp(slot, buf, length, monotonic_ns())
         else:
             self._handle_rtp(slot, buf, length, monotonic_ns())
+            self._fan_out(monotonic_ns())
         self.sock.flush()
         return self.tcp_pending > 0
 

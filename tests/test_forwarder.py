@@ -108,6 +108,34 @@ def test_audio_fans_out_rewritten_to_every_consumer(forwarder, profile):
     assert fwd.stream_stats(stream)["packetCount"] == 20
 
 
+def test_a_batch_leaves_as_one_gso_message_per_consumer(forwarder):
+    """40 consumers x 8 packets read in one batch: 320 copies, more than one flush holds (256).
+    Fanned out consumer by consumer, each consumer's 8 copies share a flush and leave as one GSO
+    message: 40 messages. Packet by packet, each flush would hold a few copies per consumer:
+    80 messages."""
+    fwd, server_addr, control = forwarder
+    producer = Peer()
+    consumers = [Peer() for _ in range(40)]
+    stream = fwd.add_producer_stream(connect(fwd, producer), 1111, 0, CODEC_OPUS, 48000, 0, False)
+    for i, peer in enumerate(consumers):
+        consumer = fwd.add_consumer(connect(fwd, peer), 5000 + i, 1, {111: 100}, {}, 0, CODEC_OPUS,
+                                    48000, False, False)
+        fwd.attach_stream(consumer, 0, stream)
+    for seq in range(8):
+        producer.sock.sendto(producer.tx.protect(rtp(seq, seq * 960, 1111, 111, b"opus" * 10)), server_addr)
+    time.sleep(0.05)  # all eight wait in the server's socket, so one receive batch holds them
+    before = fwd.counters()["socket"]
+    fwd.drain()
+    after = fwd.counters()["socket"]
+    assert after["rx_batches"] - before["rx_batches"] == 1
+    assert after["tx_packets"] - before["tx_packets"] == 320
+    assert after["tx_messages"] - before["tx_messages"] == 40
+    for i, peer in enumerate(consumers):
+        packets = [RtpPacket.parse(peer.rx.unprotect(p)) for p in peer.receive(8)]
+        assert [p.sequence_number - packets[0].sequence_number for p in packets] == list(range(8))
+        assert {p.ssrc for p in packets} == {5000 + i}
+
+
 def vp8(keyframe: bool, picture_id: int | None = None) -> bytes:
     # RFC 7741: descriptor S=1 PID=0 (with X, I and a 15-bit picture id when given), then a VP8
     # payload header whose P bit is 0 on a key frame
