@@ -217,7 +217,8 @@ def producer_main(conn) -> None:
             conn.send(sock.getsockname())
         elif command == "send":
             result = send_rtp(sock, arg["dest"], session, PRODUCER_SSRC, PAYLOAD_TYPE, PACKET_SIZE,
-                              arg["rate"], arg["seconds"], first_seq=seq, clock_rate=48000)
+                              arg["rate"], arg["seconds"], first_seq=seq, clock_rate=48000,
+                              burst=arg.get("burst", 1))
             seq = result["next_seq"]
             conn.send(result)
         else:
@@ -291,8 +292,8 @@ class Rig:
 class Session:
     """One configuration: a Forwarder in the worker wired to the producer and N consumer sockets."""
 
-    def __init__(self, rig: Rig, profile: str, consumers: int):
-        self.rig, self.profile, self.n = rig, profile, consumers
+    def __init__(self, rig: Rig, profile: str, consumers: int, burst: int):
+        self.rig, self.profile, self.n, self.burst = rig, profile, consumers, burst
         producer_key = new_key(profile)
         producer_addr = rig.ask(rig.producer, "open", {"profile": profile, "key": producer_key})
         self.socks = rig.consumer_socks[:consumers]
@@ -315,7 +316,8 @@ class Session:
         sample_every = max(1, round(rate_pps * self.n / SAMPLES_PER_SECOND))
         fwd0, snmp0 = self.counters(), udp_snmp()
         cpu0, (busy0, total0) = process_cpu_seconds(self.pid), core_busy_ticks(WORKER_CORE)
-        self.rig.producer.send(("send", {"dest": self.server_addr, "rate": rate_pps, "seconds": seconds}))
+        self.rig.producer.send(("send", {"dest": self.server_addr, "rate": rate_pps, "seconds": seconds,
+                                         "burst": self.burst}))
         window = receive_rtp(self.socks, self.sessions, seconds, sample_every)
         cpu1, (busy1, total1) = process_cpu_seconds(self.pid), core_busy_ticks(WORKER_CORE)
         sent = self.rig.producer.recv()
@@ -349,9 +351,9 @@ class Session:
         self.counters("stop")
 
 
-def measure_configuration(rig: Rig, profile: str, n: int, seconds: float) -> dict:
+def measure_configuration(rig: Rig, profile: str, n: int, seconds: float, burst: int) -> dict:
     limits = {pattern: rig.send_limit(n, seconds, pattern) for pattern in ("x32", "fanout")}
-    session = Session(rig, profile, n)
+    session = Session(rig, profile, n, burst)
     try:
         session.run(min(1000.0, limits["x32"]["pps"] / n), 0.3)  # warm up: libsrtp streams, caches
         rate = PROBE_OVERLOAD * limits["x32"]["pps"] / n
@@ -369,7 +371,7 @@ def measure_configuration(rig: Rig, profile: str, n: int, seconds: float) -> dic
     finally:
         session.close()
     return {
-        "profile": profile, "consumers": n, "limits": limits,
+        "profile": profile, "consumers": n, "burst": burst, "limits": limits,
         "saturated": probe, "steps": steps, "max": steps[-1], "half": half,
     }
 
@@ -527,8 +529,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="repetitions of each configuration")
     parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=PROFILES)
     parser.add_argument("--consumers", nargs="+", type=int, default=list(CONSUMER_COUNTS))
+    parser.add_argument("--burst", type=int, default=1,
+                        help="input packets sent back to back, as a video frame's are (1: evenly paced)")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
+    if not 1 <= args.burst <= 32:
+        parser.error("--burst must be in 1..32")
+    name = "forward" if args.burst == 1 else f"forward-burst{args.burst}"
     if os.cpu_count() < 2:
         raise SystemExit("bench_forward needs two cores (the worker on core 0, clients on core 1)")
 
@@ -546,7 +553,7 @@ def main() -> None:
         for repetition in range(args.repeat):
             for profile in args.profiles:
                 for n in args.consumers:
-                    r = measure_configuration(rig, profile, n, args.seconds)
+                    r = measure_configuration(rig, profile, n, args.seconds, args.burst)
                     r["repetition"] = repetition
                     runs.append(r)
                     console.print(
@@ -562,8 +569,9 @@ def main() -> None:
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "forward.json").write_text(json.dumps({
+    (out / f"{name}.json").write_text(json.dumps({
         "benchmark": "forward",
+        "burst": args.burst,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {**machine_info(), "load_average_at_start": load_at_start},
         "packet_size": PACKET_SIZE,
@@ -580,8 +588,8 @@ def main() -> None:
         "mediasoup_quoted_not_measured": MEDIASOUP_QUOTED,
         "elapsed_s": elapsed,
     }, indent=2) + "\n")
-    plot(rows, out / "forward.png")
-    console.print(f"saved {out / 'forward.json'} and {out / 'forward.png'}")
+    plot(rows, out / f"{name}.png")
+    console.print(f"saved {out / (name + '.json')} and {out / (name + '.png')}")
 
 
 if __name__ == "__main__":
