@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", default="86400", help="lifetime in seconds (default 24 h)")
 
     sub.add_parser("bench", help="run the fast-path benchmarks (bench/)")
-    sub.add_parser("loadtest", help="run the load-testing harness")
+    from signaling.loadtest.scenario import add_arguments as add_loadtest_arguments
+
+    add_loadtest_arguments(sub.add_parser("loadtest", help="run the load-testing harness (docs/loadtest.md)"))
     return parser
 
 
@@ -145,6 +147,15 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_loadtest(args: argparse.Namespace) -> int:
+    from signaling.loadtest.run import LoadtestError, main
+
+    try:
+        return main(args)
+    except LoadtestError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def run_db_upgrade(args: argparse.Namespace) -> int:
     from app.db import check_database, make_engine, safe_url
     from app.migrate import upgrade
@@ -178,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_bench(args)
         if args.command == "db":
             return run_db_upgrade(args)
+        if args.command == "loadtest":
+            return run_loadtest(args)
         return not_built(args.command)
     except ConfigError as exc:
         sys.stderr.write(f"switchyard: error: {exc}\n")

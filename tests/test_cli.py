@@ -111,9 +111,10 @@ def test_token_needs_secret_and_mints_a_valid_jwt():
     assert 55 <= claims["exp"] - time.time() <= 61
 
 
-def test_unbuilt_subcommands_say_so():
-    result = run_cli("loadtest")
-    assert result.returncode == 1 and "not built yet" in result.stderr
+def test_loadtest_without_a_server_is_one_line_and_exit_code_2():
+    result = run_cli("loadtest", "--url", "http://127.0.0.1:9", "--no-progress", "--output", "")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("switchyard: error: cannot reach the server at http://127.0.0.1:9")
 
 
 def get_json(url: str) -> tuple[int, dict]:

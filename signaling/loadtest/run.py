@@ -1,0 +1,243 @@
+"""`switchyard loadtest`: run a scenario against a server, live progress, then a JSON report and a plot.
+
+Timeline: rooms are created by an organizer guest; participants join one
+every `--ramp` seconds (at most JOIN_CONCURRENCY at a time), room by room in
+turn; media runs from the first join on, in slices of SLICE_SECONDS; the
+measured window is the `--duration` seconds after the last join ended.
+Every loop is bounded: joins by JOIN_TIMEOUT, the whole run by the ramp and
+duration plus RUN_SLACK_SECONDS, and closing by CLOSE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+
+import aiohttp
+import numpy as np
+
+from fastpath.dtls import DtlsCertificate
+from signaling.client import ApiError, SignalingError, SwitchyardClient
+from signaling.loadtest.hub import MediaHub
+from signaling.loadtest.observe import ServerObserver
+from signaling.loadtest.participant import Participant
+from signaling.loadtest.report import (
+    Display,
+    build_report,
+    print_summary,
+    require_matplotlib,
+    save_json,
+    save_plot,
+)
+from signaling.loadtest.scenario import LoadtestError, Scenario, scenario_from_args
+
+__all__ = ["LoadtestError", "main", "run_scenario"]
+
+SLICE_SECONDS = 0.25
+CONSENT_SECONDS = 5.0
+JOIN_CONCURRENCY = 16
+RUN_SLACK_SECONDS = 60.0
+CLOSE_SECONDS = 15.0
+TAIL_SECONDS = 0.3
+MAX_KEPT_SAMPLES = 8_000_000
+
+
+class Recorder:
+    """Per-slice counters and latency samples, bucketed into whole seconds by the report."""
+
+    def __init__(self, hub: MediaHub):
+        self.hub = hub
+        self.slices: list[dict] = []
+        self.kept_samples = 0
+        self._last_received = 0
+        self._last_expected = 0
+
+    def record(self, t: float, result: dict, joined: int, steady: bool) -> dict:
+        stats = self.hub.media.consumer_stats()
+        received_total = int(stats["received"].sum())
+        expected_total = int(stats["expected"].sum())
+        latencies = result.pop("latencies_ns")
+        owners = result.pop("latency_consumer")
+        if self.kept_samples + len(latencies) > MAX_KEPT_SAMPLES:
+            result["samples_dropped"] += len(latencies)
+            latencies, owners = latencies[:0], owners[:0]
+        self.kept_samples += len(latencies)
+        entry = {
+            "t": t, "steady": steady, "joined": joined, "consumers": self.hub.media.consumer_count,
+            "streams": self.hub.media.stream_count,
+            "expected": expected_total - self._last_expected, **result,
+            "jitter_ns": stats["jitter_ns"][stats["expected"] > 0] if len(stats["jitter_ns"]) else np.zeros(0),
+            "latency_ms": latencies / 1e6, "latency_kind": self.hub.kinds_of(owners),
+        }
+        entry["lost"] = max(entry["expected"] - (received_total - self._last_received), 0)
+        self._last_received, self._last_expected = received_total, expected_total
+        self.slices.append(entry)
+        return entry
+
+
+async def sample_forever(observer: ServerObserver, readings: list[dict], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        reading = await observer.sample()
+        reading["t_rel"] = reading.get("t", time.monotonic())
+        readings.append(reading)
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            pass
+
+
+async def check_server(observer: ServerObserver, url: str) -> dict:
+    try:
+        health = await observer.health()
+    except aiohttp.ClientConnectorError as exc:
+        reason = exc.os_error.strerror or str(exc.os_error) if exc.os_error else str(exc)
+        raise LoadtestError(f"cannot reach the server at {url}: {reason}") from None
+    except Exception as exc:
+        raise LoadtestError(f"cannot reach the server at {url}: {exc or type(exc).__name__}") from None
+    if not isinstance(health, dict) or "status" not in health:
+        raise LoadtestError(f"{url} does not answer /api/health like a Switchyard server")
+    if health["status"] != "ok":
+        raise LoadtestError(f"the server at {url} is not healthy: {health}")
+    return health
+
+
+async def create_rooms(organizer: SwitchyardClient, scenario: Scenario) -> list[dict]:
+    try:
+        await organizer.guest("loadtest-organizer")
+        tag = uuid.uuid4().hex[:6]
+        return [await organizer.create_room(f"loadtest-{tag}-{r}", is_public=False,
+                                            max_participants=scenario.participants)
+                for r in range(scenario.rooms)]
+    except ApiError as exc:
+        raise LoadtestError(f"the server refused the organizer: {exc}") from None
+
+
+async def join_all(participants: list[Participant], rooms: list[dict], scenario: Scenario,
+                   errors: list[str]) -> None:
+    gate = asyncio.Semaphore(JOIN_CONCURRENCY)
+
+    async def join(p: Participant) -> None:
+        async with gate:
+            try:
+                await p.join(rooms[p.room_index]["id"])
+            except Exception as exc:  # one participant's failure is reported, the run goes on
+                errors.append(f"{p.name} join: {type(exc).__name__}: {exc}")
+
+    tasks = []
+    for p in participants:
+        tasks.append(asyncio.create_task(join(p)))
+        if scenario.ramp:
+            await asyncio.sleep(scenario.ramp)
+    await asyncio.gather(*tasks)
+
+
+async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = None) -> dict:
+    observer = ServerObserver(url, server_pid)
+    organizer = SwitchyardClient(url)
+    hub = MediaHub()
+    participants: list[Participant] = []
+    errors: list[str] = []
+    readings: list[dict] = []
+    stop_sampling = asyncio.Event()
+    sampler = None
+    try:
+        health = await check_server(observer, url)
+        rooms = await create_rooms(organizer, scenario)
+        certificate = DtlsCertificate.generate()
+        ssrcs: set[int] = set()
+        for j in range(scenario.participants):
+            for r in range(scenario.rooms):
+                participants.append(Participant(url, scenario, hub, certificate, r, j,
+                                                j < scenario.senders_per_room, ssrcs))
+        recorder = Recorder(hub)
+        display = Display(scenario, len(participants))
+        sampler = asyncio.create_task(sample_forever(observer, readings, stop_sampling))
+        t0 = time.monotonic()
+        joiner = asyncio.create_task(join_all(participants, rooms, scenario, errors))
+        hard_limit = scenario.ramp * len(participants) + scenario.duration + RUN_SLACK_SECONDS
+        steady_from = None
+        next_consent = t0 + CONSENT_SECONDS
+        with display:
+            while True:
+                now = time.monotonic()
+                if steady_from is None and joiner.done():
+                    steady_from = now
+                if steady_from is not None and now - steady_from >= scenario.duration:
+                    break
+                if now - t0 > hard_limit:
+                    errors.append(f"the run passed its {hard_limit:.0f} s limit; stopped early")
+                    break
+                if now >= next_consent:
+                    for p in participants:
+                        p.consent_checks()
+                    next_consent = now + CONSENT_SECONDS
+                result = await hub.run_slice(SLICE_SECONDS)
+                joined = sum(1 for p in participants if p.joined)
+                entry = recorder.record(time.monotonic() - t0, result, joined, steady_from is not None)
+                display.update(entry, readings[-1] if readings else None, errors)
+        if not joiner.done():
+            joiner.cancel()
+        await hub.run_slice(TAIL_SECONDS, send=False)
+        stop_sampling.set()
+        await sampler
+        for reading in readings:
+            reading["t_rel"] = reading["t"] - t0
+        report = build_report(scenario, url, health, recorder.slices, readings, hub, errors,
+                              steady_from - t0 if steady_from else None)
+        return report
+    finally:
+        stop_sampling.set()
+        if sampler is not None and not sampler.done():
+            sampler.cancel()
+        await close_all(participants, organizer)
+        await observer.close()
+
+
+async def close_all(participants: list[Participant], organizer: SwitchyardClient) -> None:
+    try:
+        async with asyncio.timeout(CLOSE_SECONDS):
+            await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)
+    except TimeoutError:
+        pass
+    for p in participants:
+        for transport in p.transports:
+            transport.close()
+    try:
+        async with asyncio.timeout(5):
+            await organizer.close()
+    except (TimeoutError, ApiError, SignalingError, OSError):
+        pass
+
+
+def main(args: argparse.Namespace) -> int:
+    """The `switchyard loadtest` command: LoadtestError for the one-line failures."""
+    scenario = scenario_from_args(args)
+    if scenario.plot:
+        require_matplotlib()
+    server = None
+    url = scenario.url
+    if scenario.spawn_server:
+        from signaling.loadtest.spawn import SpawnedServer
+
+        server = SpawnedServer(scenario.workers)
+        url = server.url
+    try:
+        report = asyncio.run(run_scenario(scenario, url, server.pid if server else None))
+    finally:
+        if server is not None:
+            code = server.stop()
+            if code not in (0, None):
+                print(f"switchyard: note: the spawned server exited with code {code}")
+    print_summary(report)
+    if scenario.output:
+        save_json(report, scenario.output)
+        print(f"report: {scenario.output}")
+    if scenario.plot:
+        save_plot(report, scenario.plot)
+        print(f"plot: {scenario.plot}")
+    if report["errors"]:
+        print(f"switchyard: {len(report['errors'])} errors during the run, first: {report['errors'][0]}")
+    return 0 if report["totals"]["received_packets"] > 0 or not report["totals"]["consumers"] else 1
+

@@ -1,0 +1,84 @@
+"""`switchyard loadtest` end to end: real CLI, a spawned real server, synthetic participants."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from signaling.loadtest.scenario import LoadtestError, Scenario
+from tests.conftest import free_port_range
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def loadtest(*args: str, timeout: float = 75) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app", "loadtest", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_a_short_scenario_forwards_audio_and_simulcast_video_between_rooms_peers(tmp_path):
+    report_path, plot_path = tmp_path / "lt.json", tmp_path / "lt.png"
+    run = loadtest("--spawn-server", "--rooms", "2", "--participants", "3", "--senders", "2",
+                   "--simulcast", "2", "--duration", "2", "--ramp", "0.05", "--no-progress",
+                   "--output", str(report_path), "--plot", str(plot_path))
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert "Traceback" not in run.stderr
+    report = json.loads(report_path.read_text())
+    totals = report["totals"]
+    # per room: the two senders consume each other's audio and video, the third both of theirs
+    assert totals["joined"] == 6 and totals["consumers"] == 16 and report["error_count"] == 0
+    assert totals["consumers_audio"] == totals["consumers_video"] == 8
+    assert totals["consumers_receiving"] == 16
+    assert totals["received_packets"] > 0 and totals["srtp_failures"] == 0
+    assert totals["loss"] < 0.01
+    assert totals["latency_ms_audio"]["samples"] > 0 and totals["latency_ms_video"]["samples"] > 0
+    assert 0 < totals["latency_ms"]["p50"] < 50
+    # each video consumer gets one layer of two: the top layer's packets dominate
+    assert totals["video_key_frames"] >= 4 and totals["key_frame_requests"] >= 1
+    assert report["workers"] and report["workers"][0]["rss_mb_max"] > 0
+    assert len(report["per_second"]) >= 2
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the spawned server and its workers are gone
+    for worker in report["workers"]:
+        assert not os.path.exists(f"/proc/{worker['pid']}/status") or _is_zombie(worker["pid"])
+
+
+def _is_zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--participants", "0"], "--participants must be in 1..200"),
+    (["--senders", "5"], "--senders must be in 0..--participants"),
+    (["--simulcast", "4"], "--simulcast must be 1, 2 or 3"),
+    (["--no-audio", "--no-video"], "leave nothing to send"),
+    (["--rooms", "x"], "invalid int value"),
+])
+def test_bad_options_are_one_line_and_exit_code_2(args, message):
+    run = loadtest(*args, "--url", "http://127.0.0.1:9")
+    assert run.returncode == 2
+    assert message in run.stderr and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+
+
+def test_an_unreachable_server_is_one_line_and_exit_code_2(tmp_path):
+    port = free_port_range(1)
+    run = loadtest("--url", f"http://127.0.0.1:{port}", "--duration", "1", "--no-progress",
+                   "--output", str(tmp_path / "none.json"))
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("switchyard: error: cannot reach the server at")
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert not (tmp_path / "none.json").exists()
+
+
+def test_video_layers_follow_the_bitrate_and_packet_size():
+    layers = Scenario(video_bitrate=1_600_000, simulcast=3, fps=25, packet_size=1200).validate().video_layers()
+    assert [layer["bitrate"] for layer in layers] == [100_000, 400_000, 1_600_000]
+    top = layers[-1]
+    assert top["packet_size"] <= 1200 and top["frame_packets"] == 8
+    with pytest.raises(LoadtestError):
+        Scenario(video_bitrate=20_000_000, fps=1).validate()
