@@ -140,6 +140,9 @@ cdef struct ConsumerState:
     uint64_t fir_received
     uint64_t nack_received
     uint64_t retransmitted
+    uint32_t rtx_ssrc           # retransmissions go out as RTX (RFC 4588) on this SSRC; 0: on ours
+    uint8_t rtx_payload_type
+    uint16_t rtx_seq
     uint8_t fraction_lost
     uint32_t jitter
     int32_t total_lost
@@ -209,4 +212,4 @@ cdef class Forwarder:
     cdef void _detect_loss(self, ProducerStream* s, uint16_t seq, uint64_t now) noexcept nogil
     cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil
     cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
-                         const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts) noexcept nogil
+                         const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts, bint as_rtx) noexcept nogil

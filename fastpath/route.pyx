@@ -73,6 +73,7 @@ from fastpath.rtp cimport (
     set_payload_type,
     set_sequence_number,
     set_ssrc,
+    write_u16,
 )
 from fastpath.srtp cimport SrtpSession
 from fastpath.table cimport KeyTable, TableKey
@@ -474,13 +475,17 @@ cdef class Forwarder:
             self.drops[DROP_UNKNOWN_PT] += 1
             return
         c.params.payload_type = pt
-        if self._send_copy(c, p.data, &p.h, &p.info, <uint16_t>out_seq, ts_rewrite_out(&c.ts, p.h.timestamp)):
+        if self._send_copy(c, p.data, &p.h, &p.info, <uint16_t>out_seq, ts_rewrite_out(&c.ts, p.h.timestamp), 0):
             c.last_out_ns = now
             c.last_out_ts = c.params.timestamp
 
     cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
-                         const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts) noexcept nogil:
-        """Rewrite one packet for a consumer, protect it with its transport's context, queue it."""
+                         const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts, bint as_rtx) noexcept nogil:
+        """Rewrite one packet for a consumer, protect it with its transport's context, queue it.
+
+        as_rtx: send it as a retransmission on the consumer's RTX stream (RFC 4588 §4): RTX
+        SSRC, payload type and sequence number, the original sequence number first in the payload.
+        """
         cdef TransportState* ct = &self.transports[c.transport]
         cdef int slot_size = self.sock.slot_size
         cdef unsigned char* dst
@@ -490,8 +495,14 @@ cdef class Forwarder:
             return 0
         c.params.sequence_number = out_seq
         c.params.timestamp = out_ts
+        if as_rtx:
+            c.params.ssrc = c.rtx_ssrc
+            c.params.payload_type = c.rtx_payload_type
+            c.params.sequence_number = c.rtx_seq
         dst = self.sock.tx_slot()
-        n = rewrite_rtp_to(data, h, dst, slot_size - 64, &c.params, &out)
+        # room for the SRTP trailer, and for the two bytes of an RTX payload header
+        n = rewrite_rtp_to(data, h, dst, slot_size - 66, &c.params, &out)
+        c.params.ssrc = c.ssrc
         if n < 0:
             self.drops[DROP_REWRITE] += 1
             return 0
@@ -501,6 +512,11 @@ cdef class Forwarder:
         if c.pid_started and info.picture_id >= 0 and c.codec == CODEC_VP8:
             vp8_rewrite_picture_id(dst + out.header_len, out.payload_len,
                                    picture_id_out(c, info), tl0picidx_out(c, info))
+        if as_rtx:
+            memmove(dst + out.header_len + 2, dst + out.header_len, n - out.header_len)
+            write_u16(dst + out.header_len, out_seq)
+            n += 2
+            c.rtx_seq += 1
         if ct.srtp_out != NULL and (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
             self.drops[DROP_SRTP_RTP] += 1
             return 0
@@ -559,7 +575,8 @@ cdef class Forwarder:
             parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
             # a resend rewrites its picture id like the original but must not move the running one
             last_picture_id, last_tl0picidx = c.last_picture_id, c.last_tl0picidx
-            if self._send_copy(c, stored, &h, &info, lost[k], <uint32_t>(h.timestamp + c.ts.offset)):
+            if self._send_copy(c, stored, &h, &info, lost[k], <uint32_t>(h.timestamp + c.ts.offset),
+                               c.rtx_ssrc != 0):
                 c.retransmitted += 1
             c.last_picture_id, c.last_tl0picidx = last_picture_id, last_tl0picidx
 
@@ -954,8 +971,11 @@ cdef class Forwarder:
 
     def add_consumer(self, int transport, uint32_t ssrc, int layer_count, dict pt_map, dict ext_map,
                      int twcc_ext_id, int codec, uint32_t clock_rate, bint is_video, bint paused,
-                     int preferred_layer=-1) -> int:
-        """Create a consumer of `layer_count` spatial layers; streams are attached per layer as they appear."""
+                     int preferred_layer=-1, uint32_t rtx_ssrc=0, int rtx_payload_type=-1) -> int:
+        """Create a consumer of `layer_count` spatial layers; streams are attached per layer as they appear.
+
+        With rtx_ssrc and rtx_payload_type, retransmissions go out as RTX (RFC 4588).
+        """
         cdef int i, old_pt, new_pt
         cdef ConsumerState* c
         cdef TableKey key
@@ -965,6 +985,8 @@ cdef class Forwarder:
         ssrc_key(&key, ssrc, transport)
         if self.consumer_ssrcs.lookup(&key) >= 0:
             raise ValueError(f"ssrc {ssrc} is already used by a consumer on this transport")
+        if rtx_ssrc and not (0 <= rtx_payload_type < 128 and rtx_ssrc != ssrc):
+            raise ValueError("RTX needs a payload type 0..127 and an SSRC of its own")
         for i in range(self.consumer_capacity):
             if not self.consumers[i].used:
                 break
@@ -996,6 +1018,9 @@ cdef class Forwarder:
                 raise ValueError("extension ids are 1..255")
             c.params.ext_map[old_id] = new_id
         c.params.ssrc = ssrc
+        c.rtx_ssrc = rtx_ssrc
+        c.rtx_payload_type = <uint8_t>rtx_payload_type if rtx_ssrc else 0
+        c.rtx_seq = <uint16_t>(rtx_ssrc >> 5)
         seq_rewrite_init(&c.seq, <uint16_t>(ssrc >> 7))
         ts_rewrite_init(&c.ts, ssrc * 2654435761u)
         self.consumer_ssrcs.insert(&key, i)
@@ -1183,6 +1208,7 @@ cdef class Forwarder:
             "fractionLost": c.fraction_lost, "packetsLost": c.total_lost, "jitter": c.jitter,
             "currentLayer": c.current_layer, "targetLayer": c.target_layer,
             "preferredLayer": c.preferred_layer, "paused": bool(c.paused),
+            **({"rtxSsrc": c.rtx_ssrc} if c.rtx_ssrc else {}),
         }
 
     def table_sizes(self) -> dict:

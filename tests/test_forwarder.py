@@ -284,13 +284,16 @@ def test_simulcast_consumer_switches_layers_on_key_frames_with_continuous_number
     assert layer_events == [2, 0]
 
 
-def test_nack_from_a_consumer_is_answered_from_the_stream_history(forwarder):
+@pytest.mark.parametrize("rtx", [False, True], ids=["same-ssrc", "rtx"])
+def test_nack_from_a_consumer_is_answered_from_the_stream_history(forwarder, rtx):
     from aiortc.rtp import RtcpRtpfbPacket
 
     fwd, server_addr, control = forwarder
     producer, viewer = Peer(), Peer()
     stream = fwd.add_producer_stream(connect(fwd, producer), 4444, 0, CODEC_VP8, 90000, 0, True)
-    consumer = fwd.add_consumer(connect(fwd, viewer), 5555, 1, {96: 101}, {}, 0, CODEC_VP8, 90000, True, False)
+    rtx_args = (5556, 102) if rtx else ()
+    consumer = fwd.add_consumer(connect(fwd, viewer), 5555, 1, {96: 101}, {}, 0, CODEC_VP8, 90000, True, False,
+                                -1, *rtx_args)
     fwd.attach_stream(consumer, 0, stream)
     for index in range(10):
         producer.sock.sendto(producer.tx.protect(rtp(300 + index, index * 3000, 4444, 96, vp8(index == 0))),
@@ -309,8 +312,16 @@ def test_nack_from_a_consumer_is_answered_from_the_stream_history(forwarder):
     with pytest.raises(TimeoutError):
         viewer.sock.recv(2048)  # the one never forwarded is not invented
     for again, index in zip(resent, (3, 7), strict=True):
-        assert (again.ssrc, again.sequence_number, again.timestamp - first[0].timestamp) == (
-            5555, seq_of[index], index * 3000)
-        assert again.payload == vp8(False)
+        assert again.timestamp - first[0].timestamp == index * 3000
+        if rtx:
+            # RFC 4588 §4: RTX SSRC and payload type, the original sequence number first
+            assert (again.ssrc, again.payload_type) == (5556, 102)
+            assert again.payload == seq_of[index].to_bytes(2, "big") + vp8(False)
+        else:
+            assert (again.ssrc, again.payload_type, again.sequence_number) == (5555, 101, seq_of[index])
+            assert again.payload == vp8(False)
+    if rtx:
+        assert resent[1].sequence_number == (resent[0].sequence_number + 1) & 0xFFFF
     stats = fwd.consumer_stats(consumer)
     assert stats["nackCount"] == 1 and stats["retransmittedPackets"] == 2
+    assert stats.get("rtxSsrc") == (5556 if rtx else None)

@@ -334,3 +334,30 @@ async def test_uplink_loss_is_repaired_with_nack_and_rtx(worker):
         await bob.close()
     finally:
         relay.close()
+
+
+async def test_downlink_loss_is_repaired_with_rtx_to_the_receiver(worker):
+    from tests.media.lossy import LossyRelay
+
+    router = await worker.create_router()
+    relay = await LossyRelay.start(("127.0.0.1", worker.settings.rtc_port), every=15, direction="down")
+    try:
+        video = MovingBarTrack()
+        alice = await Client(router, [video]).load()
+        bob = await Client(router, relay=relay.address).load()
+        _, server_producer = await alice.produce(video)
+        client_consumer, server_consumer = await bob.consume(server_producer.id)
+        await server_consumer.resume()
+        frames, _ = await receive_frames(client_consumer.track, 60)
+        assert all((f.width, f.height) == (WIDTH, HEIGHT) for f in frames)
+        stats = (await server_consumer.get_stats())[0]
+        assert relay.dropped > 0
+        assert stats["nackCount"] > 0, "the receiver asked for what the link lost"
+        assert stats["retransmittedPackets"] > 0 and stats["rtxSsrc"], "and got it as RTX"
+        # a repaired frame is decoded in its turn: no frame is missing between the first and last
+        steps = [b.pts - a.pts for a, b in zip(frames[5:], frames[6:], strict=False)]
+        assert max(steps) < 1.5 * sorted(steps)[len(steps) // 2], steps
+        await alice.close()
+        await bob.close()
+    finally:
+        relay.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastpath.engine.producer import extension_ids, media_codec
+from fastpath.ortc_codecs import is_rtx_codec
 from fastpath.supported_capabilities import (
     MID_URI,
     REPAIRED_RID_URI,
@@ -30,6 +31,20 @@ def payload_type_map(rtp_mapping: dict, consumer_parameters: dict) -> dict[int, 
         for m in rtp_mapping["codecs"]
         if m["mappedPayloadType"] in ours
     }
+
+
+def rtx_stream(consumer_parameters: dict) -> tuple[int, int]:
+    """The RTX SSRC and payload type (RFC 4588) retransmissions use; (0, -1) without RTX."""
+    ssrc = (consumer_parameters["encodings"][0].get("rtx") or {}).get("ssrc")
+    media_pt = media_codec(consumer_parameters)["payloadType"]
+    rtx_pt = next(
+        (c["payloadType"] for c in consumer_parameters["codecs"]
+         if is_rtx_codec(c) and c.get("parameters", {}).get("apt") == media_pt),
+        None,
+    )
+    if ssrc is None or rtx_pt is None:
+        return 0, -1
+    return int(ssrc), int(rtx_pt)
 
 
 def extension_map(producer_parameters: dict, consumer_parameters: dict) -> dict[int, int]:
@@ -62,13 +77,14 @@ class Consumer:
         layer_count = len(producer.encodings) if self.type == "simulcast" else 1
         preferred = (data.get("preferredLayers") or {}).get("spatialLayer")
         twcc_id = extension_ids(self.rtp_parameters).get(TRANSPORT_WIDE_CC_URI, 0)
+        rtx_ssrc, rtx_payload_type = rtx_stream(self.rtp_parameters)
         fwd = self.engine.forwarder
         self.slot = fwd.add_consumer(
             transport.slot, self.ssrc, layer_count,
             payload_type_map(producer.rtp_mapping, self.rtp_parameters),
             extension_map(producer.rtp_parameters, self.rtp_parameters),
             twcc_id, producer.codec_id, int(codec["clockRate"]), self.kind == "video",
-            self.paused, -1 if preferred is None else int(preferred),
+            self.paused, -1 if preferred is None else int(preferred), rtx_ssrc, rtx_payload_type,
         )
         if self.producer_paused:
             fwd.set_consumer_paused(self.slot, self.paused, True)
