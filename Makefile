@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 WEB_STAMP := web/dist/index.html
 
-.PHONY: run test bench lint clean services web chromium install
+.PHONY: run test bench loadtest lint clean services web chromium install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ test: $(TEST_STAMP) web chromium services
 
 bench: $(TEST_STAMP)
 	$(BIN)/switchyard bench
+
+# A short load test against a server of its own (docs/loadtest.md); LOADTEST_ARGS adds options.
+loadtest: $(TEST_STAMP)
+	$(BIN)/switchyard loadtest --spawn-server --plot bench/results/loadtest.png $(LOADTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check app fastpath signaling tests bench setup.py

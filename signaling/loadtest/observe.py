@@ -81,7 +81,7 @@ class ServerObserver:
             health = await self.health()
             metrics = await self.metrics()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            return {"error": f"server unreachable: {exc or type(exc).__name__}"}
+            return {"t": now, "error": f"server unreachable: {exc or type(exc).__name__}"}
         workers = []
         for entry in health.get("workers", []):
             index = str(entry.get("index"))

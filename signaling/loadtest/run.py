@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import time
 import uuid
 
 import aiohttp
-import numpy as np
 
 from fastpath.dtls import DtlsCertificate
 from signaling.client import ApiError, SignalingError, SwitchyardClient
@@ -58,6 +58,7 @@ class Recorder:
         stats = self.hub.media.consumer_stats()
         received_total = int(stats["received"].sum())
         expected_total = int(stats["expected"].sum())
+        jitter = stats["jitter_ns"][stats["expected"] > 0]
         latencies = result.pop("latencies_ns")
         owners = result.pop("latency_consumer")
         if self.kept_samples + len(latencies) > MAX_KEPT_SAMPLES:
@@ -68,7 +69,7 @@ class Recorder:
             "t": t, "steady": steady, "joined": joined, "consumers": self.hub.media.consumer_count,
             "streams": self.hub.media.stream_count,
             "expected": expected_total - self._last_expected, **result,
-            "jitter_ns": stats["jitter_ns"][stats["expected"] > 0] if len(stats["jitter_ns"]) else np.zeros(0),
+            "jitter_ms": float(jitter.mean()) / 1e6 if len(jitter) else None,
             "latency_ms": latencies / 1e6, "latency_kind": self.hub.kinds_of(owners),
         }
         entry["lost"] = max(entry["expected"] - (received_total - self._last_received), 0)
@@ -216,6 +217,7 @@ def main(args: argparse.Namespace) -> int:
     scenario = scenario_from_args(args)
     if scenario.plot:
         require_matplotlib()
+    raise_file_limit(scenario.rooms * scenario.participants)
     server = None
     url = scenario.url
     if scenario.spawn_server:
@@ -239,5 +241,20 @@ def main(args: argparse.Namespace) -> int:
         print(f"plot: {scenario.plot}")
     if report["errors"]:
         print(f"switchyard: {len(report['errors'])} errors during the run, first: {report['errors'][0]}")
-    return 0 if report["totals"]["received_packets"] > 0 or not report["totals"]["consumers"] else 1
+    totals = report["totals"]
+    if totals["joined"] < totals["participants"]:
+        return 1
+    return 0 if totals["received_packets"] > 0 or not totals["consumers"] else 1
+
+
+def raise_file_limit(participants: int) -> None:
+    """Two UDP sockets and a WebSocket per participant: lift the soft limit on open files if needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 4 * participants + 256
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < needed:
+            raise LoadtestError(f"{participants} participants need about {needed} open files; "
+                                f"the hard limit is {hard} (ulimit -n)")
 

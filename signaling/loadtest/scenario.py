@@ -16,6 +16,9 @@ MAX_FRAME_PACKETS = 64      # fastpath.synth sends one frame with one sendmmsg o
 AUDIO_FRAMES_PER_SECOND = 50  # 20 ms Opus frames
 # SRTP trailer of AEAD_AES_256_GCM / AES_CM_128_HMAC_SHA1_80 (16 / 10 bytes): size for the larger
 SRTP_TRAILER = 16
+MAX_CONSUMERS_PER_PEER = 200  # signaling/peer.py
+MAX_CONSUMERS = 65536       # fastpath.synth.SyntheticMedia's defaults
+MAX_STREAMS = 4096
 SIMULCAST_STEP = 4          # each lower simulcast layer carries a quarter of the bitrate above it
 
 
@@ -71,6 +74,18 @@ class Scenario:
         for ok, message in checks:
             if not ok:
                 raise LoadtestError(message)
+        kinds = int(self.audio) + int(self.video)
+        senders = self.senders_per_room
+        per_peer = (senders if self.participants > senders else senders - 1) * kinds
+        if per_peer > MAX_CONSUMERS_PER_PEER:
+            raise LoadtestError(f"a participant would consume {per_peer} producers; the server allows "
+                                f"{MAX_CONSUMERS_PER_PEER} consumers per peer (lower --senders)")
+        consumers = self.rooms * (self.participants * self.senders_per_room - self.senders_per_room) * kinds
+        if consumers > MAX_CONSUMERS:
+            raise LoadtestError(f"the scenario has {consumers} consumers; the harness takes at most {MAX_CONSUMERS}")
+        streams = self.rooms * self.senders_per_room * (int(self.audio) + self.simulcast * int(self.video))
+        if streams > MAX_STREAMS:
+            raise LoadtestError(f"the scenario sends {streams} streams; the harness takes at most {MAX_STREAMS}")
         for layer in self.video_layers():
             if layer["frame_packets"] > MAX_FRAME_PACKETS:
                 raise LoadtestError(f"--video-bitrate {self.video_bitrate} at --fps {self.fps:g} needs more than "
