@@ -37,6 +37,7 @@ def test_a_short_scenario_forwards_audio_and_simulcast_video_between_rooms_peers
     assert totals["loss"] < 0.01
     assert totals["latency_ms_audio"]["samples"] > 0 and totals["latency_ms_video"]["samples"] > 0
     assert 0 < totals["latency_ms"]["p50"] < 50
+    assert 0 < report["probe_floor_ms"]["p50"] < totals["latency_ms"]["p50"]
     # each video consumer gets one layer of two: the top layer's packets dominate
     assert totals["video_key_frames"] >= 4 and totals["key_frame_requests"] >= 1
     assert report["workers"] and report["workers"][0]["rss_mb_max"] > 0

@@ -217,7 +217,10 @@ class Display:
 
 
 def print_summary(report: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=120)   # a log file or a pipe: no truncated figures
     t = report["totals"]
     lat = t["latency_ms"]
     table = Table(title=f"switchyard loadtest: {t['seconds']:.1f} s measured, {t['joined']}/{t['participants']} "
@@ -230,6 +233,10 @@ def print_summary(report: dict, console: Console | None = None) -> None:
                   _ms(lat.get("p99")), _ms(lat.get("max")),
                   "-" if t["harness_cpu_mean"] is None else f"{100 * t['harness_cpu_mean']:.0f}%")
     console.print(table)
+    floor = report.get("probe_floor_ms") or {}
+    if floor.get("samples"):
+        console.print(f"probe floor (our socket to our socket, no server): p50 {floor['p50']:.3f} ms, "
+                      f"p99 {floor['p99']:.3f} ms")
     workers = Table(title="media workers", title_justify="left")
     for column in ("worker", "pid", "CPU mean", "CPU max", "RSS MiB", "forwarded pkt/s"):
         workers.add_column(column, justify="right")
@@ -276,6 +283,7 @@ def save_plot(report: dict, path: str) -> None:
     loss_axis = top.twinx()
     loss_axis.plot(t, [100 * r["loss"] for r in rows], color="tab:red", linestyle=":", label="loss %")
     loss_axis.set_ylabel("loss %")
+    loss_axis.set_ylim(0, max([1.0] + [120 * r["loss"] for r in rows]))
     loss_axis.legend(loc="upper right")
     for key, label in (("latency_p50_ms", "latency p50"), ("latency_p99_ms", "latency p99"),
                        ("jitter_ms", "jitter (mean)")):

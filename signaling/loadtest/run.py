@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
+import socket
 import time
 import uuid
 
 import aiohttp
+from fastpath.srtp import SrtpSession, profile_key_lengths
+from fastpath.synth import SyntheticMedia
 
 from fastpath.dtls import DtlsCertificate
 from signaling.client import ApiError, SignalingError, SwitchyardClient
@@ -26,6 +30,7 @@ from signaling.loadtest.participant import Participant
 from signaling.loadtest.report import (
     Display,
     build_report,
+    percentiles,
     print_summary,
     require_matplotlib,
     save_json,
@@ -76,6 +81,28 @@ class Recorder:
         self._last_received, self._last_expected = received_total, expected_total
         self.slices.append(entry)
         return entry
+
+
+def probe_floor(seconds: float = 0.5) -> dict:
+    """Latency of the probe itself, our socket straight to our socket (no SFU): what `latency` includes
+    besides the server (SRTP protect and unprotect, sendmmsg, loopback)."""
+    profile = "AEAD_AES_128_GCM"
+    key = os.urandom(sum(profile_key_lengths(profile)))
+    pair = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    try:
+        for sock in pair:
+            sock.bind(("127.0.0.1", 0))
+        media = SyntheticMedia(max_streams=1, max_consumers=1, max_sockets=2, max_samples=1 << 16)
+        out = media.add_socket(pair[0], SrtpSession(profile, os.urandom(len(key)), "inbound"), True)
+        into = media.add_socket(pair[1], SrtpSession(profile, key, "inbound"), False)
+        media.add_stream(out, pair[1].getsockname(), SrtpSession(profile, key, "outbound"), 1, 96, "vp8",
+                         90000, 100, 3, 1200)
+        media.add_consumer(into, 1)
+        latencies = media.run(seconds)["latencies_ns"] / 1e6
+    finally:
+        for sock in pair:
+            sock.close()
+    return percentiles(latencies)
 
 
 async def sample_forever(observer: ServerObserver, readings: list[dict], stop: asyncio.Event) -> None:
@@ -146,6 +173,7 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
     try:
         health = await check_server(observer, url)
         rooms = await create_rooms(organizer, scenario)
+        floor = await asyncio.to_thread(probe_floor)
         certificate = DtlsCertificate.generate()
         ssrcs: set[int] = set()
         for j in range(scenario.participants):
@@ -187,6 +215,7 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
             reading["t_rel"] = reading["t"] - t0
         report = build_report(scenario, url, health, recorder.slices, readings, hub, errors,
                               steady_from - t0 if steady_from else None)
+        report["probe_floor_ms"] = floor
         return report
     finally:
         stop_sampling.set()
