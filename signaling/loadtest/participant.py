@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 from fastpath.dtls import DtlsCertificate
 from signaling.client import SwitchyardClient
@@ -23,6 +24,8 @@ from signaling.loadtest.scenario import Scenario
 OPUS_PT = 111
 VP8_PT = 96
 JOIN_TIMEOUT = 30.0
+# requests of one participant in flight at once (the server queues at most 64 per socket)
+CONSUME_CONCURRENCY = 8
 
 
 def audio_parameters(ssrc: int, cname: str) -> dict:
@@ -67,6 +70,8 @@ class Participant:
         self.recv: ClientTransport | None = None
         self.recv_socket = -1
         self._recv_lock = asyncio.Lock()
+        self._gate = asyncio.Semaphore(CONSUME_CONCURRENCY)
+        self.join_seconds: float | None = None
         self._consumed: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         self._ssrcs = ssrcs
@@ -82,6 +87,8 @@ class Participant:
                 return ssrc
 
     async def join(self, room_id: str) -> None:
+        """Sign in, join, produce, consume what is there; join_seconds says how long it took."""
+        started = time.monotonic()
         async with asyncio.timeout(JOIN_TIMEOUT):
             await self.sdk.guest(self.name)
             await self.sdk.connect()
@@ -89,8 +96,11 @@ class Participant:
             self.joined = await self.sdk.join(room_id, self.name)
             if self.sender:
                 await self._produce()
-            for info in self.joined.get("producers", []):
-                await self.consume(info)
+        producers = self.joined.get("producers", [])
+        # each consume is a round trip: keep a few in flight, and allow time in proportion
+        async with asyncio.timeout(JOIN_TIMEOUT + 0.5 * len(producers)):
+            await asyncio.gather(*(self.consume(info) for info in producers))
+        self.join_seconds = time.monotonic() - started
 
     async def _transport(self, direction: str) -> ClientTransport:
         info = await self.sdk.create_webrtc_transport(direction)
@@ -154,12 +164,13 @@ class Participant:
             return
         self._consumed.add(producer_id)
         sock_index = await self._recv_transport()
-        answer = await self.sdk.consume(self.recv.id, producer_id, self.joined["routerRtpCapabilities"],
-                                        paused=True)
-        ssrc = answer["rtpParameters"]["encodings"][0]["ssrc"]
-        kind = KIND_VIDEO if answer["kind"] == "video" else KIND_AUDIO
-        await self.hub.add_consumer(sock_index, ssrc, kind, self.room_index)
-        await self.sdk.resume_consumer(answer["id"])
+        async with self._gate:
+            answer = await self.sdk.consume(self.recv.id, producer_id, self.joined["routerRtpCapabilities"],
+                                            paused=True)
+            ssrc = answer["rtpParameters"]["encodings"][0]["ssrc"]
+            kind = KIND_VIDEO if answer["kind"] == "video" else KIND_AUDIO
+            await self.hub.add_consumer(sock_index, ssrc, kind, self.room_index)
+            await self.sdk.resume_consumer(answer["id"])
         self.consumers += 1
 
     def consent_checks(self) -> None:

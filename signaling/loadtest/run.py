@@ -19,6 +19,7 @@ import time
 import uuid
 
 import aiohttp
+import numpy as np
 from fastpath.srtp import SrtpSession, profile_key_lengths
 from fastpath.synth import SyntheticMedia
 
@@ -216,6 +217,8 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
         report = build_report(scenario, url, health, recorder.slices, readings, hub, errors,
                               steady_from - t0 if steady_from else None)
         report["probe_floor_ms"] = floor
+        joins = np.array([p.join_seconds for p in participants if p.join_seconds is not None])
+        report["totals"]["join_seconds"] = percentiles(joins)
         return report
     finally:
         stop_sampling.set()
