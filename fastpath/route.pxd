@@ -3,10 +3,11 @@
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+from fastpath.bwe cimport BandwidthEstimate
 from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
 from fastpath.codecs cimport PayloadInfo
 from fastpath.rewrite cimport RewriteParams, SeqRewriter, TsRewriter
-from fastpath.rtcp cimport RecvStats, RtcpItem
+from fastpath.rtcp cimport RecvStats, RtcpItem, TwccPacketStatus
 from fastpath.rtp cimport RtpHeader
 from fastpath.table cimport KeyTable, TableKey
 from fastpath.udp cimport UdpBatchSocket
@@ -69,6 +70,10 @@ cdef struct TransportState:
     uint64_t rtcp_out_packets
     uint64_t srtp_failures
     uint64_t last_in_ns
+    BandwidthEstimate bwe       # what the path to this transport's receiver takes
+    uint64_t rate_bytes_mark    # rtp_out_bytes at the last rate update
+    double out_bitrate_bps      # what we send it, smoothed
+    int64_t budget_bps          # left while layers are picked, -1: unlimited
 
 
 cdef struct ProducerStream:
@@ -104,6 +109,8 @@ cdef struct ProducerStream:
     int audio_level_ext_id      # the producer's id of ssrc-audio-level (RFC 6464), 0 none
     uint32_t level_sum          # sum of -dBov over the current observer interval
     uint32_t level_count
+    uint64_t rate_bytes_mark    # bytes at the last rate update
+    double bitrate_bps          # smoothed, what a consumer of this layer costs its transport
 
 
 cdef struct ConsumerState:
@@ -183,6 +190,8 @@ cdef class Forwarder:
     cdef int pending_count
     cdef int pending_capacity
     cdef uint32_t fan_out_round     # one per _fan_out(); a consumer is served once per round
+    cdef TwccPacketStatus* twcc_statuses  # scratch for one transport-cc feedback
+    cdef uint64_t rates_ns          # when bitrates were last updated
     cdef list _events
 
     cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept
@@ -198,7 +207,9 @@ cdef class Forwarder:
     cdef TransportState* _transport(self, int slot) except NULL
     cdef ProducerStream* _stream(self, int slot) except NULL
     cdef ConsumerState* _consumer(self, int slot) except NULL
-    cdef void _choose_target(self, int slot, uint64_t now) noexcept
+    cdef void _choose_target(self, int slot, uint64_t now, int max_layer) noexcept
+    cdef void _update_bitrates(self, uint64_t now) noexcept
+    cdef int _affordable_layer(self, ConsumerState* c, uint64_t now) noexcept
     cdef void _request_target_keyframe(self, ConsumerState* c) noexcept
     cdef void _detach(self, int consumer, int stream) noexcept
     cdef void _unknown_tuple(self, unsigned char* data, int length, const sockaddr* addr) noexcept

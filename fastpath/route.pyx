@@ -15,6 +15,15 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
+from fastpath.bwe cimport (
+    bwe_available,
+    bwe_free,
+    bwe_on_feedback,
+    bwe_on_loss,
+    bwe_on_remb,
+    bwe_on_sent,
+    bwe_track_sent,
+)
 from fastpath.codecs cimport CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
 from fastpath.demux cimport (
     PACKET_DTLS,
@@ -38,16 +47,21 @@ from fastpath.rewrite cimport (
 )
 from fastpath.rtcp cimport (
     RTCP_PSFB,
+    RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RR,
     RTCP_RTPFB,
     RTCP_RTPFB_NACK,
+    RTCP_RTPFB_TWCC,
     RTCP_SR,
     RtcpFeedback,
     RtcpItem,
+    RtcpRemb,
     RtcpReportBlock,
     RtcpSenderInfo,
+    RtcpTwcc,
+    TwccPacketStatus,
     ntp_compact,
     ntp_now,
     recv_stats_init,
@@ -61,8 +75,11 @@ from fastpath.rtcp cimport (
     rtcp_next,
     rtcp_parse_feedback,
     rtcp_parse_nack,
+    rtcp_parse_remb,
     rtcp_parse_report_blocks,
     rtcp_parse_sr,
+    rtcp_parse_twcc,
+    rtcp_twcc_decode,
 )
 from fastpath.rtp cimport (
     RtpHeader,
@@ -99,7 +116,14 @@ cdef enum:
     LIGHT_LOAD_FLUSH = 32
     RTCP_SCRATCH = 1500
     ACTIVE_LAYER_NS = 2000000000
+    # packets of one transport-cc feedback looked at; Chrome reports well under 200 at a time
+    TWCC_MAX_STATUSES = 1024
     MAX_REPORT_BLOCKS = 31
+
+
+# going up a layer needs this much more room than the layer's bitrate, so a layer that only just
+# fits is not taken and left again at every update
+cdef double UPGRADE_MARGIN = 1.15
 
 
 cdef inline uint64_t monotonic_ns() noexcept nogil:
@@ -169,7 +193,8 @@ cdef class Forwarder:
         self.pending_capacity = self.sock.rx_slots
         self.pending_count = 0
         self.pending = <PendingPacket*>calloc(self.pending_capacity, sizeof(PendingPacket))
-        if self.pending == NULL:
+        self.twcc_statuses = <TwccPacketStatus*>calloc(TWCC_MAX_STATUSES, sizeof(TwccPacketStatus))
+        if self.pending == NULL or self.twcc_statuses == NULL:
             raise MemoryError()
         self._grow(KIND_TRANSPORT)
         self._grow(KIND_STREAM)
@@ -180,11 +205,13 @@ cdef class Forwarder:
         if self.transports != NULL:
             for i in range(self.transport_capacity):
                 free(self.transports[i].tcp_out)
+                bwe_free(&self.transports[i].bwe)
         if self.streams != NULL:
             for i in range(self.stream_capacity):
                 free(self.streams[i].consumers)
                 self._free_history(&self.streams[i])
         free(self.pending)
+        free(self.twcc_statuses)
         free(self.transports)
         free(self.streams)
         free(self.consumers)
@@ -491,6 +518,7 @@ cdef class Forwarder:
         cdef unsigned char* dst
         cdef RtpHeader out
         cdef int n
+        cdef uint16_t twcc_seq = 0
         if not (ct.has_tuple and ct.has_srtp):
             return 0
         c.params.sequence_number = out_seq
@@ -507,7 +535,8 @@ cdef class Forwarder:
             self.drops[DROP_REWRITE] += 1
             return 0
         if c.twcc_ext_id:
-            set_transport_seq(dst, &out, c.twcc_ext_id, ct.twcc_seq)
+            twcc_seq = ct.twcc_seq
+            set_transport_seq(dst, &out, c.twcc_ext_id, twcc_seq)
             ct.twcc_seq += 1
         if c.pid_started and info.picture_id >= 0 and c.codec == CODEC_VP8:
             vp8_rewrite_picture_id(dst + out.header_len, out.payload_len,
@@ -520,6 +549,8 @@ cdef class Forwarder:
         if ct.srtp_out != NULL and (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
             self.drops[DROP_SRTP_RTP] += 1
             return 0
+        if c.twcc_ext_id:
+            bwe_on_sent(&ct.bwe, twcc_seq, n, monotonic_ns())
         if ct.is_tcp:
             if not self._queue_tcp(ct, dst, n):
                 return 0
@@ -591,6 +622,8 @@ cdef class Forwarder:
         cdef int32_t slot
         cdef ConsumerState* c
         cdef int layer
+        cdef RtcpTwcc twcc
+        cdef RtcpRemb remb
         if not tr.has_srtp:
             self.drops[DROP_NO_SRTP] += 1
             return
@@ -626,6 +659,18 @@ cdef class Forwarder:
                         c.fraction_lost = blocks[b].fraction_lost
                         c.jitter = blocks[b].jitter
                         c.total_lost = blocks[b].total_lost
+                        if tr.bwe.sent == NULL:
+                            # no transport-cc on this transport: its receiver reports are what we have
+                            bwe_on_loss(&tr.bwe, blocks[b].fraction_lost / 256.0, tr.out_bitrate_bps, now)
+            elif item.packet_type == RTCP_RTPFB and item.count == RTCP_RTPFB_TWCC:
+                if rtcp_parse_twcc(data, &item, &twcc) >= 0:
+                    count = rtcp_twcc_decode(data, &item, self.twcc_statuses, TWCC_MAX_STATUSES)
+                    if count > 0:
+                        bwe_on_feedback(&tr.bwe, self.twcc_statuses, count, twcc.reference_time,
+                                        tr.out_bitrate_bps, now)
+            elif item.packet_type == RTCP_PSFB and item.count == RTCP_PSFB_APP:
+                if rtcp_parse_remb(data, &item, &remb, NULL, 0) >= 0:
+                    bwe_on_remb(&tr.bwe, remb.bitrate, tr.out_bitrate_bps, now)
             elif item.packet_type == RTCP_PSFB or item.packet_type == RTCP_RTPFB:
                 if rtcp_parse_feedback(data, &item, &fb) < 0:
                     continue
@@ -830,6 +875,7 @@ cdef class Forwarder:
         if self.transports[slot].tcp_out_len and self.tcp_pending > 0:
             self.tcp_pending -= 1
         free(self.transports[slot].tcp_out)
+        bwe_free(&self.transports[slot].bwe)
         memset(&self.transports[slot], 0, sizeof(TransportState))
 
     cdef TransportState* _transport(self, int slot) except NULL:
@@ -1008,6 +1054,8 @@ cdef class Forwarder:
         c.codec = codec
         c.clock_rate = clock_rate
         c.twcc_ext_id = twcc_ext_id
+        if twcc_ext_id and bwe_track_sent(&self.transports[transport].bwe) < 0:
+            raise MemoryError()
         memset(c.pt_map, 0xFF, sizeof(c.pt_map))
         for old_pt, new_pt in pt_map.items():
             if not (0 <= old_pt < 128 and 0 <= new_pt < 128):
@@ -1086,23 +1134,93 @@ cdef class Forwarder:
     def set_consumer_preferred_layer(self, int slot, int spatial_layer):
         """Prefer a spatial layer (clipped to what the producer has); switching waits for a key frame."""
         cdef ConsumerState* c = self._consumer(slot)
+        cdef int max_layer = MAX_SPATIAL_LAYERS
         c.preferred_layer = max(0, min(spatial_layer, c.layer_count - 1))
-        self._choose_target(slot, monotonic_ns())
+        if bwe_available(&self.transports[c.transport].bwe) and c.target_layer >= 0:
+            # going up waits for update_layers() to see what the transport's estimate affords
+            max_layer = c.target_layer
+        self._choose_target(slot, monotonic_ns(), max_layer)
 
     def update_layers(self):
-        """Re-pick every consumer's target layer from the layers that are flowing (call ~2/s)."""
+        """Re-pick every video consumer's target layer (call ~2/s): the highest it prefers that is
+        flowing and that its transport's bandwidth estimate affords, after what the transport's
+        single-layer consumers (audio, plain video) take."""
         cdef int i
         cdef uint64_t now = monotonic_ns()
+        cdef ConsumerState* c
+        cdef TransportState* tr
+        self._update_bitrates(now)
+        for i in range(self.transport_capacity):
+            tr = &self.transports[i]
+            if tr.used:
+                tr.budget_bps = <int64_t>bwe_available(&tr.bwe)
+                if tr.budget_bps == 0:
+                    tr.budget_bps = -1
         for i in range(self.consumer_capacity):
-            if self.consumers[i].used and self.consumers[i].is_video:
-                self._choose_target(i, now)
+            c = &self.consumers[i]
+            if c.used and c.layer_count == 1 and c.streams[0] >= 0 and not (c.paused or c.producer_paused):
+                tr = &self.transports[c.transport]
+                if tr.budget_bps >= 0:
+                    tr.budget_bps -= <int64_t>self.streams[c.streams[0]].bitrate_bps
+        for i in range(self.consumer_capacity):
+            c = &self.consumers[i]
+            if c.used and c.is_video:
+                self._choose_target(i, now, self._affordable_layer(c, now) if c.layer_count > 1
+                                    else MAX_SPATIAL_LAYERS)
         self.sock.flush()
 
-    cdef void _choose_target(self, int slot, uint64_t now) noexcept:
+    cdef void _update_bitrates(self, uint64_t now) noexcept:
+        """Each stream's and each transport's bitrate since the last update, smoothed."""
+        cdef int i
+        cdef double seconds = (now - self.rates_ns) / 1e9 if self.rates_ns else 0.0
+        cdef double rate
+        cdef ProducerStream* s
+        cdef TransportState* tr
+        for i in range(self.stream_capacity):
+            s = &self.streams[i]
+            if s.used:
+                if seconds > 0:
+                    rate = (s.bytes - s.rate_bytes_mark) * 8.0 / seconds
+                    s.bitrate_bps = rate if s.bitrate_bps == 0 else 0.5 * (s.bitrate_bps + rate)
+                s.rate_bytes_mark = s.bytes
+        for i in range(self.transport_capacity):
+            tr = &self.transports[i]
+            if tr.used:
+                if seconds > 0:
+                    rate = (tr.rtp_out_bytes - tr.rate_bytes_mark) * 8.0 / seconds
+                    tr.out_bitrate_bps = rate if tr.out_bitrate_bps == 0 else 0.5 * (tr.out_bitrate_bps + rate)
+                tr.rate_bytes_mark = tr.rtp_out_bytes
+        self.rates_ns = now
+
+    cdef int _affordable_layer(self, ConsumerState* c, uint64_t now) noexcept:
+        """The highest flowing layer the consumer prefers that fits its transport's budget (which
+        it then takes from), else its lowest flowing one; MAX_SPATIAL_LAYERS: nothing to limit."""
+        cdef TransportState* tr = &self.transports[c.transport]
+        cdef int layer, chosen = -1
+        cdef double need
+        cdef ProducerStream* s
+        if tr.budget_bps < 0 or c.paused or c.producer_paused:
+            return MAX_SPATIAL_LAYERS
+        for layer in range(c.preferred_layer, -1, -1):
+            if c.streams[layer] < 0:
+                continue
+            s = &self.streams[c.streams[layer]]
+            if not (s.last_packet_ns and now - s.last_packet_ns < ACTIVE_LAYER_NS):
+                continue
+            chosen = layer
+            need = s.bitrate_bps * (UPGRADE_MARGIN if layer > c.current_layer else 1.0)
+            if need <= tr.budget_bps:
+                break
+        if chosen < 0:
+            return MAX_SPATIAL_LAYERS
+        tr.budget_bps -= <int64_t>self.streams[c.streams[chosen]].bitrate_bps
+        return chosen
+
+    cdef void _choose_target(self, int slot, uint64_t now, int max_layer) noexcept:
         cdef ConsumerState* c = &self.consumers[slot]
         cdef int layer, target = -1
         cdef ProducerStream* s
-        for layer in range(c.preferred_layer, -1, -1):
+        for layer in range(min(c.preferred_layer, max_layer), -1, -1):
             if c.streams[layer] < 0:
                 continue
             s = &self.streams[c.streams[layer]]
@@ -1184,6 +1302,10 @@ cdef class Forwarder:
             "rtcpPacketsReceived": tr.rtcp_in_packets, "rtcpPacketsSent": tr.rtcp_out_packets,
             "srtpFailures": tr.srtp_failures,
             "lastPacketAgeMs": (monotonic_ns() - tr.last_in_ns) // 1000000 if tr.last_in_ns else None,
+            "sendBitrate": round(tr.out_bitrate_bps),
+            # None until the receiver's feedback shows a limit
+            "availableOutgoingBitrate": bwe_available(&tr.bwe) or None,
+            "bweDecreases": tr.bwe.decreases,
         }
 
     def stream_stats(self, int slot) -> dict:

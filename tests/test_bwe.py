@@ -1,0 +1,281 @@
+"""The estimate stage: GCC's rules on a simulated path, and layer choice through a real Forwarder."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from aiortc.rtp import RtcpPsfbPacket, RtpPacket, pack_remb_fci
+from fastpath.bwe import BandwidthEstimator
+from fastpath.codecs import CODEC_VP8
+from fastpath.rtcp import build_compound
+
+from tests import test_forwarder
+from tests.test_forwarder import Peer, connect, rtp, vp8
+
+forwarder = test_forwarder.forwarder  # the same fixture: a Forwarder on a loopback socket
+
+SECOND = 1_000_000_000
+PACKET = 1200
+
+
+def simulate(est: BandwidthEstimator, send_bps: float, link_bps: float, seconds: float, *,
+             start_ns: int = SECOND, burst: int = 1, loss_every: int = 0) -> int:
+    """Send PACKET-byte packets at send_bps (in bursts) through a FIFO link of link_bps, and feed
+    the estimator transport-cc feedback every 100 ms of what arrived. Returns the end time."""
+    interval_ns = burst * PACKET * 8 / send_bps * SECOND
+    service_ns = PACKET * 8 / link_bps * SECOND
+    link_free, arrivals, seq, t = 0.0, [], 0, start_ns
+    end = start_ns + seconds * SECOND
+    next_feedback = start_ns + SECOND / 10
+    while t < end:
+        for _ in range(burst):
+            est.on_sent(seq & 0xFFFF, PACKET, int(t))
+            arrival = max(t, link_free) + service_ns
+            link_free = arrival
+            lost = loss_every and seq % loss_every == 0
+            arrivals.append((seq & 0xFFFF, None if lost else arrival))
+            seq += 1
+        t += interval_ns
+        while next_feedback <= t:
+            arrived = [(s, a) for s, a in arrivals if a is None or a <= next_feedback]
+            arrivals = [(s, a) for s, a in arrivals if not (a is None or a <= next_feedback)]
+            if arrived:
+                feed(est, arrived, int(next_feedback), send_bps)
+            next_feedback += SECOND / 10
+    return int(t)
+
+
+def feed(est: BandwidthEstimator, arrived: list, now_ns: int, sending_bps: float) -> None:
+    """One transport-cc feedback (deltas in 250 us from a 64 ms reference) for (seq, arrival)."""
+    times = [a for _, a in arrived if a is not None]
+    reference = int(min(times) // (64_000_000)) if times else 0
+    previous = reference * 64_000_000
+    packets = []
+    for seq, arrival in arrived:
+        if arrival is None:
+            packets.append((seq, False, 0))
+            continue
+        delta = round((arrival - previous) / 250_000)
+        previous += delta * 250_000
+        packets.append((seq, True, delta))
+    est.on_feedback(packets, reference, now_ns, sending_bps)
+
+
+def test_a_path_with_room_sets_no_limit():
+    est = BandwidthEstimator()
+    simulate(est, 1_000_000, 10_000_000, 3)
+    assert est.available == 0 and est.decreases == 0
+    assert est.acked_bps == pytest.approx(1_000_000, rel=0.1)
+
+
+def test_a_standing_queue_brings_the_estimate_under_the_link():
+    est = BandwidthEstimator()
+    simulate(est, 1_000_000, 600_000, 3)
+    assert est.decreases >= 1
+    assert 300_000 <= est.available <= 600_000
+
+
+def test_a_key_frame_burst_over_a_slow_link_is_not_congestion():
+    # 10 packets back to back twice a second over 1 Mbit/s: each burst queues ~90 ms, then drains
+    est = BandwidthEstimator()
+    simulate(est, 192_000, 1_000_000, 4, burst=10)
+    assert est.available == 0 and est.decreases == 0
+
+
+def test_transport_cc_loss_above_ten_percent_cuts_the_estimate():
+    est = BandwidthEstimator()
+    simulate(est, 1_000_000, 10_000_000, 2, loss_every=4)
+    # GCC: estimate x (1 - loss / 2), first from the acknowledged rate (75 % of 1 Mbit/s here), then
+    # again at most every 300 ms while the loss lasts
+    assert 3 <= est.decreases <= 7
+    assert 750_000 * 0.875 ** 7 <= est.available <= 750_000 * 0.875
+
+
+def test_loss_rules_hold_then_grow_eight_percent_a_second():
+    est = BandwidthEstimator(transport_cc=False)
+    est.on_loss(0.0, 1_000_000, SECOND)
+    assert est.available == 0, "no loss: nothing to limit"
+    est.on_loss(0.2, 1_000_000, 2 * SECOND)
+    assert est.available == 900_000
+    est.on_loss(0.0, 900_000, 2 * SECOND + SECOND // 2)
+    assert est.available == 900_000, "no increase within a second of a decrease"
+    est.on_loss(0.0, 900_000, 3 * SECOND + SECOND // 2)
+    assert est.available == pytest.approx(900_000 * 1.08, rel=0.001)
+    est.on_loss(0.05, 900_000, 4 * SECOND)
+    assert est.available == pytest.approx(900_000 * 1.08, rel=0.001), "2-10 % loss: hold"
+
+
+def test_remb_below_what_we_send_is_a_limit_above_it_lets_the_estimate_grow():
+    est = BandwidthEstimator(transport_cc=False)
+    est.on_remb(5_000_000, 800_000, SECOND)
+    assert est.available == 0
+    est.on_remb(300_000, 800_000, 2 * SECOND)
+    assert est.available == 300_000
+    est.on_remb(2_000_000, 300_000, 4 * SECOND)
+    assert est.available == pytest.approx(300_000 * 1.08, rel=0.001)
+
+
+# ---- through a Forwarder: a simulcast consumer's layer follows its transport's estimate ----------
+
+LAYERS = ((100, 10, 400), (101, 20, 900), (102, 60, 1200))  # ssrc, packets/s, bytes: ~32k/144k/576k
+
+
+class SimulcastRig:
+    """A VP8 producer with three layers (key frames twice a second) and one simulcast viewer."""
+
+    def __init__(self, fwd, server_addr, twcc_ext_id: int = 0):
+        self.fwd, self.server_addr = fwd, server_addr
+        self.producer, self.viewer = Peer(), Peer()
+        self.viewer.sock.setblocking(False)
+        tp = connect(fwd, self.producer)
+        self.streams = [fwd.add_producer_stream(tp, ssrc, 0, CODEC_VP8, 90000, layer, True)
+                        for layer, (ssrc, _, _) in enumerate(LAYERS)]
+        ext_map = {5: twcc_ext_id} if twcc_ext_id else {}
+        self.transport = connect(fwd, self.viewer)
+        self.consumer = fwd.add_consumer(self.transport, 9000, 3, {96: 101}, ext_map, twcc_ext_id,
+                                         CODEC_VP8, 90000, True, False)
+        for layer, stream in enumerate(self.streams):
+            fwd.attach_stream(self.consumer, layer, stream)
+        self.seq = {ssrc: 1 for ssrc, _, _ in LAYERS}
+        self.sent = {ssrc: 0 for ssrc, _, _ in LAYERS}
+        self.start = time.monotonic()
+        self.start_ns = time.monotonic_ns()
+        self.received: list[RtpPacket] = []
+
+    def run(self, seconds: float, on_packet=None) -> None:
+        """Send every layer at its pace, drain, and pick layers every 250 ms, for `seconds`."""
+        end = time.monotonic() + seconds
+        next_layers = time.monotonic()
+        while time.monotonic() < end:
+            now = time.monotonic()
+            for ssrc, pps, size in LAYERS:
+                while self.sent[ssrc] < (now - self.start) * pps:
+                    keyframe = self.sent[ssrc] % (pps // 2) == 0
+                    payload = vp8(keyframe) + bytes(size - 23)
+                    packet = with_transport_seq(
+                        rtp(self.seq[ssrc], int((now - self.start) * 90000), ssrc, 96, payload),
+                        self.seq[ssrc])
+                    self.producer.sock.sendto(self.producer.tx.protect(packet), self.server_addr)
+                    self.seq[ssrc] += 1
+                    self.sent[ssrc] += 1
+            self.fwd.drain()
+            while True:
+                try:
+                    raw = self.viewer.rx.unprotect(self.viewer.sock.recv(2048))
+                except BlockingIOError:
+                    break
+                self.received.append(RtpPacket.parse(raw))
+                if on_packet is not None:
+                    on_packet(raw)
+            if now >= next_layers:
+                self.fwd.update_layers()
+                next_layers = now + 0.25
+            time.sleep(0.002)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        self.viewer.sock.sendto(self.viewer.tx.rtcp_protect(packet), self.server_addr)
+
+    def layer(self) -> int:
+        return self.fwd.consumer_stats(self.consumer)["currentLayer"]
+
+
+def with_transport_seq(packet: bytes, seq: int) -> bytes:
+    """Add a one-byte-form transport-wide-cc element (id 5) to an RTP packet without extensions."""
+    assert not packet[0] & 0x10
+    element = bytes([0xBE, 0xDE, 0, 1, (5 << 4) | 1]) + (seq & 0xFFFF).to_bytes(2, "big") + b"\0"
+    return bytes([packet[0] | 0x10]) + packet[1:12] + element + packet[12:]
+
+
+def remb(bitrate: int) -> bytes:
+    return bytes(RtcpPsfbPacket(fmt=15, ssrc=1, media_ssrc=0, fci=pack_remb_fci(bitrate, [9000])))
+
+
+def test_remb_under_the_layer_bitrate_moves_the_consumer_down_a_layer(forwarder):
+    fwd, server_addr, _ = forwarder
+    rig = SimulcastRig(fwd, server_addr)
+    rig.run(1.5)
+    assert rig.layer() == 2
+    assert fwd.transport_stats(rig.transport)["availableOutgoingBitrate"] is None
+    # the receiver can take 300 kbit/s: layer 1 (~150k) fits, layer 2 (~580k) does not
+    rig.send_rtcp(remb(300_000))
+    rig.run(1.5)
+    stats = fwd.transport_stats(rig.transport)
+    assert stats["availableOutgoingBitrate"] == 300_000 and stats["bweDecreases"] == 1
+    assert rig.layer() == 1
+    recent = {p.sequence_number for p in rig.received[-10:]}
+    assert len(recent) == 10, "numbering stays continuous across the switch"
+
+
+def transport_feedback(arrivals: list[tuple[int, int | None]], feedback_count: int) -> bytes:
+    """transport-cc feedback for consecutive transport-wide numbers: (seq, arrival ns or None: lost)."""
+    times = [a for _, a in arrivals if a is not None]
+    reference = min(times) // 64_000_000 if times else 0
+    previous, statuses = reference * 64_000_000, []
+    for _, arrival in arrivals:
+        if arrival is None:
+            statuses.append((0, 0))
+            continue
+        delta = round((arrival - previous) / 250_000)
+        previous += delta * 250_000
+        statuses.append((1 if 0 <= delta <= 255 else 2, delta))
+    return build_compound([("twcc", 1, 9000, arrivals[0][0], reference, feedback_count & 0xFF, statuses)])
+
+
+@pytest.mark.parametrize("lose", [False, True], ids=["all-received", "30%-lost"])
+def test_transport_cc_loss_moves_the_consumer_down_and_a_clean_path_keeps_it(forwarder, lose):
+    fwd, server_addr, _ = forwarder
+    rig = SimulcastRig(fwd, server_addr, twcc_ext_id=3)
+    pending: list[tuple[int, int]] = []
+    feedbacks = []
+
+    def report(raw: bytes) -> None:
+        # what a receiver does: note each arrival by transport-wide number, report every 100 ms
+        now = time.monotonic_ns() - rig.start_ns
+        pending.append((extension_value(raw, 3), now))
+        if now - pending[0][1] >= 100_000_000:
+            pending.sort()
+            arrivals = [(seq, None if lose and i % 10 < 3 else arrival)
+                        for i, (seq, arrival) in enumerate(pending)]
+            rig.send_rtcp(transport_feedback(arrivals, len(feedbacks)))
+            feedbacks.append(len(arrivals))
+            pending.clear()
+
+    rig.run(1.0, report)
+    assert rig.layer() == 2
+    rig.run(2.0, report)
+    stats = fwd.transport_stats(rig.transport)
+    assert len(feedbacks) > 10
+    if lose:
+        assert stats["bweDecreases"] >= 1 and stats["availableOutgoingBitrate"] is not None
+        assert rig.layer() < 2
+    else:
+        assert stats["bweDecreases"] == 0 and stats["availableOutgoingBitrate"] is None
+        assert rig.layer() == 2
+
+
+def extension_value(raw: bytes, ext_id: int) -> int:
+    """The value of a one-byte-form header extension element (RFC 8285 §4.2) of an RTP packet."""
+    assert raw[0] & 0x10, "the packet carries extensions"
+    offset = 12 + 4 * (raw[0] & 0x0F)
+    length = int.from_bytes(raw[offset + 2:offset + 4], "big") * 4
+    pos, end = offset + 4, offset + 4 + length
+    while pos < end:
+        if raw[pos] == 0:
+            pos += 1
+            continue
+        element_id, size = raw[pos] >> 4, (raw[pos] & 0x0F) + 1
+        if element_id == ext_id:
+            return int.from_bytes(raw[pos + 1:pos + 1 + size], "big")
+        pos += 1 + size
+    raise AssertionError(f"no extension {ext_id}")
+
+
+def test_feedback_for_numbers_never_sent_changes_nothing(forwarder):
+    fwd, server_addr, _ = forwarder
+    rig = SimulcastRig(fwd, server_addr, twcc_ext_id=3)
+    rig.send_rtcp(transport_feedback([(40000 + i, None) for i in range(49)] + [(40049, 10**9)], 0))
+    rig.run(0.5)
+    stats = fwd.transport_stats(rig.transport)
+    assert stats["bweDecreases"] == 0 and stats["availableOutgoingBitrate"] is None
+    assert rig.layer() == 2
