@@ -17,6 +17,10 @@ cdef struct RewriteParams:
     uint16_t sequence_number
     uint32_t timestamp
     unsigned char ext_map[256]      # producer extension ID -> consumer ID, 0 drops the element
+    # a consumer ID whose 2-byte element is added (zeroed) where the packet has none: the
+    # transport-wide sequence number, which each outgoing transport numbers itself, so its
+    # receiver can send transport-cc feedback even for producers that do not send the element
+    unsigned char ensure_ext_id
 
 cdef int rewrite_rtp(const unsigned char* src, const RtpHeader* h, unsigned char* dst,
                      int capacity, const RewriteParams* p) noexcept nogil

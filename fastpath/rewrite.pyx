@@ -33,10 +33,11 @@ cdef int rewrite_rtp_to(const unsigned char* src, const RtpHeader* h, unsigned c
     cdef int pos, length, ext_id = 0, value_offset = 0
     cdef int count = 0, value_bytes = 0, block_len = 0, block_start = 0, w, total, tail
     cdef int csrc_end = RTP_HEADER_LENGTH + 4 * h.csrc_count
-    cdef bint one_byte = True
+    cdef bint one_byte = True, add_ensured
     cdef unsigned char new_id
 
     # first pass: which elements survive, and whether the one-byte form can carry them
+    add_ensured = p.ensure_ext_id != 0
     pos = h.ext_offset
     while h.has_extension:
         length = next_extension(src, h, &pos, &ext_id, &value_offset)
@@ -45,9 +46,16 @@ cdef int rewrite_rtp_to(const unsigned char* src, const RtpHeader* h, unsigned c
         new_id = p.ext_map[ext_id]
         if new_id == 0:
             continue
+        if new_id == p.ensure_ext_id:
+            add_ensured = False
         count += 1
         value_bytes += length
         if new_id > RTP_EXT_ONE_BYTE_MAX_ID or length == 0 or length > RTP_EXT_ONE_BYTE_MAX_LEN:
+            one_byte = False
+    if add_ensured:
+        count += 1
+        value_bytes += 2
+        if p.ensure_ext_id > RTP_EXT_ONE_BYTE_MAX_ID:
             one_byte = False
     if count:
         block_len = (value_bytes + (count if one_byte else 2 * count) + 3) & ~3
@@ -88,6 +96,17 @@ cdef int rewrite_rtp_to(const unsigned char* src, const RtpHeader* h, unsigned c
                 w += 2
             memcpy(dst + w, src + value_offset, length)
             w += length
+        if add_ensured:
+            if one_byte:
+                dst[w] = (p.ensure_ext_id << 4) | 1
+                w += 1
+            else:
+                dst[w] = p.ensure_ext_id
+                dst[w + 1] = 2
+                w += 2
+            dst[w] = 0
+            dst[w + 1] = 0
+            w += 2
         memset(dst + w, 0, block_start + block_len - w)
         w = block_start + block_len
 
@@ -148,10 +167,12 @@ cdef int _parse_or_raise(const unsigned char[:] data, RtpHeader* h) except -1:
 
 
 def rewrite_py(const unsigned char[:] data, uint32_t ssrc, int payload_type,
-               uint16_t sequence_number, uint32_t timestamp, dict ext_map, int capacity=2048):
+               uint16_t sequence_number, uint32_t timestamp, dict ext_map, int capacity=2048,
+               int ensure_ext_id=0):
     """Return the rewritten packet and the header rewrite_rtp_to() describes it with.
 
-    ext_map maps producer IDs to consumer IDs; absent IDs are dropped.
+    ext_map maps producer IDs to consumer IDs; absent IDs are dropped. ensure_ext_id: a
+    2-byte element added (zero) when no mapped element has that ID.
     """
     cdef RtpHeader h, out_h
     cdef RewriteParams p
@@ -162,6 +183,7 @@ def rewrite_py(const unsigned char[:] data, uint32_t ssrc, int payload_type,
     p.payload_type = payload_type
     p.sequence_number = sequence_number
     p.timestamp = timestamp
+    p.ensure_ext_id = ensure_ext_id
     for old_id, new_id in ext_map.items():
         p.ext_map[<unsigned char>old_id] = new_id
     out = bytearray(capacity)

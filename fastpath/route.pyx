@@ -1031,6 +1031,8 @@ cdef class Forwarder:
         ssrc_key(&key, ssrc, transport)
         if self.consumer_ssrcs.lookup(&key) >= 0:
             raise ValueError(f"ssrc {ssrc} is already used by a consumer on this transport")
+        if not 0 <= twcc_ext_id < 256:
+            raise ValueError("extension ids are 1..255")
         if rtx_ssrc and not (0 <= rtx_payload_type < 128 and rtx_ssrc != ssrc):
             raise ValueError("RTX needs a payload type 0..127 and an SSRC of its own")
         for i in range(self.consumer_capacity):
@@ -1054,6 +1056,7 @@ cdef class Forwarder:
         c.codec = codec
         c.clock_rate = clock_rate
         c.twcc_ext_id = twcc_ext_id
+        c.params.ensure_ext_id = twcc_ext_id
         if twcc_ext_id and bwe_track_sent(&self.transports[transport].bwe) < 0:
             raise MemoryError()
         memset(c.pt_map, 0xFF, sizeof(c.pt_map))

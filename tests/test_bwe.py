@@ -124,8 +124,9 @@ LAYERS = ((100, 10, 400), (101, 20, 900), (102, 60, 1200))  # ssrc, packets/s, b
 class SimulcastRig:
     """A VP8 producer with three layers (key frames twice a second) and one simulcast viewer."""
 
-    def __init__(self, fwd, server_addr, twcc_ext_id: int = 0):
+    def __init__(self, fwd, server_addr, twcc_ext_id: int = 0, producer_sends_transport_seq: bool = True):
         self.fwd, self.server_addr = fwd, server_addr
+        self.producer_sends_transport_seq = producer_sends_transport_seq
         self.producer, self.viewer = Peer(), Peer()
         self.viewer.sock.setblocking(False)
         tp = connect(fwd, self.producer)
@@ -153,9 +154,9 @@ class SimulcastRig:
                 while self.sent[ssrc] < (now - self.start) * pps:
                     keyframe = self.sent[ssrc] % (pps // 2) == 0
                     payload = vp8(keyframe) + bytes(size - 23)
-                    packet = with_transport_seq(
-                        rtp(self.seq[ssrc], int((now - self.start) * 90000), ssrc, 96, payload),
-                        self.seq[ssrc])
+                    packet = rtp(self.seq[ssrc], int((now - self.start) * 90000), ssrc, 96, payload)
+                    if self.producer_sends_transport_seq:
+                        packet = with_transport_seq(packet, self.seq[ssrc])
                     self.producer.sock.sendto(self.producer.tx.protect(packet), self.server_addr)
                     self.seq[ssrc] += 1
                     self.sent[ssrc] += 1
@@ -279,3 +280,12 @@ def test_feedback_for_numbers_never_sent_changes_nothing(forwarder):
     stats = fwd.transport_stats(rig.transport)
     assert stats["bweDecreases"] == 0 and stats["availableOutgoingBitrate"] is None
     assert rig.layer() == 2
+
+
+def test_copies_carry_the_transport_seq_even_when_the_producer_sends_none(forwarder):
+    fwd, server_addr, _ = forwarder
+    rig = SimulcastRig(fwd, server_addr, twcc_ext_id=3, producer_sends_transport_seq=False)
+    numbers = []
+    rig.run(0.6, lambda raw: numbers.append(extension_value(raw, 3)))
+    assert len(numbers) > 10
+    assert numbers == [(numbers[0] + i) & 0xFFFF for i in range(len(numbers))]

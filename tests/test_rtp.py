@@ -358,6 +358,26 @@ def test_rewrite_padding_of_the_block():
         assert parse_rtp_py(packet)["ext_len"] % 4 == 0
 
 
+@pytest.mark.parametrize("name", sorted(VALID_PACKETS))
+@pytest.mark.parametrize("ensure_id", [7, 14, 100])
+def test_rewrite_adds_a_transport_seq_element_where_the_packet_has_none(name, ensure_id):
+    """A consumer's transport numbers its own packets; one from a producer that sends no
+    transport-wide-cc element (aiortc, ffmpeg) gets a zeroed one, in either header form."""
+    data = VALID_PACKETS[name]
+    keep = {1: 1}  # the MID element, where there is one (and transport-cc, at 5 or 200, dropped)
+    packet, described = rewrite_py(data, 1, 2, 3, 4, keep, ensure_ext_id=ensure_id)
+    assert described == parse_rtp_py(packet)
+    assert RtpPacket.parse(packet).payload == RtpPacket.parse(data).payload
+    _, before = aiortc_extensions(data)
+    _, after = aiortc_extensions(packet)
+    assert after == [(1, v) for i, v in before if i == 1] + [(ensure_id, b"\0\0")]
+    # and an element the producer sends under the consumer's ID is not doubled
+    transport_cc = (TWO_BYTE_IDS if name == "two_byte_ids" else ONE_BYTE_IDS)[TRANSPORT_CC]
+    if any(i == transport_cc for i, _ in before):
+        packet, _ = rewrite_py(data, 1, 2, 3, 4, {transport_cc: ensure_id}, ensure_ext_id=ensure_id)
+        assert aiortc_extensions(packet)[1] == [(ensure_id, (0xBEEF).to_bytes(2, "big"))]
+
+
 def test_rewrite_respects_capacity():
     data = make_packet()
     packet, _ = rewrite_py(data, 1, 2, 3, 4, {1: 1}, capacity=2048)
