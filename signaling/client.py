@@ -50,9 +50,12 @@ class SignalingError(Exception):
 
 
 class SwitchyardClient:
-    def __init__(self, base_url: str, token: str | None = None):
+    def __init__(self, base_url: str, token: str | None = None, handle_sigint: bool = True):
         self.base_url = base_url.rstrip("/")
         self.token = token
+        # python-socketio's own Ctrl-C handling (disconnect, cancel every task); off for programs
+        # that handle SIGINT themselves, such as the load test
+        self.handle_sigint = handle_sigint
         self.user: dict | None = None
         self.sio: socketio.AsyncClient | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -121,7 +124,7 @@ class SwitchyardClient:
             self.base_url = base_url.rstrip("/")
         if self.sio is not None:
             await self.sio.disconnect()
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio = socketio.AsyncClient(reconnection=False, handle_sigint=self.handle_sigint)
         for event in SERVER_EVENTS:
             self.sio.on(event, self._handler(event))
         self.sio.on("disconnect", self._handler("disconnect"))

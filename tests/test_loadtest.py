@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -44,6 +46,27 @@ def test_a_short_scenario_forwards_audio_and_simulcast_video_between_rooms_peers
     assert len(report["per_second"]) >= 2
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the spawned server and its workers are gone
+    for worker in report["workers"]:
+        assert not os.path.exists(f"/proc/{worker['pid']}/status") or _is_zombie(worker["pid"])
+
+
+def test_sigterm_ends_the_run_early_with_a_report_and_stops_the_spawned_server(tmp_path):
+    report_path = tmp_path / "lt.json"
+    process = subprocess.Popen([sys.executable, "-m", "app", "loadtest", "--spawn-server", "--participants", "2",
+                                "--duration", "60", "--no-progress", "--output", str(report_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(8)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=40)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err and "interrupted" in out
+    report = json.loads(report_path.read_text())
+    assert report["interrupted"] and report["totals"]["received_packets"] > 0
     for worker in report["workers"]:
         assert not os.path.exists(f"/proc/{worker['pid']}/status") or _is_zombie(worker["pid"])
 

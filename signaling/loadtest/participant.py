@@ -64,7 +64,7 @@ class Participant:
         self.room_index = room_index
         self.name = f"load-{room_index}-{index}"
         self.sender = sender
-        self.sdk = SwitchyardClient(url)
+        self.sdk = SwitchyardClient(url, handle_sigint=False)
         self.joined: dict = {}
         self.transports: list[ClientTransport] = []
         self.recv: ClientTransport | None = None

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import resource
+import signal
 import socket
 import time
 import uuid
@@ -164,13 +165,14 @@ async def join_all(participants: list[Participant], rooms: list[dict], scenario:
 
 async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = None) -> dict:
     observer = ServerObserver(url, server_pid)
-    organizer = SwitchyardClient(url)
+    organizer = SwitchyardClient(url, handle_sigint=False)
     hub = MediaHub()
     participants: list[Participant] = []
     errors: list[str] = []
     readings: list[dict] = []
     stop_sampling = asyncio.Event()
     sampler = None
+    stop_signals: list[int] = []
     try:
         health = await check_server(observer, url)
         rooms = await create_rooms(organizer, scenario)
@@ -189,9 +191,14 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
         hard_limit = scenario.ramp * len(participants) + scenario.duration + RUN_SLACK_SECONDS
         steady_from = None
         next_consent = t0 + CONSENT_SECONDS
+        interrupted = asyncio.Event()
+        stop_signals = install_stop_signals(interrupted)
         with display:
             while True:
                 now = time.monotonic()
+                if interrupted.is_set():
+                    errors.append("interrupted (Ctrl-C or SIGTERM): stopped early, figures up to there")
+                    break
                 if steady_from is None and joiner.done():
                     steady_from = now
                 if steady_from is not None and now - steady_from >= scenario.duration:
@@ -209,6 +216,7 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
                 display.update(entry, readings[-1] if readings else None, errors)
         if not joiner.done():
             joiner.cancel()
+            await asyncio.gather(joiner, return_exceptions=True)
         await hub.run_slice(TAIL_SECONDS, send=False)
         stop_sampling.set()
         await sampler
@@ -217,6 +225,7 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
         report = build_report(scenario, url, health, recorder.slices, readings, hub, errors,
                               steady_from - t0 if steady_from else None)
         report["probe_floor_ms"] = floor
+        report["interrupted"] = interrupted.is_set()
         joins = np.array([p.join_seconds for p in participants if p.join_seconds is not None])
         report["totals"]["join_seconds"] = percentiles(joins)
         return report
@@ -226,6 +235,21 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
             sampler.cancel()
         await close_all(participants, organizer)
         await observer.close()
+        for signum in stop_signals:
+            asyncio.get_running_loop().remove_signal_handler(signum)
+
+
+def install_stop_signals(event: asyncio.Event) -> list[int]:
+    """Ctrl-C or SIGTERM ends the run early but still reports and cleans up (later ones are ignored)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, event.set)
+        except (ValueError, RuntimeError, NotImplementedError):
+            continue    # not the main thread: leave the default behaviour
+        installed.append(signum)
+    return installed
 
 
 async def close_all(participants: list[Participant], organizer: SwitchyardClient) -> None:
@@ -244,8 +268,13 @@ async def close_all(participants: list[Participant], organizer: SwitchyardClient
         pass
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt   # so that a spawned server is stopped on the way out
+
+
 def main(args: argparse.Namespace) -> int:
     """The `switchyard loadtest` command: LoadtestError for the one-line failures."""
+    signal.signal(signal.SIGTERM, _terminate)
     scenario = scenario_from_args(args)
     if scenario.plot:
         require_matplotlib()
@@ -259,6 +288,8 @@ def main(args: argparse.Namespace) -> int:
         url = server.url
     try:
         report = asyncio.run(run_scenario(scenario, url, server.pid if server else None))
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None   # Ctrl-C before the run started
     finally:
         if server is not None:
             code = server.stop()
@@ -274,6 +305,8 @@ def main(args: argparse.Namespace) -> int:
     if report["errors"]:
         print(f"switchyard: {len(report['errors'])} errors during the run, first: {report['errors'][0]}")
     totals = report["totals"]
+    if report["interrupted"]:
+        return 130
     if totals["joined"] < totals["participants"]:
         return 1
     return 0 if totals["received_packets"] > 0 or not totals["consumers"] else 1
