@@ -111,6 +111,7 @@ cdef struct ProducerStream:
     uint32_t level_count
     uint64_t rate_bytes_mark    # bytes at the last rate update
     double bitrate_bps          # smoothed, what a consumer of this layer costs its transport
+    uint64_t bye_received
 
 
 cdef struct ConsumerState:

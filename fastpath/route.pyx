@@ -46,6 +46,7 @@ from fastpath.rewrite cimport (
     ts_rewrite_sync,
 )
 from fastpath.rtcp cimport (
+    RTCP_BYE,
     RTCP_PSFB,
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -68,11 +69,13 @@ from fastpath.rtcp cimport (
     recv_stats_on_sr,
     recv_stats_report_block,
     recv_stats_update,
+    rtcp_build_bye,
     rtcp_build_pli,
     rtcp_build_nack,
     rtcp_build_rr,
     rtcp_build_sr,
     rtcp_next,
+    rtcp_parse_bye,
     rtcp_parse_feedback,
     rtcp_parse_nack,
     rtcp_parse_remb,
@@ -624,6 +627,7 @@ cdef class Forwarder:
         cdef int layer
         cdef RtcpTwcc twcc
         cdef RtcpRemb remb
+        cdef uint32_t bye_ssrcs[MAX_REPORT_BLOCKS]
         if not tr.has_srtp:
             self.drops[DROP_NO_SRTP] += 1
             return
@@ -662,6 +666,16 @@ cdef class Forwarder:
                         if tr.bwe.sent == NULL:
                             # no transport-cc on this transport: its receiver reports are what we have
                             bwe_on_loss(&tr.bwe, blocks[b].fraction_lost / 256.0, tr.out_bitrate_bps, now)
+            elif item.packet_type == RTCP_BYE:
+                count = rtcp_parse_bye(data, &item, bye_ssrcs, MAX_REPORT_BLOCKS)
+                for b in range(count if count > 0 else 0):
+                    ssrc_key(&key, bye_ssrcs[b], t)
+                    slot = self.producer_ssrcs.lookup(&key)
+                    if slot >= 0:
+                        # the sender left this stream (RFC 3550 §6.3.7): no longer a layer to pick,
+                        # without waiting ACTIVE_LAYER_NS for its packets to stop
+                        self.streams[slot].last_packet_ns = 0
+                        self.streams[slot].bye_received += 1
             elif item.packet_type == RTCP_RTPFB and item.count == RTCP_RTPFB_TWCC:
                 if rtcp_parse_twcc(data, &item, &twcc) >= 0:
                     count = rtcp_twcc_decode(data, &item, self.twcc_statuses, TWCC_MAX_STATUSES)
@@ -1116,10 +1130,21 @@ cdef class Forwarder:
         cdef ConsumerState* c = self._consumer(slot)
         cdef ProducerStream* s
         cdef TableKey key
-        cdef int layer, k
+        cdef int layer, k, n
+        cdef unsigned char buf[64]
+        cdef uint32_t ssrcs[2]
         for layer in range(c.layer_count):
             if c.streams[layer] >= 0:
                 self._detach(slot, c.streams[layer])
+        # the stream ends (RFC 3550 §6.3.7): an empty receiver report to start the compound, then BYE
+        ssrcs[0] = c.ssrc
+        ssrcs[1] = c.rtx_ssrc
+        n = rtcp_build_rr(buf, sizeof(buf), c.ssrc, NULL, 0)
+        if n > 0:
+            k = rtcp_build_bye(buf + n, sizeof(buf) - n, ssrcs, 2 if c.rtx_ssrc else 1)
+            if k > 0:
+                self._send_rtcp(c.transport, buf, n + k)
+                self.sock.flush()
         ssrc_key(&key, c.ssrc, c.transport)
         self.consumer_ssrcs.remove(&key)
         memset(c, 0, sizeof(ConsumerState))
@@ -1322,6 +1347,7 @@ cdef class Forwarder:
             "jitter": block.jitter, "keyFrames": s.keyframes, "pliCount": s.pli_sent,
             "nackCount": s.nacks_sent, "rtxPacketsReceived": s.rtx_received,
             "spatialLayer": s.spatial_layer, "consumers": s.consumer_count,
+            "bitrate": round(s.bitrate_bps), "byeReceived": s.bye_received,
         }
 
     def consumer_stats(self, int slot) -> dict:

@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from aiortc.rtp import RtcpPacket, RtcpPsfbPacket, RtpPacket
+from aiortc.rtp import RtcpByePacket, RtcpPacket, RtcpPsfbPacket, RtcpRrPacket, RtpPacket
 from fastpath.codecs import CODEC_OPUS, CODEC_VP8
 from fastpath.route import Forwarder
 from fastpath.srtp import SrtpSession, profile_key_lengths
@@ -325,3 +325,40 @@ def test_nack_from_a_consumer_is_answered_from_the_stream_history(forwarder, rtx
     stats = fwd.consumer_stats(consumer)
     assert stats["nackCount"] == 1 and stats["retransmittedPackets"] == 2
     assert stats.get("rtxSsrc") == (5556 if rtx else None)
+
+
+def test_a_removed_consumer_says_bye_for_its_streams(forwarder):
+    fwd, server_addr, control = forwarder
+    producer, viewer = Peer(), Peer()
+    stream = fwd.add_producer_stream(connect(fwd, producer), 4444, 0, CODEC_VP8, 90000, 0, True)
+    consumer = fwd.add_consumer(connect(fwd, viewer), 5555, 1, {96: 101}, {}, 0, CODEC_VP8, 90000, True, False,
+                                -1, 5556, 102)
+    fwd.attach_stream(consumer, 0, stream)
+    fwd.remove_consumer(consumer)
+    packets = RtcpPacket.parse(viewer.rx.rtcp_unprotect(viewer.sock.recv(2048)))
+    assert [type(p) for p in packets] == [RtcpRrPacket, RtcpByePacket]
+    assert packets[1].sources == [5555, 5556]
+
+
+def test_a_producer_bye_stops_its_layer_counting_as_flowing(forwarder):
+    fwd, server_addr, control = forwarder
+    producer, viewer = Peer(), Peer()
+    tp = connect(fwd, producer)
+    streams = [fwd.add_producer_stream(tp, 100 + layer, 0, CODEC_VP8, 90000, layer, True) for layer in range(3)]
+    consumer = fwd.add_consumer(connect(fwd, viewer), 9000, 3, {96: 101}, {}, 0, CODEC_VP8, 90000, True, False)
+    for layer, stream in enumerate(streams):
+        fwd.attach_stream(consumer, layer, stream)
+
+    def send(ssrcs, seq):
+        for ssrc in ssrcs:
+            producer.sock.sendto(producer.tx.protect(rtp(seq, seq * 3000, ssrc, 96, vp8(True))), server_addr)
+        drain_until(fwd, 0.05)
+        fwd.update_layers()
+
+    send((100, 101, 102), 1)
+    assert fwd.consumer_stats(consumer)["targetLayer"] == 2
+    bye = bytes(RtcpByePacket(sources=[102]))
+    producer.sock.sendto(producer.tx.rtcp_protect(bytes(RtcpRrPacket(ssrc=102)) + bye), server_addr)
+    send((100, 101), 2)
+    assert fwd.consumer_stats(consumer)["targetLayer"] == 1, "at once, not after two idle seconds"
+    assert fwd.stream_stats(streams[2])["byeReceived"] == 1
