@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
+from signaling.loadtest.media import TransportError, pick_candidate
 from signaling.loadtest.scenario import LoadtestError, Scenario
 from tests.conftest import free_port_range
+from tests.signaling_server import ServerProcess
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -97,6 +101,35 @@ def test_an_unreachable_server_is_one_line_and_exit_code_2(tmp_path):
     assert run.stderr.startswith("switchyard: error: cannot reach the server at")
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert not (tmp_path / "none.json").exists()
+
+
+def test_audio_only_against_an_already_running_server_which_keeps_no_rooms(tmp_path):
+    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path}/s.db")
+    try:
+        report_path = tmp_path / "lt.json"
+        run = loadtest("--url", server.url, "--participants", "3", "--senders", "1", "--no-video",
+                       "--duration", "1", "--ramp", "0", "--no-progress", "--output", str(report_path))
+        assert run.returncode == 0, run.stderr + run.stdout
+        totals = json.loads(report_path.read_text())["totals"]
+        assert totals["consumers"] == totals["consumers_audio"] == 2 and totals["consumers_video"] == 0
+        assert totals["received_packets"] > 0 and totals["loss"] < 0.01
+        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        assert "switchyard_rooms 0.0" in metrics and "switchyard_peers 0.0" in metrics
+        with sqlite3.connect(tmp_path / "s.db") as db:   # the organizer deleted its room
+            assert db.execute("SELECT count(*) FROM rooms WHERE deleted_at IS NULL").fetchone() == (0,)
+    finally:
+        err = server.stop()
+    assert "Traceback" not in err, err
+
+
+def test_only_local_candidates_are_used():
+    local = {"protocol": "udp", "address": "127.0.0.1", "port": 40000, "priority": 1}
+    assert pick_candidate([local]) == ("127.0.0.1", 40000)
+    with pytest.raises(TransportError, match="local addresses only"):
+        pick_candidate([{**local, "address": "192.0.2.7"}])   # TEST-NET-1: never this machine
+    with pytest.raises(TransportError, match="no UDP"):
+        pick_candidate([{**local, "protocol": "tcp"}])
 
 
 def test_video_layers_follow_the_bitrate_and_packet_size():

@@ -23,6 +23,7 @@ class MediaHub:
     def __init__(self) -> None:
         self.media = SyntheticMedia()
         self.running = False
+        self._slice: asyncio.Future | None = None
         self._pending: list[tuple[Callable[[SyntheticMedia], Any], asyncio.Future]] = []
         self.consumer_kind: list[int] = []
         self.consumer_room: list[int] = []
@@ -65,11 +66,20 @@ class MediaHub:
         """One slice of sending and receiving; its counters and latency samples."""
         self._apply_pending()
         self.running = True
+        self._slice = asyncio.get_running_loop().run_in_executor(None, self.media.run, seconds, send)
         try:
-            return await asyncio.to_thread(self.media.run, seconds, send)
+            # shielded: a cancelled caller leaves the slice to finish; idle() waits for it
+            return await asyncio.shield(self._slice)
         finally:
-            self.running = False
-            self._apply_pending()
+            if self._slice.done():
+                self.running = False
+                self._apply_pending()
+
+    async def idle(self) -> None:
+        """Wait for a slice still running (its caller was cancelled) before its sockets are closed."""
+        if self._slice is not None and not self._slice.done():
+            await asyncio.wait([self._slice], timeout=5)
+        self.running = False
 
     def kinds_of(self, consumers: np.ndarray) -> np.ndarray:
         return np.asarray(self.consumer_kind, dtype=np.int8)[consumers]

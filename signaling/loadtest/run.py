@@ -173,6 +173,7 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
     stop_sampling = asyncio.Event()
     sampler = None
     stop_signals: list[int] = []
+    rooms: list[dict] = []
     try:
         health = await check_server(observer, url)
         rooms = await create_rooms(organizer, scenario)
@@ -233,7 +234,7 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
         stop_sampling.set()
         if sampler is not None and not sampler.done():
             sampler.cancel()
-        await close_all(participants, organizer)
+        await close_all(participants, organizer, rooms, hub)
         await observer.close()
         for signum in stop_signals:
             asyncio.get_running_loop().remove_signal_handler(signum)
@@ -252,15 +253,24 @@ def install_stop_signals(event: asyncio.Event) -> list[int]:
     return installed
 
 
-async def close_all(participants: list[Participant], organizer: SwitchyardClient) -> None:
+async def close_all(participants: list[Participant], organizer: SwitchyardClient, rooms: list[dict],
+                    hub: MediaHub) -> None:
+    """Everyone leaves, the organizer deletes its rooms; bounded in time whatever the server does."""
     try:
         async with asyncio.timeout(CLOSE_SECONDS):
             await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)
     except TimeoutError:
         pass
+    await hub.idle()
     for p in participants:
         for transport in p.transports:
             transport.close()
+    try:
+        async with asyncio.timeout(5):
+            for room in rooms:
+                await organizer.delete_room(room["id"])
+    except (TimeoutError, ApiError, aiohttp.ClientError, OSError):
+        pass    # left behind: private rooms with nobody in them
     try:
         async with asyncio.timeout(5):
             await organizer.close()
