@@ -73,10 +73,10 @@ class Participant:
         self._gate = asyncio.Semaphore(CONSUME_CONCURRENCY)
         self.join_seconds: float | None = None
         self._consumed: set[str] = set()
+        self._early: list[dict] = []
         self._tasks: set[asyncio.Task] = set()
         self._ssrcs = ssrcs
-        self.consumers = 0
-        self.errors: list[str] = []
+        self.errors: list[str] = []     # failed consumes of announced producers, for the report
         self.closed = False
 
     def _new_ssrc(self) -> int:
@@ -96,7 +96,8 @@ class Participant:
             self.joined = await self.sdk.join(room_id, self.name)
             if self.sender:
                 await self._produce()
-        producers = self.joined.get("producers", [])
+        producers = self.joined.get("producers", []) + self._early
+        self._early = []
         # each consume is a round trip: keep a few in flight, and allow time in proportion
         async with asyncio.timeout(JOIN_TIMEOUT + 0.5 * len(producers)):
             await asyncio.gather(*(self.consume(info) for info in producers))
@@ -146,6 +147,9 @@ class Participant:
     def _on_new_producer(self, info: dict) -> None:
         if self.closed:
             return
+        if not self.joined:
+            self._early.append(info)    # announced before our join's answer: consumed after it
+            return
         task = asyncio.get_running_loop().create_task(self._consume_logged(info))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -171,7 +175,6 @@ class Participant:
             kind = KIND_VIDEO if answer["kind"] == "video" else KIND_AUDIO
             await self.hub.add_consumer(sock_index, ssrc, kind, self.room_index)
             await self.sdk.resume_consumer(answer["id"])
-        self.consumers += 1
 
     def consent_checks(self) -> None:
         """Keep the server's consent fresh on every transport (RFC 7675)."""

@@ -223,6 +223,8 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
         await sampler
         for reading in readings:
             reading["t_rel"] = reading["t"] - t0
+        for p in participants:
+            errors.extend(p.errors)
         report = build_report(scenario, url, health, recorder.slices, readings, hub, errors,
                               steady_from - t0 if steady_from else None)
         report["probe_floor_ms"] = floor
