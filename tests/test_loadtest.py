@@ -29,7 +29,7 @@ def loadtest(*args: str, timeout: float = 75) -> subprocess.CompletedProcess:
 def test_a_short_scenario_forwards_audio_and_simulcast_video_between_rooms_peers(tmp_path):
     report_path, plot_path = tmp_path / "lt.json", tmp_path / "lt.png"
     run = loadtest("--spawn-server", "--rooms", "2", "--participants", "3", "--senders", "2",
-                   "--simulcast", "2", "--duration", "2", "--ramp", "0.05", "--no-progress",
+                   "--simulcast", "2", "--layers", "mixed", "--duration", "2", "--ramp", "0.05", "--no-progress",
                    "--output", str(report_path), "--plot", str(plot_path))
     assert run.returncode == 0, run.stderr + run.stdout
     assert "Traceback" not in run.stderr
@@ -44,8 +44,11 @@ def test_a_short_scenario_forwards_audio_and_simulcast_video_between_rooms_peers
     assert totals["latency_ms_audio"]["samples"] > 0 and totals["latency_ms_video"]["samples"] > 0
     assert 0 < totals["latency_ms"]["p50"] < 50
     assert 0 < report["probe_floor_ms"]["p50"] < totals["latency_ms"]["p50"]
-    # each video consumer gets one layer of two: the top layer's packets dominate
+    # each video consumer gets the one layer of two it asked for, a quarter of the bitrate apart
     assert totals["video_key_frames"] >= 4 and totals["key_frame_requests"] >= 1
+    low, high = totals["video_layers"]
+    assert (low["layer"], high["layer"]) == (0, 1) and low["consumers"] + high["consumers"] == 8
+    assert 2 * low["kbps_per_consumer"] < high["kbps_per_consumer"]
     assert report["workers"] and report["workers"][0]["rss_mb_max"] > 0
     assert len(report["per_second"]) >= 2
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -27,6 +27,7 @@ class MediaHub:
         self._pending: list[tuple[Callable[[SyntheticMedia], Any], asyncio.Future]] = []
         self.consumer_kind: list[int] = []
         self.consumer_room: list[int] = []
+        self.consumer_layer: list[int] = []
         self.stream_kind: list[int] = []
 
     async def add(self, change: Callable[[SyntheticMedia], Any]) -> Any:
@@ -47,11 +48,13 @@ class MediaHub:
             except Exception as exc:  # handed to the participant that asked
                 future.set_exception(exc)
 
-    async def add_consumer(self, sock_index: int, ssrc: int, kind: int, room: int) -> int:
+    async def add_consumer(self, sock_index: int, ssrc: int, kind: int, room: int, layer: int = -1) -> int:
+        """Count a consumer; `layer` is the simulcast layer it asked for (-1: audio, or the default)."""
         def change(media: SyntheticMedia) -> int:
             index = media.add_consumer(sock_index, ssrc)
             self.consumer_kind.append(kind)
             self.consumer_room.append(room)
+            self.consumer_layer.append(layer)
             return index
         return await self.add(change)
 

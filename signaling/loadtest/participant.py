@@ -74,6 +74,7 @@ class Participant:
         self.join_seconds: float | None = None
         self._consumed: set[str] = set()
         self._early: list[dict] = []
+        self._video_consumes = 0
         self._tasks: set[asyncio.Task] = set()
         self._ssrcs = ssrcs
         self.errors: list[str] = []     # failed consumes of announced producers, for the report
@@ -173,8 +174,21 @@ class Participant:
                                             paused=True)
             ssrc = answer["rtpParameters"]["encodings"][0]["ssrc"]
             kind = KIND_VIDEO if answer["kind"] == "video" else KIND_AUDIO
-            await self.hub.add_consumer(sock_index, ssrc, kind, self.room_index)
+            layer = self._preferred_layer() if answer.get("type") == "simulcast" else -1
+            if layer >= 0:
+                await self.sdk.set_consumer_preferred_layers(answer["id"], layer)
+            await self.hub.add_consumer(sock_index, ssrc, kind, self.room_index,
+                                        layer if layer >= 0 else (self.scenario.simulcast - 1 if kind else -1))
             await self.sdk.resume_consumer(answer["id"])
+
+    def _preferred_layer(self) -> int:
+        """The layer to ask for per --layers; -1: leave the SFU's default (the top layer)."""
+        if self.scenario.layers == "low":
+            return 0
+        if self.scenario.layers == "mixed":
+            self._video_consumes += 1
+            return (self._video_consumes + self.room_index) % self.scenario.simulcast
+        return -1
 
     def consent_checks(self) -> None:
         """Keep the server's consent fresh on every transport (RFC 7675)."""

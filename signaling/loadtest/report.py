@@ -99,8 +99,28 @@ def worker_summary(readings: list[dict], start: float | None) -> list[dict]:
     return out
 
 
+def video_layers_received(hub, consumers: dict, start: np.ndarray | None, seconds: float) -> list[dict]:
+    """Per simulcast layer asked for: video consumers, and the packets/s (and kbit/s, after SRTP) each
+    received in the window: shows that the SFU forwards the layer each consumer asked for."""
+    received = consumers["received"].astype(np.int64)
+    if start is not None:
+        received[: len(start)] -= start.astype(np.int64)
+    # bytes over the whole run (the window's share would need a second snapshot): bit rate per packet
+    size = consumers["bytes"] / np.maximum(consumers["received"], 1)
+    kind = np.asarray(hub.consumer_kind, dtype=np.int8)
+    layer = np.asarray(hub.consumer_layer, dtype=np.int16)
+    out = []
+    for value in sorted(set(layer[kind == KIND_VIDEO].tolist())):
+        chosen = (kind == KIND_VIDEO) & (layer == value)
+        pps = float(received[chosen].mean()) / seconds if seconds else 0.0
+        out.append({"layer": int(value), "consumers": int(chosen.sum()), "pps_per_consumer": pps,
+                    "kbps_per_consumer": pps * float(size[chosen].mean()) * 8 / 1000})
+    return out
+
+
 def build_report(scenario: Scenario, url: str, health: dict, slices: list[dict], readings: list[dict],
-                 hub, errors: list[str], steady_start: float | None) -> dict:
+                 hub, errors: list[str], steady_start: float | None,
+                 steady_start_received: np.ndarray | None = None) -> dict:
     steady = [s for s in slices if s["steady"]] or slices
     seconds = sum(s["seconds"] for s in steady)
     latency = np.concatenate([s["latency_ms"] for s in steady]) if steady else np.zeros(0)
@@ -144,6 +164,7 @@ def build_report(scenario: Scenario, url: str, health: dict, slices: list[dict],
         "unknown_ssrc": _sum(slices, "unknown_ssrc"),
         "nacks_received": _sum(slices, "nacks"),
         "harness_cpu_mean": float(np.mean(harness)) if harness else None,
+        "video_layers": video_layers_received(hub, consumers, steady_start_received, seconds),
     }
     return {
         "tool": "switchyard loadtest",
@@ -233,6 +254,11 @@ def print_summary(report: dict, console: Console | None = None) -> None:
                   _ms(lat.get("p99")), _ms(lat.get("max")),
                   "-" if t["harness_cpu_mean"] is None else f"{100 * t['harness_cpu_mean']:.0f}%")
     console.print(table)
+    layers = t.get("video_layers") or []
+    if report["scenario"]["simulcast"] > 1 and layers:
+        console.print("video consumers by simulcast layer asked for: " + ", ".join(
+            f"layer {entry['layer']}: {entry['consumers']} at {entry['kbps_per_consumer']:,.0f} kbit/s"
+            for entry in layers))
     floor = report.get("probe_floor_ms") or {}
     if floor.get("samples"):
         console.print(f"probe floor (our socket to our socket, no server): p50 {floor['p50']:.3f} ms, "

@@ -60,9 +60,14 @@ class Recorder:
         self.kept_samples = 0
         self._last_received = 0
         self._last_expected = 0
+        self._previous = np.zeros(0, dtype=np.uint64)
+        self.steady_start_received: np.ndarray | None = None   # per consumer, when the window opened
 
     def record(self, t: float, result: dict, joined: int, steady: bool) -> dict:
         stats = self.hub.media.consumer_stats()
+        if steady and self.steady_start_received is None:
+            self.steady_start_received = self._previous
+        self._previous = stats["received"]
         received_total = int(stats["received"].sum())
         expected_total = int(stats["expected"].sum())
         jitter = stats["jitter_ns"][stats["expected"] > 0]
@@ -226,7 +231,7 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
         for p in participants:
             errors.extend(p.errors)
         report = build_report(scenario, url, health, recorder.slices, readings, hub, errors,
-                              steady_from - t0 if steady_from else None)
+                              steady_from - t0 if steady_from else None, recorder.steady_start_received)
         report["probe_floor_ms"] = floor
         report["interrupted"] = interrupted.is_set()
         joins = np.array([p.join_seconds for p in participants if p.join_seconds is not None])

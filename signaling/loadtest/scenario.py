@@ -22,6 +22,9 @@ MAX_STREAMS = 4096
 SIMULCAST_STEP = 4          # each lower simulcast layer carries a quarter of the bitrate above it
 
 
+LAYER_CHOICES = ("top", "low", "mixed")
+
+
 class LoadtestError(Exception):
     """A bad option, an unreachable server or a failed scenario: one line for the user."""
 
@@ -39,6 +42,7 @@ class Scenario:
     fps: float = 30.0
     packet_size: int = 1200         # largest video packet, SRTP included
     simulcast: int = 1
+    layers: str = "top"             # simulcast layer consumers prefer: top, low, or mixed (by turns)
     keyframe_interval: float = 0.0  # 0: key frames only first and when the SFU asks (PLI/FIR)
     duration: float = 10.0          # measured seconds once everybody has joined
     ramp: float = 0.1               # seconds between joins
@@ -65,6 +69,7 @@ class Scenario:
             (1 <= self.fps <= 120, "--fps must be in 1..120"),
             (200 <= self.packet_size <= 1400, "--packet-size must be in 200..1400"),
             (1 <= self.simulcast <= 3, "--simulcast must be 1, 2 or 3"),
+            (self.layers in LAYER_CHOICES, f"--layers must be one of {', '.join(LAYER_CHOICES)}"),
             (0 <= self.keyframe_interval <= 60, "--keyframe-interval must be in 0..60"),
             (0.5 <= self.duration <= 3600, "--duration must be in 0.5..3600 seconds"),
             (0 <= self.ramp <= 60, "--ramp must be in 0..60 seconds"),
@@ -138,6 +143,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"largest video packet in bytes, SRTP included (default {d.packet_size})")
     p.add_argument("--simulcast", type=int, default=d.simulcast,
                    help="video encodings per sender, 1-3, each a quarter of the bitrate of the next (default 1)")
+    p.add_argument("--layers", default=d.layers, choices=LAYER_CHOICES,
+                   help="simulcast layer video consumers prefer (setConsumerPreferredLayers): top (the default, "
+                        "no request), low, or mixed (each consumer the next layer in turn)")
     p.add_argument("--keyframe-interval", type=float, default=d.keyframe_interval,
                    help="seconds between video key frames; 0: only the first and on PLI/FIR (default 0)")
     p.add_argument("--duration", type=float, default=d.duration,
