@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -63,7 +64,13 @@ def test_sigterm_ends_the_run_early_with_a_report_and_stops_the_spawned_server(t
                                 "--duration", "60", "--no-progress", "--output", str(report_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
-        time.sleep(8)
+        deadline = time.monotonic() + 40
+        line = ""
+        while "measuring for" not in line and time.monotonic() < deadline and process.poll() is None:
+            if select.select([process.stdout], [], [], 1)[0]:
+                line = process.stdout.readline()
+        assert "measuring for" in line, "the run never started measuring"
+        time.sleep(1)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=40)
     finally:

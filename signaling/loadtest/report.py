@@ -218,6 +218,13 @@ class Display:
         if self.live is not None:
             self.live.__exit__(*exc)
 
+    def note(self, message: str) -> None:
+        """One line above the live table (or on stdout without it)."""
+        if self.live is not None:
+            self.live.console.print(message)
+        else:
+            print(message, flush=True)
+
     def update(self, entry: dict, reading: dict | None, errors: list[str]) -> None:
         self.recent = [*self.recent[-3:], entry]
         if self.live is None:

@@ -207,6 +207,9 @@ async def run_scenario(scenario: Scenario, url: str, server_pid: int | None = No
                     break
                 if steady_from is None and joiner.done():
                     steady_from = now
+                    joined = sum(1 for p in participants if p.joined)
+                    display.note(f"{joined}/{len(participants)} participants joined in {now - t0:.1f} s; "
+                                 f"measuring for {scenario.duration:g} s")
                 if steady_from is not None and now - steady_from >= scenario.duration:
                     break
                 if now - t0 > hard_limit:
