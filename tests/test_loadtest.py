@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import select
@@ -9,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -131,6 +133,20 @@ def test_audio_only_against_an_already_running_server_which_keeps_no_rooms(tmp_p
     finally:
         err = server.stop()
     assert "Traceback" not in err, err
+
+
+def test_a_web_server_that_is_not_switchyard_is_one_line_and_exit_code_2(tmp_path):
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=web.serve_forever, daemon=True)
+    thread.start()
+    try:
+        run = loadtest("--url", f"http://127.0.0.1:{web.server_address[1]}", "--no-progress", "--output", "")
+    finally:
+        web.shutdown()
+        web.server_close()
+    assert run.returncode == 2
+    assert "does not answer /api/health like a Switchyard server" in run.stderr
+    assert run.stderr.count("\n") == 1
 
 
 def test_only_local_candidates_are_used():

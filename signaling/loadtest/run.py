@@ -129,6 +129,8 @@ async def check_server(observer: ServerObserver, url: str) -> dict:
     except aiohttp.ClientConnectorError as exc:
         reason = exc.os_error.strerror or str(exc.os_error) if exc.os_error else str(exc)
         raise LoadtestError(f"cannot reach the server at {url}: {reason}") from None
+    except ValueError:
+        raise LoadtestError(f"{url} does not answer /api/health like a Switchyard server") from None
     except Exception as exc:
         raise LoadtestError(f"cannot reach the server at {url}: {exc or type(exc).__name__}") from None
     if not isinstance(health, dict) or "status" not in health:
