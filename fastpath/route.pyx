@@ -166,6 +166,14 @@ cdef inline int tl0picidx_out(ConsumerState* c, const PayloadInfo* info) noexcep
     return c.last_tl0picidx
 
 
+cdef inline double smoothed_bitrate(double previous, uint64_t total_bytes, uint64_t* mark,
+                                    double seconds) noexcept nogil:
+    """The bitrate since the mark (moved to total_bytes), averaged with the previous one."""
+    cdef double rate = (total_bytes - mark[0]) * 8.0 / seconds if seconds > 0 else previous
+    mark[0] = total_bytes
+    return rate if previous == 0 else 0.5 * (previous + rate)
+
+
 cdef inline void ssrc_key(TableKey* key, uint32_t ssrc, int32_t transport) noexcept nogil:
     key.a = ssrc
     key.b = <uint64_t>transport
@@ -1201,23 +1209,17 @@ cdef class Forwarder:
         """Each stream's and each transport's bitrate since the last update, smoothed."""
         cdef int i
         cdef double seconds = (now - self.rates_ns) / 1e9 if self.rates_ns else 0.0
-        cdef double rate
         cdef ProducerStream* s
         cdef TransportState* tr
         for i in range(self.stream_capacity):
             s = &self.streams[i]
             if s.used:
-                if seconds > 0:
-                    rate = (s.bytes - s.rate_bytes_mark) * 8.0 / seconds
-                    s.bitrate_bps = rate if s.bitrate_bps == 0 else 0.5 * (s.bitrate_bps + rate)
-                s.rate_bytes_mark = s.bytes
+                s.bitrate_bps = smoothed_bitrate(s.bitrate_bps, s.bytes, &s.rate_bytes_mark, seconds)
         for i in range(self.transport_capacity):
             tr = &self.transports[i]
             if tr.used:
-                if seconds > 0:
-                    rate = (tr.rtp_out_bytes - tr.rate_bytes_mark) * 8.0 / seconds
-                    tr.out_bitrate_bps = rate if tr.out_bitrate_bps == 0 else 0.5 * (tr.out_bitrate_bps + rate)
-                tr.rate_bytes_mark = tr.rtp_out_bytes
+                tr.out_bitrate_bps = smoothed_bitrate(tr.out_bitrate_bps, tr.rtp_out_bytes,
+                                                      &tr.rate_bytes_mark, seconds)
         self.rates_ns = now
 
     cdef int _affordable_layer(self, ConsumerState* c, uint64_t now) noexcept:

@@ -233,14 +233,20 @@ def test_tables_empty_after_removal(forwarder):
     assert set(fwd.table_sizes().values()) == {0}
 
 
-def test_simulcast_consumer_switches_layers_on_key_frames_with_continuous_numbering(forwarder):
-    fwd, server_addr, control = forwarder
+def simulcast_viewer(fwd: Forwarder):
+    """A VP8 producer of three layers (SSRCs 100-102) and a simulcast consumer (9000) of them."""
     producer, viewer = Peer(), Peer()
     tp = connect(fwd, producer)
     streams = [fwd.add_producer_stream(tp, 100 + layer, 0, CODEC_VP8, 90000, layer, True) for layer in range(3)]
     consumer = fwd.add_consumer(connect(fwd, viewer), 9000, 3, {96: 101}, {}, 0, CODEC_VP8, 90000, True, False)
     for layer, stream in enumerate(streams):
         fwd.attach_stream(consumer, layer, stream)
+    return producer, viewer, streams, consumer
+
+
+def test_simulcast_consumer_switches_layers_on_key_frames_with_continuous_numbering(forwarder):
+    fwd, server_addr, control = forwarder
+    producer, viewer, streams, consumer = simulcast_viewer(fwd)
     seq = {100: 1000, 101: 5000, 102: 9000}
 
     picture = {100: 30, 101: 7000, 102: 32760}  # each encoder counts its own; 102 wraps at 2**15
@@ -342,12 +348,7 @@ def test_a_removed_consumer_says_bye_for_its_streams(forwarder):
 
 def test_a_producer_bye_stops_its_layer_counting_as_flowing(forwarder):
     fwd, server_addr, control = forwarder
-    producer, viewer = Peer(), Peer()
-    tp = connect(fwd, producer)
-    streams = [fwd.add_producer_stream(tp, 100 + layer, 0, CODEC_VP8, 90000, layer, True) for layer in range(3)]
-    consumer = fwd.add_consumer(connect(fwd, viewer), 9000, 3, {96: 101}, {}, 0, CODEC_VP8, 90000, True, False)
-    for layer, stream in enumerate(streams):
-        fwd.attach_stream(consumer, layer, stream)
+    producer, viewer, streams, consumer = simulcast_viewer(fwd)
 
     def send(ssrcs, seq):
         for ssrc in ssrcs:

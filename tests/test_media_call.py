@@ -312,52 +312,41 @@ async def test_active_speaker_follows_the_audio_level(worker):
     await bob.close()
 
 
-async def test_uplink_loss_is_repaired_with_nack_and_rtx(worker):
+async def call_over_a_lossy_link(worker, direction: str):
+    """Alice sends video to Bob; one of them is behind a relay losing 1 media packet in 15 the
+    given way. Returns the 60 frames Bob decoded and the server's producer and consumer stats."""
     from tests.media.lossy import LossyRelay
 
     router = await worker.create_router()
-    relay = await LossyRelay.start(("127.0.0.1", worker.settings.rtc_port), every=15)
+    relay = await LossyRelay.start(("127.0.0.1", worker.settings.rtc_port), every=15, direction=direction)
     try:
         video = MovingBarTrack()
-        alice = await Client(router, [video], relay=relay.address).load()
-        bob = await Client(router).load()
+        alice = await Client(router, [video], relay=relay.address if direction == "up" else None).load()
+        bob = await Client(router, relay=relay.address if direction == "down" else None).load()
         _, server_producer = await alice.produce(video)
         client_consumer, server_consumer = await bob.consume(server_producer.id)
         await server_consumer.resume()
         frames, _ = await receive_frames(client_consumer.track, 60)
         assert all((f.width, f.height) == (WIDTH, HEIGHT) for f in frames)
-        stats = (await server_producer.get_stats())[0]
         assert relay.dropped > 0
-        assert stats["nackCount"] > 0, "the worker asked the sender for what the link lost"
-        assert stats["rtxPacketsReceived"] > 0, "and the sender's RTX repairs were unwrapped"
+        stats = (await server_producer.get_stats())[0], (await server_consumer.get_stats())[0]
         await alice.close()
         await bob.close()
+        return frames, *stats
     finally:
         relay.close()
+
+
+async def test_uplink_loss_is_repaired_with_nack_and_rtx(worker):
+    _, producer_stats, _ = await call_over_a_lossy_link(worker, "up")
+    assert producer_stats["nackCount"] > 0, "the worker asked the sender for what the link lost"
+    assert producer_stats["rtxPacketsReceived"] > 0, "and the sender's RTX repairs were unwrapped"
 
 
 async def test_downlink_loss_is_repaired_with_rtx_to_the_receiver(worker):
-    from tests.media.lossy import LossyRelay
-
-    router = await worker.create_router()
-    relay = await LossyRelay.start(("127.0.0.1", worker.settings.rtc_port), every=15, direction="down")
-    try:
-        video = MovingBarTrack()
-        alice = await Client(router, [video]).load()
-        bob = await Client(router, relay=relay.address).load()
-        _, server_producer = await alice.produce(video)
-        client_consumer, server_consumer = await bob.consume(server_producer.id)
-        await server_consumer.resume()
-        frames, _ = await receive_frames(client_consumer.track, 60)
-        assert all((f.width, f.height) == (WIDTH, HEIGHT) for f in frames)
-        stats = (await server_consumer.get_stats())[0]
-        assert relay.dropped > 0
-        assert stats["nackCount"] > 0, "the receiver asked for what the link lost"
-        assert stats["retransmittedPackets"] > 0 and stats["rtxSsrc"], "and got it as RTX"
-        # a repaired frame is decoded in its turn: no frame is missing between the first and last
-        steps = [b.pts - a.pts for a, b in zip(frames[5:], frames[6:], strict=False)]
-        assert max(steps) < 1.5 * sorted(steps)[len(steps) // 2], steps
-        await alice.close()
-        await bob.close()
-    finally:
-        relay.close()
+    frames, _, consumer_stats = await call_over_a_lossy_link(worker, "down")
+    assert consumer_stats["nackCount"] > 0, "the receiver asked for what the link lost"
+    assert consumer_stats["retransmittedPackets"] > 0 and consumer_stats["rtxSsrc"], "and got it as RTX"
+    # a repaired frame is decoded in its turn: no frame is missing between the first and last
+    steps = [b.pts - a.pts for a, b in zip(frames[5:], frames[6:], strict=False)]
+    assert max(steps) < 1.5 * sorted(steps)[len(steps) // 2], steps
