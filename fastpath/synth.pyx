@@ -142,6 +142,8 @@ cdef struct OutStream:
     uint64_t key_frames
     uint64_t skipped_frames
     uint64_t key_requests
+    int ext_length              # bytes of the header extension block after the fixed header (0: none)
+    unsigned char ext[64]       # RFC 8285 block: profile, length, elements, padding
 
 
 cdef struct InConsumer:
@@ -337,8 +339,12 @@ cdef class SyntheticMedia:
 
     def add_stream(self, int sock_index, dest, SrtpSession outbound, uint32_t ssrc, int payload_type,
                    str codec, uint32_t clock_rate, double fps, int frame_packets, int packet_size,
-                   double key_interval_s=0.0, double start_delay_s=0.0):
-        """A stream of `fps` frames a second, each `frame_packets` packets of `packet_size` bytes."""
+                   double key_interval_s=0.0, double start_delay_s=0.0, bytes extension=b""):
+        """A stream of `fps` frames a second, each `frame_packets` packets of `packet_size` bytes.
+
+        `extension`, if given, is a whole RFC 8285 header extension block (profile, length in
+        words, elements, padding) put after the fixed header of every packet, e.g. MID and RID.
+        """
         cdef int i = self.stream_count
         cdef OutStream* s
         cdef int overhead
@@ -354,7 +360,10 @@ cdef class SyntheticMedia:
         if not (0 < fps <= 1000 and 1 <= frame_packets <= TX_BATCH and 0 <= payload_type < 128
                 and clock_rate > 0 and 0 <= key_interval_s <= 3600 and 0 <= start_delay_s <= 3600):
             raise ValueError("fps, frame_packets, payload_type, clock_rate or intervals out of range")
-        overhead = RTP_HEADER_LENGTH + TAIL_LENGTH + outbound.rtp_trailer
+        if len(extension) > 64 or len(extension) % 4 or (extension and (
+                len(extension) < 4 or (extension[2] << 8 | extension[3]) * 4 + 4 != len(extension))):
+            raise ValueError("extension must be a whole header extension block of at most 64 bytes")
+        overhead = RTP_HEADER_LENGTH + len(extension) + TAIL_LENGTH + outbound.rtp_trailer
         if codec == "vp8":
             overhead += VP8_DESCRIPTOR_LENGTH + VP8_KEY_HEADER_LENGTH
         if not overhead <= packet_size <= SLOT_SIZE - 64:
@@ -382,6 +391,9 @@ cdef class SyntheticMedia:
         s.seq = <uint16_t>(ssrc * 40503u)
         s.picture_id = <uint16_t>(ssrc & 0x7FFF)
         s.tl0picidx = <uint8_t>(ssrc >> 8)
+        s.ext_length = len(extension)
+        if s.ext_length:
+            memcpy(s.ext, <const unsigned char*>extension, s.ext_length)
         self._keep.append(outbound)
         self.table_put(table_key(1, sock_index, ssrc), i)
         self.stream_count = i + 1
@@ -426,12 +438,15 @@ cdef class SyntheticMedia:
         n = 0
         for k in range(s.frame_packets):
             p = self.tx_buf + k * SLOT_SIZE
-            p[0] = 0x80
+            p[0] = 0x90 if s.ext_length else 0x80     # V=2, X when there is an extension block
             p[1] = (s.payload_type & 0x7F) | (0x80 if (s.codec == CODEC_VP8 and k == s.frame_packets - 1) else 0)
             write_u16(p + 2, s.seq)
             write_u32(p + 4, timestamp)
             write_u32(p + 8, s.ssrc)
             pos = RTP_HEADER_LENGTH
+            if s.ext_length:
+                memcpy(p + pos, s.ext, s.ext_length)
+                pos += s.ext_length
             if s.codec == CODEC_VP8:
                 p[pos] = 0x80 | (0x10 if k == 0 else 0)        # X, S on the frame's first packet, PID 0
                 p[pos + 1] = 0x80 | 0x40 | 0x20                 # I, L, T

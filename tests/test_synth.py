@@ -81,3 +81,21 @@ def test_bad_arguments_are_refused(sockets):
         media.add_consumer(s, 5)
     with pytest.raises(ValueError):
         media.run(0)
+
+
+def test_a_header_extension_block_leads_every_packet(sockets):
+    send, sfu = sockets
+    media_key = key()
+    media = SyntheticMedia(max_streams=2, max_consumers=1, max_sockets=1)
+    s = media.add_socket(send, SrtpSession(PROFILE, key(), "inbound"), True)
+    # RFC 8285 one-byte block: MID "1" (id 1), RID "r0" (id 2), padded to a word
+    block = bytes([0xBE, 0xDE, 0, 2, 0x10, ord("1"), 0x21, ord("r"), ord("0"), 0, 0, 0])
+    media.add_stream(s, sfu.getsockname(), SrtpSession(PROFILE, media_key, "outbound"), 4444, 96, "vp8",
+                     90000, 30, 1, 300, extension=block)
+    media.run(0.1)
+    packet = SrtpSession(PROFILE, media_key, "inbound").unprotect(sfu.recv(2048))
+    assert packet[0] == 0x90 and packet[12:24] == block
+    assert packet[24] & 0x10 and packet[24 + 6] & 0x01 == 0     # VP8 descriptor S, then a key frame
+    with pytest.raises(ValueError, match="whole header extension block"):
+        media.add_stream(s, sfu.getsockname(), SrtpSession(PROFILE, media_key, "outbound"), 5, 96, "vp8",
+                         90000, 30, 1, 300, extension=block[:8])
