@@ -1335,7 +1335,7 @@ cdef class Forwarder:
             "sendBitrate": round(tr.out_bitrate_bps),
             # None until the receiver's feedback shows a limit
             "availableOutgoingBitrate": bwe_available(&tr.bwe) or None,
-            "bweDecreases": tr.bwe.decreases,
+            "bweFeedbacks": tr.bwe.feedbacks, "bweDecreases": tr.bwe.decreases,
         }
 
     def stream_stats(self, int slot) -> dict:

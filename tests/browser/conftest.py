@@ -199,6 +199,11 @@ class Person:
         }""")
         return {s["rid"]: s for s in stats}
 
+    async def server_recv_transport(self) -> dict:
+        """The server's stats of this person's receive transport (bandwidth estimate included)."""
+        stats = await self.page.evaluate("async () => window.switchyard.serverTransportStats('recv')")
+        return stats[0]
+
     async def close(self) -> None:
         await self.context.close()
 

@@ -43,6 +43,11 @@ async def test_two_people_talk_chat_and_leave(browser, server):
 
     # The camera goes out as three simulcast encodings, all in use while Bob's tile is large.
     await wait_encodings(alice, {"r0": True, "r1": True, "r2": True})
+    # Bob's browser reports what it receives (transport-cc), and the server's estimate reads it.
+    transport = await bob.server_recv_transport()
+    print(f"Bob's receive transport: {transport['bweFeedbacks']} transport-cc feedbacks, send bitrate "
+          f"{transport['sendBitrate']} bit/s, estimate {transport['availableOutgoingBitrate']}")
+    assert transport["bweFeedbacks"] > 0 and transport["sendBitrate"] > 0
     # Bob's window shrinks: his tile of Alice asks for layer 0, the server tells Alice that only
     # layer 0 is needed, and her browser turns r1 and r2 off; they come back when Bob's tile grows.
     await bob.page.set_viewport_size({"width": 480, "height": 160})

@@ -577,6 +577,14 @@ export class Call {
     return [...(await transport.getStats()).values()] as Record<string, unknown>[];
   }
 
+  /** The server's `getStats` of the send or receive transport (its bandwidth estimate, for one). */
+  async serverTransportStats(direction: 'send' | 'recv'): Promise<Record<string, unknown>[]> {
+    const transport = direction === 'send' ? this.sendTransport : this.recvTransport;
+    if (!transport || transport.closed || !this.signaling) return [];
+    const { stats } = await this.signaling.request<{ stats: Record<string, unknown>[] }>('getStats', { id: transport.id });
+    return stats;
+  }
+
   /** Cut the signaling connection as a network failure would; the call reconnects by itself. */
   simulateNetworkDrop(): void {
     this.signaling?.simulateNetworkDrop();
