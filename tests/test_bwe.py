@@ -289,3 +289,44 @@ def test_copies_carry_the_transport_seq_even_when_the_producer_sends_none(forwar
     rig.run(0.6, lambda raw: numbers.append(extension_value(raw, 3)))
     assert len(numbers) > 10
     assert numbers == [(numbers[0] + i) & 0xFFFF for i in range(len(numbers))]
+
+
+class Bottleneck:
+    """A FIFO link of link_bps after the Forwarder: when each packet would arrive, or None when the
+    queue (max_queue_s long) is full and the packet is dropped."""
+
+    def __init__(self, link_bps: float, max_queue_s: float = 0.3):
+        self.link_bps, self.max_queue_ns = link_bps, max_queue_s * 1e9
+        self.free_at = 0.0
+
+    def arrival(self, size: int, now_ns: int) -> int | None:
+        start = max(now_ns, self.free_at)
+        if start - now_ns > self.max_queue_ns:
+            return None
+        self.free_at = start + size * 8 / self.link_bps * 1e9
+        return int(self.free_at)
+
+
+def test_a_slow_link_settles_the_consumer_on_the_layer_it_can_take(forwarder):
+    """300 kbit/s to the viewer: layer 2 (~600k) builds a standing queue, the estimate drops under
+    the link, and the consumer goes to layer 1 (~150k) and stays there."""
+    fwd, server_addr, _ = forwarder
+    rig = SimulcastRig(fwd, server_addr, twcc_ext_id=3)
+    link = Bottleneck(300_000)
+    pending: list[tuple[int, int | None]] = []
+    feedbacks = [0]
+
+    def receive(raw: bytes) -> None:
+        now = time.monotonic_ns() - rig.start_ns
+        pending.append((extension_value(raw, 3), link.arrival(len(raw) + 28, now)))
+        if len(pending) >= 2 and now - (pending[0][1] or now) >= 100_000_000:
+            pending.sort()
+            rig.send_rtcp(transport_feedback(pending, feedbacks[0]))
+            feedbacks[0] += 1
+            pending.clear()
+
+    rig.run(4.0, receive)
+    stats = fwd.transport_stats(rig.transport)
+    assert stats["bweDecreases"] >= 1
+    assert 100_000 <= stats["availableOutgoingBitrate"] <= 300_000
+    assert rig.layer() == 1
