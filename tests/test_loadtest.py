@@ -115,16 +115,21 @@ def test_an_unreachable_server_is_one_line_and_exit_code_2(tmp_path):
     assert not (tmp_path / "none.json").exists()
 
 
-def test_audio_only_against_an_already_running_server_which_keeps_no_rooms(tmp_path):
+def test_rid_simulcast_against_an_already_running_server_which_keeps_no_rooms(tmp_path):
     server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path}/s.db")
     try:
         report_path = tmp_path / "lt.json"
-        run = loadtest("--url", server.url, "--participants", "3", "--senders", "1", "--no-video",
-                       "--duration", "1", "--ramp", "0", "--no-progress", "--output", str(report_path))
+        run = loadtest("--url", server.url, "--participants", "3", "--senders", "1", "--simulcast", "2",
+                       "--rid", "--layers", "low", "--duration", "1", "--ramp", "0", "--no-progress",
+                       "--output", str(report_path))
         assert run.returncode == 0, run.stderr + run.stdout
         totals = json.loads(report_path.read_text())["totals"]
-        assert totals["consumers"] == totals["consumers_audio"] == 2 and totals["consumers_video"] == 0
+        assert totals["consumers_audio"] == totals["consumers_video"] == 2
+        assert totals["consumers_receiving"] == 4 and totals["unknown_ssrc"] == 0
         assert totals["received_packets"] > 0 and totals["loss"] < 0.01
+        # the server learnt each encoding's SSRC from its RID and forwards the low layer asked for
+        [low] = totals["video_layers"]
+        assert low["layer"] == 0 and low["consumers"] == 2 and 100 < low["kbps_per_consumer"] < 300  # 150 of 600
         with urllib.request.urlopen(server.url + "/metrics", timeout=5) as response:
             metrics = response.read().decode()
         assert "switchyard_rooms 0.0" in metrics and "switchyard_peers 0.0" in metrics

@@ -2,7 +2,7 @@
 
 It signs in as a guest, joins its room, and, when it sends, creates a send
 transport and produces audio and/or video with mediasoup-shaped
-rtpParameters (VP8 with 1-3 simulcast encodings told apart by SSRC). It
+rtpParameters (VP8 with 1-3 simulcast encodings told apart by SSRC or RID). It
 consumes every producer of the others, those there when it joins and each
 `new-producer` after, on one receive transport: consume paused, register
 the consumer's SSRC with the media hub, then resume, as a mediasoup-client
@@ -39,17 +39,49 @@ def audio_parameters(ssrc: int, cname: str) -> dict:
     }
 
 
-def video_parameters(ssrcs: list[int], layers: list[dict], cname: str) -> dict:
-    encodings = [{"ssrc": ssrc, "maxBitrate": layer["bitrate"], "scalabilityMode": "L1T1"}
-                 for ssrc, layer in zip(ssrcs, layers, strict=True)]
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+VIDEO_MID = "1"
+
+
+def extension_ids(router_capabilities: dict) -> tuple[int, int]:
+    """The router's preferred ids of the MID and RID header extensions for video."""
+    ids = {e.get("uri"): e.get("preferredId") for e in router_capabilities.get("headerExtensions", [])
+           if e.get("kind") == "video"}
+    if not ids.get(MID_URI) or not ids.get(RID_URI):
+        raise ValueError("the router offers no MID and RID header extensions for video (needed by --rid)")
+    return ids[MID_URI], ids[RID_URI]
+
+
+def rid_extension_block(mid_id: int, rid_id: int, rid: str) -> bytes:
+    """An RFC 8285 one-byte header extension block with MID and RID, padded to a word."""
+    elements = b""
+    for ext_id, value in ((mid_id, VIDEO_MID.encode()), (rid_id, rid.encode())):
+        elements += bytes([(ext_id << 4) | (len(value) - 1)]) + value
+    elements += b"\0" * (-len(elements) % 4)
+    return b"\xbe\xde" + (len(elements) // 4).to_bytes(2, "big") + elements
+
+
+def video_parameters(ssrcs: list[int], layers: list[dict], cname: str,
+                     rid_ids: tuple[int, int] | None = None) -> dict:
+    """VP8 with one encoding per layer, lowest first: by SSRC, or by RID when rid_ids is given."""
+    if rid_ids is None:
+        encodings = [{"ssrc": ssrc, "maxBitrate": layer["bitrate"], "scalabilityMode": "L1T1"}
+                     for ssrc, layer in zip(ssrcs, layers, strict=True)]
+        extensions = []
+    else:
+        encodings = [{"rid": f"r{i}", "maxBitrate": layer["bitrate"], "scalabilityMode": "L1T1"}
+                     for i, layer in enumerate(layers)]
+        extensions = [{"uri": MID_URI, "id": rid_ids[0], "encrypt": False, "parameters": {}},
+                      {"uri": RID_URI, "id": rid_ids[1], "encrypt": False, "parameters": {}}]
     for i, encoding in enumerate(encodings[:-1]):
         encoding["scaleResolutionDownBy"] = float(2 ** (len(encodings) - 1 - i))
     return {
-        "mid": "1",
+        "mid": VIDEO_MID,
         "codecs": [{"mimeType": "video/VP8", "payloadType": VP8_PT, "clockRate": 90000, "parameters": {},
                     "rtcpFeedback": [{"type": "nack", "parameter": ""}, {"type": "nack", "parameter": "pli"},
                                      {"type": "ccm", "parameter": "fir"}]}],
-        "headerExtensions": [],
+        "headerExtensions": extensions,
         "encodings": encodings,
         "rtcp": {"cname": cname, "reducedSize": True},
     }
@@ -130,12 +162,15 @@ class Participant:
         if self.scenario.video:
             layers = self.scenario.video_layers()
             ssrcs = [self._new_ssrc() for _ in layers]
-            await self.sdk.produce(send.id, "video", video_parameters(ssrcs, layers, self.name), {"loadtest": True})
+            rid_ids = extension_ids(self.joined["routerRtpCapabilities"]) if self.scenario.rid else None
+            await self.sdk.produce(send.id, "video", video_parameters(ssrcs, layers, self.name, rid_ids),
+                                   {"loadtest": True})
             offset = random.random() / self.scenario.fps
-            for ssrc, layer in zip(ssrcs, layers, strict=True):
+            for i, (ssrc, layer) in enumerate(zip(ssrcs, layers, strict=True)):
+                block = rid_extension_block(*rid_ids, f"r{i}") if rid_ids else b""
                 await self.hub.add_stream(KIND_VIDEO, **common, ssrc=ssrc, payload_type=VP8_PT, codec="vp8",
                                           clock_rate=90000, fps=layer["fps"], frame_packets=layer["frame_packets"],
-                                          packet_size=layer["packet_size"], start_delay_s=offset)
+                                          packet_size=layer["packet_size"], start_delay_s=offset, extension=block)
 
     async def _recv_transport(self) -> int:
         async with self._recv_lock:

@@ -12,6 +12,7 @@ RTP_HEADER = 12
 # bytes the C generator puts in every packet besides the codec payload: send time, stream index, magic
 PROBE_TAIL = 16
 VP8_OVERHEAD = 6 + 10       # payload descriptor, and a key frame's header
+RID_EXTENSION = 12          # MID and RID one-byte header extensions with --rid (RFC 8285)
 MAX_FRAME_PACKETS = 64      # fastpath.synth sends one frame with one sendmmsg of at most this
 AUDIO_FRAMES_PER_SECOND = 50  # 20 ms Opus frames
 # SRTP trailer of AEAD_AES_256_GCM / AES_CM_128_HMAC_SHA1_80 (16 / 10 bytes): size for the larger
@@ -42,6 +43,7 @@ class Scenario:
     fps: float = 30.0
     packet_size: int = 1200         # largest video packet, SRTP included
     simulcast: int = 1
+    rid: bool = False               # simulcast encodings told apart by RID (header extensions), not SSRC
     layers: str = "top"             # simulcast layer consumers prefer: top, low, or mixed (by turns)
     keyframe_interval: float = 0.0  # 0: key frames only first and when the SFU asks (PLI/FIR)
     duration: float = 10.0          # measured seconds once everybody has joined
@@ -106,12 +108,13 @@ class Scenario:
     def video_layers(self) -> list[dict]:
         """One entry per simulcast encoding, lowest first (mediasoup's order): bitrate and packet shape."""
         layers = []
-        room = self.packet_size - RTP_HEADER - SRTP_TRAILER
+        header = RTP_HEADER + (RID_EXTENSION if self.rid else 0)
+        room = self.packet_size - header - SRTP_TRAILER
         for i in range(self.simulcast):
             bitrate = self.video_bitrate / SIMULCAST_STEP ** (self.simulcast - 1 - i)
             frame_bytes = max(bitrate / 8 / self.fps, VP8_OVERHEAD + PROBE_TAIL + 16)
             packets = math.ceil(frame_bytes / (room - VP8_OVERHEAD - PROBE_TAIL))
-            size = RTP_HEADER + SRTP_TRAILER + max(math.ceil(frame_bytes / packets), VP8_OVERHEAD + PROBE_TAIL)
+            size = header + SRTP_TRAILER + max(math.ceil(frame_bytes / packets), VP8_OVERHEAD + PROBE_TAIL)
             layers.append({"bitrate": int(bitrate), "fps": self.fps, "frame_packets": packets,
                            "packet_size": min(size, self.packet_size)})
         return layers
@@ -143,6 +146,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"largest video packet in bytes, SRTP included (default {d.packet_size})")
     p.add_argument("--simulcast", type=int, default=d.simulcast,
                    help="video encodings per sender, 1-3, each a quarter of the bitrate of the next (default 1)")
+    p.add_argument("--rid", action="store_true",
+                   help="signal video encodings by RID with MID and RID header extensions on every packet, "
+                        "as browsers do, instead of by SSRC")
     p.add_argument("--layers", default=d.layers, choices=LAYER_CHOICES,
                    help="simulcast layer video consumers prefer (setConsumerPreferredLayers): top (the default, "
                         "no request), low, or mixed (each consumer the next layer in turn)")
