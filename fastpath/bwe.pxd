@@ -18,11 +18,11 @@ cdef enum:
     BWE_MIN_BPS = 30000
     BWE_MAX_BPS = 200000000
 
+# 8 bytes a packet: microseconds wrap every 71 minutes, and only differences are used
 cdef struct SentRecord:
-    uint64_t send_us
+    uint32_t send_us
     uint16_t seq
-    uint16_t size
-    bint valid
+    uint16_t size               # 0: no packet remembered in this slot
 
 cdef struct BandwidthEstimate:
     SentRecord* sent            # by transport-wide sequence number; NULL until transport-cc is used
@@ -34,7 +34,7 @@ cdef struct BandwidthEstimate:
     int64_t acked_window_us
     double queue_us             # delay built up on the path since it was last empty
     int64_t prev_arrival_us
-    uint64_t prev_send_us
+    uint32_t prev_send_us
     bint has_prev
     int standing_queue_feedbacks  # consecutive feedbacks whose queue never drained
     uint32_t lost               # packets reported lost / received since the last loss decision

@@ -72,10 +72,9 @@ cdef void bwe_on_sent(BandwidthEstimate* e, uint16_t seq, int size, uint64_t now
     if e.sent == NULL:
         return
     r = &e.sent[seq % BWE_HISTORY]
-    r.send_us = now_ns // 1000
+    r.send_us = <uint32_t>(now_ns // 1000)
     r.seq = seq
-    r.size = <uint16_t>size
-    r.valid = 1
+    r.size = <uint16_t>size if size > 0 else 1
 
 
 cdef void _decrease(BandwidthEstimate* e, double target_bps, uint64_t now_ns) noexcept nogil:
@@ -120,6 +119,7 @@ cdef void bwe_on_feedback(BandwidthEstimate* e, const TwccPacketStatus* packets,
     cdef int i
     cdef int64_t arrival = <int64_t>reference_time * 64000
     cdef int64_t delay
+    cdef int32_t send_delta
     cdef double rate, floor_us = -1.0
     cdef const TwccPacketStatus* p
     cdef SentRecord* r
@@ -130,13 +130,12 @@ cdef void bwe_on_feedback(BandwidthEstimate* e, const TwccPacketStatus* packets,
         p = &packets[i]
         r = &e.sent[p.seq % BWE_HISTORY]
         if p.status == TWCC_NOT_RECEIVED:
-            if r.valid and r.seq == p.seq:
+            if r.size and r.seq == p.seq:
                 e.lost += 1
             continue
         arrival += <int64_t>p.delta * 250
-        if not (r.valid and r.seq == p.seq):
+        if not (r.size and r.seq == p.seq):
             continue
-        r.valid = 0  # reported: a duplicate report changes nothing
         e.received += 1
         if e.acked_bytes == 0:
             e.acked_window_us = arrival
@@ -145,9 +144,10 @@ cdef void bwe_on_feedback(BandwidthEstimate* e, const TwccPacketStatus* packets,
             rate = e.acked_bytes * 8.0 * 1e6 / (arrival - e.acked_window_us)
             e.acked_bps = rate if e.acked_bps == 0 else 0.7 * e.acked_bps + 0.3 * rate
             e.acked_bytes = 0
-        if e.has_prev and r.send_us >= e.prev_send_us:
+        send_delta = <int32_t>(r.send_us - e.prev_send_us)
+        if e.has_prev and send_delta >= 0:
             # one-way delay variation: arrival spacing minus send spacing (RFC 3550 A.8's D)
-            delay = (arrival - e.prev_arrival_us) - <int64_t>(r.send_us - e.prev_send_us)
+            delay = (arrival - e.prev_arrival_us) - send_delta
             e.queue_us += delay
             if e.queue_us < 0:
                 e.queue_us = 0
@@ -158,6 +158,7 @@ cdef void bwe_on_feedback(BandwidthEstimate* e, const TwccPacketStatus* packets,
         e.prev_arrival_us = arrival
         e.prev_send_us = r.send_us
         e.has_prev = 1
+        r.size = 0  # reported: a duplicate report changes nothing
     e.queue_us *= QUEUE_DECAY
     if floor_us < 0:
         return  # nothing received: only loss to go by
