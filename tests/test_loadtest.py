@@ -87,6 +87,41 @@ def test_sigterm_ends_the_run_early_with_a_report_and_stops_the_spawned_server(t
         assert not os.path.exists(f"/proc/{worker['pid']}/status") or _is_zombie(worker["pid"])
 
 
+def test_a_killed_harness_takes_its_spawned_server_and_workers_along(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "app", "loadtest", "--spawn-server", "--participants", "1",
+                                "--no-video", "--duration", "60", "--no-progress", "--output", ""],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                               env={**os.environ, "TMPDIR": str(tmp_path)})   # its server's database too
+    server_pid, lines = None, []
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and process.poll() is None:
+            if select.select([process.stdout], [], [], 1)[0]:
+                lines.append(process.stdout.readline())
+                if lines[-1].startswith("spawned server:"):
+                    server_pid = int(lines[-1].split("(pid ")[1].split(",")[0])
+                if "measuring for" in lines[-1]:
+                    break
+        assert server_pid and "measuring for" in lines[-1], lines
+        with open(f"/proc/{server_pid}/task/{server_pid}/children") as children:
+            family = [server_pid, *map(int, children.read().split())]
+        assert len(family) >= 2, "the server has its media worker"
+        process.kill()
+        process.communicate(timeout=10)
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline and not all(_gone(pid) for pid in family):
+            time.sleep(0.2)
+        assert all(_gone(pid) for pid in family)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def _gone(pid: int) -> bool:
+    return not os.path.exists(f"/proc/{pid}/status") or _is_zombie(pid)
+
+
 def _is_zombie(pid: int) -> bool:
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().rsplit(")", 1)[1].split()[0] == "Z"

@@ -308,6 +308,7 @@ def main(args: argparse.Namespace) -> int:
 
         server = SpawnedServer(scenario.workers)
         url = server.url
+        print(f"spawned server: {url} (pid {server.pid}, {scenario.workers} media workers)", flush=True)
     try:
         report = asyncio.run(run_scenario(scenario, url, server.pid if server else None))
     except asyncio.CancelledError:

@@ -2,11 +2,14 @@
 
 The server runs in its own session (process group), so stopping it can
 reach its media workers too: SIGTERM and up to 20 s for a clean stop (the
-server stops its workers), then SIGKILL to the whole group.
+server stops its workers), then SIGKILL to the whole group. Should the
+harness itself be killed outright, the kernel sends the server SIGTERM
+(PR_SET_PDEATHSIG), so it never outlives the harness either.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -45,6 +48,17 @@ def free_port_range(count: int, low: int = 33000, high: int = 39000) -> int:
     raise LoadtestError("no free port range found for --spawn-server")
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the harness dies (Linux prctl)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass    # not Linux: stop() still cleans up on every orderly exit
+
+
 class SpawnedServer:
     def __init__(self, workers: int = 1):
         self.folder = tempfile.mkdtemp(prefix="switchyard-loadtest-")
@@ -58,7 +72,7 @@ class SpawnedServer:
                "SWITCHYARD_ALLOW_GUESTS": "true"}
         self.log = open(os.path.join(self.folder, "server.log"), "w+")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-                                        env=env, start_new_session=True)
+                                        env=env, start_new_session=True, preexec_fn=_die_with_parent)
         try:
             self._wait_healthy()
         except BaseException:
