@@ -308,7 +308,8 @@ def main(args: argparse.Namespace) -> int:
 
         server = SpawnedServer(scenario.workers)
         url = server.url
-        print(f"spawned server: {url} (pid {server.pid}, {scenario.workers} media workers)", flush=True)
+        workers = f"{scenario.workers} media worker" + ("s" if scenario.workers != 1 else "")
+        print(f"spawned server: {url} (pid {server.pid}, {workers})", flush=True)
     try:
         report = asyncio.run(run_scenario(scenario, url, server.pid if server else None))
     except asyncio.CancelledError:
