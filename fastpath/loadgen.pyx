@@ -20,51 +20,36 @@ from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 from posix.unistd cimport close
 from posix.uio cimport iovec
 
-from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
+from fastpath.netdefs cimport (
+    CMSG_DATA,
+    CMSG_FIRSTHDR,
+    CMSG_NXTHDR,
+    CMSG_SPACE,
+    EPOLL_CLOEXEC,
+    EPOLL_CTL_ADD,
+    EPOLLIN,
+    SCM_TIMESTAMPNS,
+    SO_TIMESTAMPNS,
+    SOL_SOCKET,
+    epoll_create1,
+    epoll_ctl,
+    epoll_event,
+    epoll_wait,
+    recvmmsg,
+    setsockopt,
+    sockaddr,
+    sockaddr_storage,
+    socklen_t,
+)
 from fastpath.rtp cimport RTP_HEADER_LENGTH, RtpHeader, parse_rtp, read_u32, write_u16, write_u32
 from fastpath.srtp cimport SrtpSession
-from fastpath.udp cimport (
-    MSG_DONTWAIT,
-    MSG_TRUNC,
-    UDP_DEFAULT_SLOT_SIZE,
-    UdpBatchSocket,
-    cmsghdr,
-    mmsghdr,
-    msghdr,
-    sockaddr_from_tuple,
-)
+from fastpath.netdefs cimport MSG_DONTWAIT, MSG_TRUNC, cmsghdr, mmsghdr, msghdr
+from fastpath.udp cimport UDP_DEFAULT_SLOT_SIZE, UdpBatchSocket, sockaddr_from_tuple
 
 
 cdef extern from "<time.h>" nogil:
     int TIMER_ABSTIME
     int clock_nanosleep(int clock_id, int flags, const timespec* request, timespec* remain)
-
-cdef extern from "<sys/socket.h>" nogil:
-    int SOL_SOCKET
-    int SO_TIMESTAMPNS
-    int SCM_TIMESTAMPNS
-    int recvmmsg(int fd, mmsghdr* msgs, unsigned int vlen, int flags, void* timeout)
-    int setsockopt(int fd, int level, int name, const void* value, socklen_t length)
-    cmsghdr* CMSG_FIRSTHDR(msghdr* msg)
-    cmsghdr* CMSG_NXTHDR(msghdr* msg, cmsghdr* cmsg)
-    unsigned char* CMSG_DATA(cmsghdr* cmsg)
-    size_t CMSG_SPACE(size_t length)
-
-cdef extern from "<sys/epoll.h>" nogil:
-    ctypedef union epoll_data_t:
-        void* ptr
-        int fd
-        uint32_t u32
-        uint64_t u64
-    struct epoll_event:
-        uint32_t events
-        epoll_data_t data
-    int EPOLLIN
-    int EPOLL_CTL_ADD
-    int EPOLL_CLOEXEC
-    int epoll_create1(int flags)
-    int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
-    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
 
 
 cdef enum:

@@ -31,7 +31,31 @@ from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 from posix.unistd cimport close
 from posix.uio cimport iovec
 
-from fastpath.netdefs cimport socklen_t
+from fastpath.netdefs cimport (
+    CMSG_DATA,
+    CMSG_FIRSTHDR,
+    CMSG_NXTHDR,
+    EPOLL_CLOEXEC,
+    EPOLL_CTL_ADD,
+    EPOLLIN,
+    MSG_DONTWAIT,
+    MSG_TRUNC,
+    SCM_TIMESTAMPNS,
+    SO_TIMESTAMPNS,
+    SOL_SOCKET,
+    cmsghdr,
+    epoll_create1,
+    epoll_ctl,
+    epoll_event,
+    epoll_wait,
+    mmsghdr,
+    msghdr,
+    recvmmsg,
+    sendmmsg,
+    setsockopt,
+    sockaddr_in,
+    socklen_t,
+)
 from fastpath.rtp cimport RTP_HEADER_LENGTH, RtpHeader, is_rtcp, parse_rtp, read_u16, read_u32, write_u16, write_u32
 from fastpath.srtp cimport SrtpSession
 
@@ -39,59 +63,8 @@ import ipaddress
 import socket as _socket
 
 
-cdef extern from "<sys/socket.h>" nogil:
-    struct msghdr:
-        void* msg_name
-        socklen_t msg_namelen
-        iovec* msg_iov
-        size_t msg_iovlen
-        void* msg_control
-        size_t msg_controllen
-        int msg_flags
-    struct mmsghdr:
-        msghdr msg_hdr
-        unsigned int msg_len
-    struct cmsghdr:
-        size_t cmsg_len
-        int cmsg_level
-        int cmsg_type
-    int MSG_DONTWAIT
-    int MSG_TRUNC
-    int SOL_SOCKET
-    int SO_TIMESTAMPNS
-    int SCM_TIMESTAMPNS
-    int recvmmsg(int fd, mmsghdr* msgs, unsigned int vlen, int flags, void* timeout)
-    int sendmmsg(int fd, mmsghdr* msgs, unsigned int vlen, int flags)
-    int setsockopt(int fd, int level, int name, const void* value, socklen_t length)
-    cmsghdr* CMSG_FIRSTHDR(msghdr* msg)
-    cmsghdr* CMSG_NXTHDR(msghdr* msg, cmsghdr* cmsg)
-    unsigned char* CMSG_DATA(cmsghdr* cmsg)
-
-cdef extern from "<netinet/in.h>" nogil:
-    struct in_addr:
-        uint32_t s_addr
-    struct sockaddr_in:
-        unsigned short sin_family
-        unsigned short sin_port
-        in_addr sin_addr
+cdef extern from "<arpa/inet.h>" nogil:
     unsigned short htons(unsigned short v)
-
-cdef extern from "<sys/epoll.h>" nogil:
-    ctypedef union epoll_data_t:
-        void* ptr
-        int fd
-        uint32_t u32
-        uint64_t u64
-    struct epoll_event:
-        uint32_t events
-        epoll_data_t data
-    int EPOLLIN
-    int EPOLL_CTL_ADD
-    int EPOLL_CLOEXEC
-    int epoll_create1(int flags)
-    int epoll_ctl(int epfd, int op, int fd, epoll_event* event)
-    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
-
 
 cdef enum:
     SLOT_SIZE = 2048

@@ -5,28 +5,17 @@ from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
 from posix.uio cimport iovec
 
-from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
-
-
-cdef extern from "<sys/socket.h>" nogil:
-    struct msghdr:
-        void* msg_name
-        socklen_t msg_namelen
-        iovec* msg_iov
-        size_t msg_iovlen
-        void* msg_control
-        size_t msg_controllen
-        int msg_flags
-    struct mmsghdr:
-        msghdr msg_hdr
-        unsigned int msg_len
-    struct cmsghdr:
-        size_t cmsg_len
-        int cmsg_level
-        int cmsg_type
-    int MSG_DONTWAIT
-    int MSG_TRUNC
-    int SOCK_DGRAM
+from fastpath.netdefs cimport (
+    MSG_DONTWAIT,
+    MSG_TRUNC,
+    SOCK_DGRAM,
+    cmsghdr,
+    mmsghdr,
+    msghdr,
+    sockaddr,
+    sockaddr_storage,
+    socklen_t,
+)
 
 
 cdef enum:

@@ -19,7 +19,13 @@ from libc.string cimport memcmp, memcpy, memset
 from fastpath.netdefs cimport (
     AF_INET,
     AF_INET6,
+    CMSG_DATA,
+    CMSG_LEN,
+    CMSG_SPACE,
     in6_addr,
+    recvmmsg,
+    sendmmsg,
+    setsockopt,
     sa_family_t,
     sockaddr,
     sockaddr_in,
@@ -30,14 +36,6 @@ from fastpath.netdefs cimport (
 
 cdef extern from "<errno.h>" nogil:
     int EWOULDBLOCK
-
-cdef extern from "<sys/socket.h>" nogil:
-    int recvmmsg(int fd, mmsghdr* msgs, unsigned int vlen, int flags, void* timeout)
-    int sendmmsg(int fd, mmsghdr* msgs, unsigned int vlen, int flags)
-    int setsockopt(int fd, int level, int name, const void* value, socklen_t length)
-    unsigned char* CMSG_DATA(cmsghdr* cmsg)
-    size_t CMSG_SPACE(size_t length)
-    size_t CMSG_LEN(size_t length)
 
 cdef extern from "<netinet/in.h>" nogil:
     # netdefs' sockaddr_in6 leaves out the flow label and scope, which the tuple form carries
