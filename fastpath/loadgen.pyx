@@ -16,10 +16,11 @@ from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
-from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
+from posix.time cimport CLOCK_MONOTONIC, timespec
 from posix.unistd cimport close
 from posix.uio cimport iovec
 
+from fastpath.clock cimport monotonic_ns, realtime_minus_monotonic_ns
 from fastpath.netdefs cimport (
     CMSG_DATA,
     CMSG_FIRSTHDR,
@@ -28,13 +29,18 @@ from fastpath.netdefs cimport (
     EPOLL_CLOEXEC,
     EPOLL_CTL_ADD,
     EPOLLIN,
+    MSG_DONTWAIT,
+    MSG_TRUNC,
     SCM_TIMESTAMPNS,
     SO_TIMESTAMPNS,
     SOL_SOCKET,
+    cmsghdr,
     epoll_create1,
     epoll_ctl,
     epoll_event,
     epoll_wait,
+    mmsghdr,
+    msghdr,
     recvmmsg,
     setsockopt,
     sockaddr,
@@ -43,7 +49,6 @@ from fastpath.netdefs cimport (
 )
 from fastpath.rtp cimport RTP_HEADER_LENGTH, RtpHeader, parse_rtp, read_u32, write_u16, write_u32
 from fastpath.srtp cimport SrtpSession
-from fastpath.netdefs cimport MSG_DONTWAIT, MSG_TRUNC, cmsghdr, mmsghdr, msghdr
 from fastpath.udp cimport UDP_DEFAULT_SLOT_SIZE, UdpBatchSocket, sockaddr_from_tuple
 
 
@@ -58,21 +63,6 @@ cdef enum:
     RX_EVENTS = 256             # ready sockets per epoll_wait
     RX_WAIT_MS = 10             # longest epoll_wait, so the time bound holds when nothing comes
     RX_CONTROL_SPACE = 64       # room for one SCM_TIMESTAMPNS message
-
-
-cdef inline uint64_t monotonic_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
-
-
-cdef inline int64_t realtime_minus_monotonic_ns() noexcept nogil:
-    """Offset that turns a kernel CLOCK_REALTIME stamp into CLOCK_MONOTONIC."""
-    cdef timespec rt
-    cdef uint64_t before = monotonic_ns(), after
-    clock_gettime(CLOCK_REALTIME, &rt)
-    after = monotonic_ns()
-    return (<int64_t>rt.tv_sec * 1000000000 + rt.tv_nsec) - <int64_t>((before + after) // 2)
 
 
 cdef inline void sleep_until(uint64_t deadline_ns) noexcept nogil:

@@ -13,7 +13,6 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from fastpath.bwe cimport (
     bwe_available,
@@ -24,6 +23,7 @@ from fastpath.bwe cimport (
     bwe_on_sent,
     bwe_track_sent,
 )
+from fastpath.clock cimport monotonic_ns
 from fastpath.codecs cimport CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
 from fastpath.demux cimport (
     PACKET_DTLS,
@@ -127,12 +127,6 @@ cdef enum:
 # going up a layer needs this much more room than the layer's bitrate, so a layer that only just
 # fits is not taken and left again at every update
 cdef double UPGRADE_MARGIN = 1.15
-
-
-cdef inline uint64_t monotonic_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
 
 
 cdef inline uint32_t clock_units(uint64_t ns, uint32_t clock_rate) noexcept nogil:

@@ -27,10 +27,11 @@ from libc.errno cimport EINTR, errno
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
-from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
+from posix.time cimport timespec
 from posix.unistd cimport close
 from posix.uio cimport iovec
 
+from fastpath.clock cimport monotonic_ns, realtime_minus_monotonic_ns
 from fastpath.netdefs cimport (
     CMSG_DATA,
     CMSG_FIRSTHDR,
@@ -136,21 +137,6 @@ cdef struct Sock:
     int fd
     void* session               # inbound SrtpSession (SRTP on receive sockets, SRTCP on send sockets)
     int send_side
-
-
-cdef inline uint64_t monotonic_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
-
-
-cdef inline int64_t realtime_minus_monotonic_ns() noexcept nogil:
-    """Offset that turns a kernel CLOCK_REALTIME stamp into CLOCK_MONOTONIC."""
-    cdef timespec rt
-    cdef uint64_t before = monotonic_ns(), after
-    clock_gettime(CLOCK_REALTIME, &rt)
-    after = monotonic_ns()
-    return (<int64_t>rt.tv_sec * 1000000000 + rt.tv_nsec) - <int64_t>((before + after) // 2)
 
 
 cdef inline uint64_t table_key(int send_side, int sock, uint32_t ssrc) noexcept nogil:
