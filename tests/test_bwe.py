@@ -330,3 +330,28 @@ def test_a_slow_link_settles_the_consumer_on_the_layer_it_can_take(forwarder):
     assert stats["bweDecreases"] >= 1
     assert 100_000 <= stats["availableOutgoingBitrate"] <= 300_000
     assert rig.layer() == 1
+
+
+def test_hostile_feedback_keeps_the_estimate_bounded():
+    """Random transport-cc feedback (any numbers, deltas, statuses), REMB and loss values: the
+    estimate stays within its bounds and the queue estimate finite; nothing crashes."""
+    import random
+
+    rng = random.Random(7)
+    est = BandwidthEstimator()
+    now = SECOND
+    for seq in range(2000):
+        est.on_sent(seq & 0xFFFF, rng.randrange(0, 1500), now + seq * 1000)
+    for _ in range(3000):
+        now += rng.randrange(0, 50_000_000)
+        kind = rng.random()
+        if kind < 0.8:
+            packets = [(rng.randrange(0, 2100) & 0xFFFF, rng.random() < 0.7, rng.randrange(-32768, 32768))
+                       for _ in range(rng.randrange(0, 60))]
+            est.on_feedback(packets, rng.randrange(-(1 << 23), 1 << 23), now, rng.uniform(0, 1e9))
+        elif kind < 0.9:
+            est.on_remb(rng.choice([0, 1, rng.randrange(0, 1 << 64)]), rng.uniform(0, 1e9), now)
+        else:
+            est.on_loss(rng.random(), rng.uniform(0, 1e9), now)
+        assert est.available == 0 or 30_000 <= est.available <= 200_000_000
+        assert 0 <= est.queue_ms <= 10_000
