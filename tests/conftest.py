@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import random
-import socket
-
 import pytest
 
+from signaling.loadtest import spawn
 from tests.services import ensure_postgres, ensure_redis
 
 
-def port_is_free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port_range(count: int, low: int = 20000, high: int = 32000) -> int:
-    """A base port such that base..base+count-1 are free for TCP and UDP."""
-    for _ in range(200):
-        base = random.randrange(low, high - count)
-        if all(port_is_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range found")
+def free_port_range(count: int) -> int:
+    """A base port such that base..base+count-1 are free for TCP and UDP on every address (below
+    the load-test harness's own range, so a spawned server never takes a test's ports)."""
+    return spawn.free_port_range(count, low=20000, high=32000, host="0.0.0.0")
 
 
 @pytest.fixture

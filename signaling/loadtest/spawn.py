@@ -29,21 +29,22 @@ START_SECONDS = 30.0
 STOP_SECONDS = 20.0
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether both TCP and UDP can bind host:port now."""
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_INET, kind) as probe:
             try:
-                probe.bind(("127.0.0.1", port))
+                probe.bind((host, port))
             except OSError:
                 return False
     return True
 
 
-def free_port_range(count: int, low: int = 33000, high: int = 39000) -> int:
-    """A base port such that base..base+count-1 are free for TCP and UDP on loopback."""
+def free_port_range(count: int, low: int = 33000, high: int = 39000, host: str = "127.0.0.1") -> int:
+    """A base port such that base..base+count-1 are free for TCP and UDP on host."""
     for _ in range(200):
         base = random.randrange(low, high - count)
-        if all(_port_is_free(base + i) for i in range(count)):
+        if all(port_is_free(base + i, host) for i in range(count)):
             return base
     raise LoadtestError("no free port range found for --spawn-server")
 
