@@ -160,16 +160,15 @@ cdef void bwe_on_feedback(BandwidthEstimate* e, const TwccPacketStatus* packets,
         e.has_prev = 1
         r.size = 0  # reported: a duplicate report changes nothing
     e.queue_us *= QUEUE_DECAY
-    if floor_us < 0:
-        return  # nothing received: only loss to go by
-    if floor_us > BWE_QUEUE_TARGET_US:
-        e.standing_queue_feedbacks += 1
-    else:
-        e.standing_queue_feedbacks = 0
-    if e.standing_queue_feedbacks >= BWE_STANDING_FEEDBACKS:
-        e.standing_queue_feedbacks = 0
-        _decrease(e, DELAY_BACKOFF * (e.acked_bps if e.acked_bps > 0 else sending_bps), now_ns)
-        return
+    if floor_us >= 0:  # with nothing received there is only loss to go by
+        if floor_us > BWE_QUEUE_TARGET_US:
+            e.standing_queue_feedbacks += 1
+        else:
+            e.standing_queue_feedbacks = 0
+        if e.standing_queue_feedbacks >= BWE_STANDING_FEEDBACKS:
+            e.standing_queue_feedbacks = 0
+            _decrease(e, DELAY_BACKOFF * (e.acked_bps if e.acked_bps > 0 else sending_bps), now_ns)
+            return
     if e.lost + e.received >= BWE_MIN_LOSS_SAMPLE:
         _apply_loss(e, e.lost / <double>(e.lost + e.received),
                     e.acked_bps if e.acked_bps > 0 else sending_bps, now_ns)

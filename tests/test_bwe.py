@@ -92,6 +92,15 @@ def test_transport_cc_loss_above_ten_percent_cuts_the_estimate():
     assert 750_000 * 0.875 ** 7 <= est.available <= 750_000 * 0.875
 
 
+def test_feedback_reporting_only_losses_counts_them():
+    """A path that delivers nothing: feedback with every packet lost still cuts the estimate."""
+    est = BandwidthEstimator()
+    for seq in range(40):
+        est.on_sent(seq, PACKET, SECOND + seq * 1_000_000)
+    est.on_feedback([(seq, False, 0) for seq in range(40)], 0, 2 * SECOND, 1_000_000)
+    assert est.decreases == 1 and est.available == 500_000
+
+
 def test_loss_rules_hold_then_grow_eight_percent_a_second():
     est = BandwidthEstimator(transport_cc=False)
     est.on_loss(0.0, 1_000_000, SECOND)
