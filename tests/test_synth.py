@@ -6,6 +6,7 @@ import os
 import socket
 
 import pytest
+from fastpath.rtcp import build_compound
 from fastpath.srtp import SrtpSession, profile_key_lengths
 from fastpath.synth import SyntheticMedia
 
@@ -61,10 +62,17 @@ def test_a_pli_makes_the_next_frame_a_key_frame(sockets):
     media.run(0.2)
     # PLI (RFC 4585 6.3.1): V=2 FMT=1, PT=206, length 2, sender SSRC, media SSRC
     pli = bytes([0x81, 206, 0, 2]) + (1).to_bytes(4, "big") + (3333).to_bytes(4, "big")
-    sfu.sendto(SrtpSession(PROFILE, rtcp_key, "outbound").rtcp_protect(pli), send.getsockname())
+    sfu_rtcp = SrtpSession(PROFILE, rtcp_key, "outbound")
+    sfu.sendto(sfu_rtcp.rtcp_protect(pli), send.getsockname())
     media.run(0.2)
     streams = media.stream_stats()
     assert streams["key_requests"][0] == 1 and streams["key_frames"][0] == 2
+    # and a FIR (RFC 5104 §4.3.1), in a compound after a receiver report, the same
+    fir = build_compound([("rr", 1, []), ("fir", 1, 3333, 1)])
+    sfu.sendto(sfu_rtcp.rtcp_protect(fir), send.getsockname())
+    media.run(0.2)
+    streams = media.stream_stats()
+    assert streams["key_requests"][0] == 2 and streams["key_frames"][0] == 3
 
 
 def test_bad_arguments_are_refused(sockets):
