@@ -58,7 +58,21 @@ from fastpath.netdefs cimport (
     socklen_t,
 )
 from fastpath.rtp cimport RTP_HEADER_LENGTH, RtpHeader, is_rtcp, parse_rtp, read_u16, read_u32, write_u16, write_u32
+from fastpath.rtcp cimport (
+    RTCP_PSFB,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB,
+    RTCP_RTPFB_NACK,
+    RtcpFeedback,
+    RtcpFirEntry,
+    RtcpItem,
+    rtcp_next,
+    rtcp_parse_feedback,
+    rtcp_parse_fir,
+)
 from fastpath.srtp cimport SrtpSession
+from fastpath.table cimport KeyTable, TableKey
 
 import ipaddress
 import socket as _socket
@@ -84,6 +98,7 @@ cdef enum:
     CODEC_VP8 = 1
 
     TAIL_MAGIC = 0x53594C54     # "SYLT"
+    MAX_FIR_ENTRIES = 32        # FIR entries of one message looked at
     MAX_LATE_NS = 200000000     # a stream further behind than this skips the frames it missed
 
 
@@ -139,15 +154,11 @@ cdef struct Sock:
     int send_side
 
 
-cdef inline uint64_t table_key(int send_side, int sock, uint32_t ssrc) noexcept nogil:
-    return (<uint64_t>send_side << 63) | (<uint64_t>(sock + 1) << 32) | ssrc
-
-
-cdef inline uint64_t mix(uint64_t k) noexcept nogil:
-    k ^= k >> 33
-    k *= 0xff51afd7ed558ccdULL
-    k ^= k >> 33
-    return k
+cdef inline void stream_key(TableKey* key, int send_side, int sock, uint32_t ssrc) noexcept nogil:
+    """(side, socket, SSRC): a send socket's SSRC is one of our streams, a receive socket's a consumer."""
+    key.a = ssrc
+    key.b = <uint64_t>sock
+    key.c = <uint32_t>send_side
 
 
 cdef class SyntheticMedia:
@@ -158,9 +169,7 @@ cdef class SyntheticMedia:
     cdef Sock* socks
     cdef readonly int stream_count, consumer_count, socket_count
     cdef int max_streams, max_consumers, max_sockets
-    cdef uint64_t* table_keys        # open addressing: (side, socket, ssrc) -> index
-    cdef int32_t* table_values
-    cdef uint64_t table_mask
+    cdef KeyTable table              # (side, socket, ssrc) -> stream or consumer index
     cdef int ep
     cdef list _keep                  # sockets and SRTP sessions the C side points into
     cdef long max_samples
@@ -179,7 +188,6 @@ cdef class SyntheticMedia:
 
     def __cinit__(self, int max_streams=4096, int max_consumers=65536, int max_sockets=8192,
                   long max_samples=1 << 19):
-        cdef uint64_t size = 1
         cdef int j
         if not (0 < max_streams <= 1 << 20 and 0 < max_consumers <= 1 << 22 and 0 < max_sockets <= 1 << 20
                 and 0 <= max_samples <= 1 << 26):
@@ -187,14 +195,10 @@ cdef class SyntheticMedia:
         self.ep = -1
         self.max_streams, self.max_consumers, self.max_sockets = max_streams, max_consumers, max_sockets
         self.max_samples = max_samples
-        while size < 2 * <uint64_t>(max_streams + max_consumers):
-            size <<= 1
-        self.table_mask = size - 1
+        self.table = KeyTable()
         self.streams = <OutStream*>calloc(max_streams, sizeof(OutStream))
         self.consumers = <InConsumer*>calloc(max_consumers, sizeof(InConsumer))
         self.socks = <Sock*>calloc(max_sockets, sizeof(Sock))
-        self.table_keys = <uint64_t*>calloc(size, sizeof(uint64_t))
-        self.table_values = <int32_t*>calloc(size, sizeof(int32_t))
         self.lat_buf = <int64_t*>malloc(max(max_samples, 1) * sizeof(int64_t))
         self.lat_owner = <int32_t*>malloc(max(max_samples, 1) * sizeof(int32_t))
         self.tx_buf = <unsigned char*>malloc(TX_BATCH * SLOT_SIZE)
@@ -206,8 +210,8 @@ cdef class SyntheticMedia:
         self.rx_iov = <iovec*>calloc(RX_BATCH, sizeof(iovec))
         self.events = <epoll_event*>calloc(RX_EVENTS, sizeof(epoll_event))
         self.filler = <unsigned char*>malloc(SLOT_SIZE)
-        if (self.streams == NULL or self.consumers == NULL or self.socks == NULL or self.table_keys == NULL
-                or self.table_values == NULL or self.lat_buf == NULL or self.lat_owner == NULL
+        if (self.streams == NULL or self.consumers == NULL or self.socks == NULL
+                or self.lat_buf == NULL or self.lat_owner == NULL
                 or self.tx_buf == NULL or self.tx_msgs == NULL or self.tx_iov == NULL or self.rx_buf == NULL
                 or self.rx_control == NULL or self.rx_msgs == NULL or self.rx_iov == NULL
                 or self.events == NULL or self.filler == NULL):
@@ -235,8 +239,6 @@ cdef class SyntheticMedia:
         free(self.streams)
         free(self.consumers)
         free(self.socks)
-        free(self.table_keys)
-        free(self.table_values)
         free(self.lat_buf)
         free(self.lat_owner)
         free(self.tx_buf)
@@ -248,23 +250,6 @@ cdef class SyntheticMedia:
         free(self.rx_iov)
         free(self.events)
         free(self.filler)
-
-    # ---- the table ----------------------------------------------------------------------------
-
-    cdef int table_find(self, uint64_t key) noexcept nogil:
-        cdef uint64_t i = mix(key) & self.table_mask
-        while self.table_keys[i] != 0:
-            if self.table_keys[i] == key:
-                return self.table_values[i]
-            i = (i + 1) & self.table_mask
-        return -1
-
-    cdef void table_put(self, uint64_t key, int value) noexcept nogil:
-        cdef uint64_t i = mix(key) & self.table_mask
-        while self.table_keys[i] != 0 and self.table_keys[i] != key:
-            i = (i + 1) & self.table_mask
-        self.table_keys[i] = key
-        self.table_values[i] = value
 
     # ---- set-up (between runs) ----------------------------------------------------------------
 
@@ -307,6 +292,7 @@ cdef class SyntheticMedia:
         cdef int i = self.stream_count
         cdef OutStream* s
         cdef int overhead
+        cdef TableKey key
         self._check_idle()
         if i >= self.max_streams:
             raise ValueError("too many streams")
@@ -354,13 +340,15 @@ cdef class SyntheticMedia:
         if s.ext_length:
             memcpy(s.ext, <const unsigned char*>extension, s.ext_length)
         self._keep.append(outbound)
-        self.table_put(table_key(1, sock_index, ssrc), i)
+        stream_key(&key, 1, sock_index, ssrc)
+        self.table.insert(&key, i)
         self.stream_count = i + 1
         return i
 
     def add_consumer(self, int sock_index, uint32_t ssrc):
         """Count what arrives on a receive socket with this SSRC (one consumer). Its index."""
         cdef int i = self.consumer_count
+        cdef TableKey key
         self._check_idle()
         if i >= self.max_consumers:
             raise ValueError("too many consumers")
@@ -369,7 +357,8 @@ cdef class SyntheticMedia:
         memset(&self.consumers[i], 0, sizeof(InConsumer))
         self.consumers[i].sock = sock_index
         self.consumers[i].ssrc = ssrc
-        self.table_put(table_key(0, sock_index, ssrc), i)
+        stream_key(&key, 0, sock_index, ssrc)
+        self.table.insert(&key, i)
         self.consumer_count = i + 1
         return i
 
@@ -460,39 +449,41 @@ cdef class SyntheticMedia:
 
     cdef void on_rtcp(self, int si, unsigned char* data, int length, uint64_t* counters) noexcept nogil:
         """SRTCP from the SFU on a send socket: a PLI or FIR asks that stream for a key frame."""
-        cdef int pos = 0, plen, fmt, pt, idx, fci
+        cdef int offset = 0, n, k
+        cdef RtcpItem item
+        cdef RtcpFeedback fb
+        cdef RtcpFirEntry firs[MAX_FIR_ENTRIES]
         if (<SrtpSession>self.socks[si].session).unprotect_rtcp(data, &length, SLOT_SIZE) != 0:
             counters[3] += 1
             return
-        while pos + 4 <= length:
-            if data[pos] >> 6 != 2:
+        while True:
+            offset = rtcp_next(data, length, offset, &item)
+            if offset <= 0:
                 return
-            fmt = data[pos] & 0x1F
-            pt = data[pos + 1]
-            plen = (read_u16(data + pos + 2) + 1) * 4
-            if pos + plen > length:
-                return
-            if pt == 206 and fmt == 1 and plen >= 12:
-                idx = self.table_find(table_key(1, si, read_u32(data + pos + 8)))
-                if idx >= 0:
-                    self.streams[idx].force_key = 1
-                    self.streams[idx].key_requests += 1
-            elif pt == 206 and fmt == 4:
-                fci = pos + 12
-                while fci + 8 <= pos + plen:
-                    idx = self.table_find(table_key(1, si, read_u32(data + fci)))
-                    if idx >= 0:
-                        self.streams[idx].force_key = 1
-                        self.streams[idx].key_requests += 1
-                    fci += 8
-            elif pt == 205 and fmt == 1:
+            if item.packet_type == RTCP_PSFB and item.count == RTCP_PSFB_PLI:
+                if rtcp_parse_feedback(data, &item, &fb) >= 0:
+                    self.key_frame_requested(si, fb.media_ssrc)
+            elif item.packet_type == RTCP_PSFB and item.count == RTCP_PSFB_FIR:
+                n = rtcp_parse_fir(data, &item, firs, MAX_FIR_ENTRIES)
+                for k in range(n if n > 0 else 0):
+                    self.key_frame_requested(si, firs[k].ssrc)
+            elif item.packet_type == RTCP_RTPFB and item.count == RTCP_RTPFB_NACK:
                 counters[6] += 1
-            pos += plen
+
+    cdef void key_frame_requested(self, int si, uint32_t ssrc) noexcept nogil:
+        cdef TableKey key
+        cdef int idx
+        stream_key(&key, 1, si, ssrc)
+        idx = self.table.lookup(&key)
+        if idx >= 0:
+            self.streams[idx].force_key = 1
+            self.streams[idx].key_requests += 1
 
     cdef void on_rtp(self, int si, int j, unsigned char* data, int length, int64_t rt_offset,
                      uint64_t* counters, long* samples) noexcept nogil:
         cdef RtpHeader h
         cdef InConsumer* c
+        cdef TableKey key
         cdef int idx
         cdef int16_t delta
         cdef int64_t send_ns, arrival, transit, d
@@ -504,7 +495,8 @@ cdef class SyntheticMedia:
         if parse_rtp(data, length, &h) < 0:
             counters[4] += 1
             return
-        idx = self.table_find(table_key(0, si, h.ssrc))
+        stream_key(&key, 0, si, h.ssrc)
+        idx = self.table.lookup(&key)
         if idx < 0:
             counters[5] += 1
             return
