@@ -20,21 +20,16 @@ from posix.time cimport CLOCK_MONOTONIC, timespec
 from posix.unistd cimport close
 from posix.uio cimport iovec
 
-from fastpath.clock cimport monotonic_ns, realtime_minus_monotonic_ns
+from fastpath.clock cimport kernel_arrival_ns, monotonic_ns, realtime_minus_monotonic_ns
 from fastpath.netdefs cimport (
-    CMSG_DATA,
-    CMSG_FIRSTHDR,
-    CMSG_NXTHDR,
     CMSG_SPACE,
     EPOLL_CLOEXEC,
     EPOLL_CTL_ADD,
     EPOLLIN,
     MSG_DONTWAIT,
     MSG_TRUNC,
-    SCM_TIMESTAMPNS,
     SO_TIMESTAMPNS,
     SOL_SOCKET,
-    cmsghdr,
     epoll_create1,
     epoll_ctl,
     epoll_event,
@@ -217,8 +212,6 @@ def receive_rtp(list socks, list sessions, double duration_s, int sample_every=1
     cdef unsigned char* control = NULL
     cdef epoll_event* events = NULL
     cdef epoll_event ev
-    cdef cmsghdr* cmsg
-    cdef timespec stamp
     cdef uint64_t start, end, now, last_rx, idle_ns = <uint64_t>(stop_when_idle * 1e9)
     cdef uint64_t total = 0, total_bytes = 0, dropped = 0, failures = 0, not_probes = 0, errors = 0
     cdef int64_t rt_offset, send_ns, arrival
@@ -313,15 +306,7 @@ def receive_rtp(list socks, list sessions, double duration_s, int sample_every=1
                             if send_ns < 0:
                                 not_probes += 1
                                 continue
-                            arrival = <int64_t>last_rx
-                            cmsg = CMSG_FIRSTHDR(&msgs[j].msg_hdr)
-                            while cmsg != NULL:
-                                if cmsg.cmsg_level == SOL_SOCKET and cmsg.cmsg_type == SCM_TIMESTAMPNS:
-                                    memcpy(&stamp, CMSG_DATA(cmsg), sizeof(stamp))
-                                    arrival = (<int64_t>stamp.tv_sec * 1000000000 + stamp.tv_nsec
-                                               - rt_offset)
-                                    break
-                                cmsg = CMSG_NXTHDR(&msgs[j].msg_hdr, cmsg)
+                            arrival = kernel_arrival_ns(&msgs[j].msg_hdr, rt_offset, <int64_t>last_rx)
                             if samples < max_samples:
                                 lat[samples] = arrival - send_ns
                                 samples += 1

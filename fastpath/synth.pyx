@@ -27,24 +27,18 @@ from libc.errno cimport EINTR, errno
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
-from posix.time cimport timespec
 from posix.unistd cimport close
 from posix.uio cimport iovec
 
-from fastpath.clock cimport monotonic_ns, realtime_minus_monotonic_ns
+from fastpath.clock cimport kernel_arrival_ns, monotonic_ns, realtime_minus_monotonic_ns
 from fastpath.netdefs cimport (
-    CMSG_DATA,
-    CMSG_FIRSTHDR,
-    CMSG_NXTHDR,
     EPOLL_CLOEXEC,
     EPOLL_CTL_ADD,
     EPOLLIN,
     MSG_DONTWAIT,
     MSG_TRUNC,
-    SCM_TIMESTAMPNS,
     SO_TIMESTAMPNS,
     SOL_SOCKET,
-    cmsghdr,
     epoll_create1,
     epoll_ctl,
     epoll_event,
@@ -487,8 +481,6 @@ cdef class SyntheticMedia:
         cdef int idx
         cdef int16_t delta
         cdef int64_t send_ns, arrival, transit, d
-        cdef cmsghdr* cmsg
-        cdef timespec stamp
         if (<SrtpSession>self.socks[si].session).unprotect_rtp(data, &length, SLOT_SIZE) != 0:
             counters[3] += 1
             return
@@ -519,14 +511,7 @@ cdef class SyntheticMedia:
         if read_u32(data + 12) != TAIL_MAGIC:
             return
         send_ns = <int64_t>(((<uint64_t>read_u32(data)) << 32) | read_u32(data + 4))
-        arrival = <int64_t>monotonic_ns()
-        cmsg = CMSG_FIRSTHDR(&self.rx_msgs[j].msg_hdr)
-        while cmsg != NULL:
-            if cmsg.cmsg_level == SOL_SOCKET and cmsg.cmsg_type == SCM_TIMESTAMPNS:
-                memcpy(&stamp, CMSG_DATA(cmsg), sizeof(stamp))
-                arrival = <int64_t>stamp.tv_sec * 1000000000 + stamp.tv_nsec - rt_offset
-                break
-            cmsg = CMSG_NXTHDR(&self.rx_msgs[j].msg_hdr, cmsg)
+        arrival = kernel_arrival_ns(&self.rx_msgs[j].msg_hdr, rt_offset, <int64_t>monotonic_ns())
         transit = arrival - send_ns
         if c.has_transit:
             d = transit - c.last_transit
