@@ -46,19 +46,25 @@ def simulate(est: BandwidthEstimator, send_bps: float, link_bps: float, seconds:
     return int(t)
 
 
-def feed(est: BandwidthEstimator, arrived: list, now_ns: int, sending_bps: float) -> None:
-    """One transport-cc feedback (deltas in 250 us from a 64 ms reference) for (seq, arrival)."""
-    times = [a for _, a in arrived if a is not None]
-    reference = int(min(times) // (64_000_000)) if times else 0
-    previous = reference * 64_000_000
-    packets = []
-    for seq, arrival in arrived:
+def twcc_deltas(arrivals: list[tuple[int, float | None]]) -> tuple[int, list[tuple[int, bool, int]]]:
+    """transport-cc's encoding of (seq, arrival ns or None: lost): a 64 ms reference time, and per
+    packet whether it arrived and its arrival delta in 250 us from the previous arrival."""
+    times = [a for _, a in arrivals if a is not None]
+    reference = int(min(times) // 64_000_000) if times else 0
+    previous, packets = reference * 64_000_000, []
+    for seq, arrival in arrivals:
         if arrival is None:
             packets.append((seq, False, 0))
             continue
         delta = round((arrival - previous) / 250_000)
         previous += delta * 250_000
         packets.append((seq, True, delta))
+    return reference, packets
+
+
+def feed(est: BandwidthEstimator, arrived: list, now_ns: int, sending_bps: float) -> None:
+    """One transport-cc feedback for (seq, arrival), straight into the estimator."""
+    reference, packets = twcc_deltas(arrived)
     est.on_feedback(packets, reference, now_ns, sending_bps)
 
 
@@ -219,16 +225,8 @@ def test_remb_under_the_layer_bitrate_moves_the_consumer_down_a_layer(forwarder)
 
 def transport_feedback(arrivals: list[tuple[int, int | None]], feedback_count: int) -> bytes:
     """transport-cc feedback for consecutive transport-wide numbers: (seq, arrival ns or None: lost)."""
-    times = [a for _, a in arrivals if a is not None]
-    reference = min(times) // 64_000_000 if times else 0
-    previous, statuses = reference * 64_000_000, []
-    for _, arrival in arrivals:
-        if arrival is None:
-            statuses.append((0, 0))
-            continue
-        delta = round((arrival - previous) / 250_000)
-        previous += delta * 250_000
-        statuses.append((1 if 0 <= delta <= 255 else 2, delta))
+    reference, packets = twcc_deltas(arrivals)
+    statuses = [((1 if 0 <= delta <= 255 else 2) if received else 0, delta) for _, received, delta in packets]
     return build_compound([("twcc", 1, 9000, arrivals[0][0], reference, feedback_count & 0xFF, statuses)])
 
 
