@@ -14,9 +14,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
-COPY app ./app
+COPY common ./common
 COPY fastpath ./fastpath
+COPY media ./media
 COPY signaling ./signaling
+COPY app ./app
+COPY loadgen ./loadgen
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Runtime: the wheels and the built web app only; no compiler, no Node.

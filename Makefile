@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # Reinstall (and rebuild the Cython extensions) when packaging or a fast-path source changes.
-FASTPATH_SRC := $(wildcard fastpath/*.pyx fastpath/*.pxd)
+FASTPATH_SRC := $(wildcard fastpath/*.pyx fastpath/*.pxd loadgen/*.pyx loadgen/*.pxd)
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 WEB_STAMP := web/dist/index.html
@@ -65,8 +65,8 @@ loadtest: $(TEST_STAMP)
 	$(BIN)/switchyard loadtest --spawn-server --plot bench/results/loadtest.png $(LOADTEST_ARGS)
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check app fastpath signaling tests bench setup.py
+	$(BIN)/ruff check common fastpath media signaling app loadgen tests bench setup.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info fastpath/*.c fastpath/*.so web/dist web/node_modules
+	rm -rf $(VENV) build *.egg-info fastpath/*.c fastpath/*.so loadgen/*.c loadgen/*.so web/dist web/node_modules
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,4 +1,4 @@
-"""Build the Cython extensions of the fast path (one per packet-path stage)."""
+"""Build the Cython extensions: the fast path (one per packet-path stage) and the load generators."""
 
 from pathlib import Path
 
@@ -19,11 +19,15 @@ DIRECTIVES = {
 }
 
 
+# Packages whose .pyx files are compiled; loadgen cimports the fast path's .pxd declarations.
+CYTHON_PACKAGES = ("fastpath", "loadgen")
+
+
 def extensions() -> list[Extension]:
-    """One extension per fastpath/*.pyx file."""
+    """One extension per .pyx file of the Cython packages."""
     exts = []
-    for pyx in sorted((HERE / "fastpath").glob("*.pyx")):
-        name = f"fastpath.{pyx.stem}"
+    for pyx in sorted(p for package in CYTHON_PACKAGES for p in (HERE / package).glob("*.pyx")):
+        name = f"{pyx.parent.name}.{pyx.stem}"
         exts.append(
             Extension(
                 name,

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", default="86400", help="lifetime in seconds (default 24 h)")
 
     sub.add_parser("bench", help="run the fast-path benchmarks (bench/)")
-    from signaling.loadtest.scenario import add_arguments as add_loadtest_arguments
+    from loadgen.harness.scenario import add_arguments as add_loadtest_arguments
 
     add_loadtest_arguments(sub.add_parser("loadtest", help="run the load-testing harness (docs/loadtest.md)"))
     return parser
@@ -97,8 +97,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from app.log import setup_logging
     from app.server import serve, web_dir_default
+    from common.log import setup_logging
 
     settings = settings_from_args(args)
     settings.web_dir = web_dir_default()
@@ -148,7 +148,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_loadtest(args: argparse.Namespace) -> int:
-    from signaling.loadtest.run import LoadtestError, main
+    from loadgen.harness.run import LoadtestError, main
 
     try:
         return main(args)

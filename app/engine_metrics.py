@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from app.log import get_logger
 from app.metrics import REGISTRY
+from common.log import get_logger
 
 if TYPE_CHECKING:
     from app.server import Runtime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from app.log import get_logger
+from common.log import get_logger
 
 log = get_logger("http")
 

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from app.api import Call, Endpoint
 from app.schemas import HealthAnswer
-from fastpath.channel import ChannelClosed
+from media.channel import ChannelClosed
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 

@@ -19,7 +19,6 @@ from app.config import ConfigError, Settings, default_public_url
 from app.db import check_database, make_engine, safe_url
 from app.errors import json_errors
 from app.live import NoLiveRooms, RoomsLive
-from app.log import get_logger
 from app.metrics import count_requests
 from app.migrate import upgrade
 from app.openapi import openapi_document
@@ -28,8 +27,9 @@ from app.routes import all_endpoints
 from app.routes.docs import OPENAPI
 from app.store import Store
 from app.webapp import static_routes
-from fastpath.channel import ChannelClosed
-from fastpath.worker import Worker, WorkerSettings, bind_rtc_sockets
+from common.log import get_logger
+from media.api.worker import Worker, WorkerSettings, bind_rtc_sockets
+from media.channel import ChannelClosed
 from signaling.server import SignalingServer
 
 log = get_logger("server")

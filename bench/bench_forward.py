@@ -2,7 +2,7 @@
 
 Three processes. The worker (core 0) runs a Forwarder and nothing else: an
 epoll loop that calls drain() when its socket is readable. The producer
-(core 1) sends 1,200-byte SRTP probes with fastpath.loadgen.send_rtp. This
+(core 1) sends 1,200-byte SRTP probes with loadgen.probes.send_rtp. This
 process (core 1 too) holds every consumer socket and drains all of them with
 receive_rtp, counting every copy and unprotecting a sample (~20k/s) to read
 the probe's send time; arrival is the kernel's stamp, so sharing core 1 with
@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 from fastpath.codecs import CODEC_OPUS
-from fastpath.loadgen import receive_rtp, send_rtp
 from fastpath.route import Forwarder
 from fastpath.srtp import SrtpSession, bench_protect, libsrtp_version, profile_key_lengths
 from fastpath.udp import UdpBatchSocket, bench_flush
+from loadgen.probes import receive_rtp, send_rtp
 from rich.console import Console
 from rich.table import Table
 

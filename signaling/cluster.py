@@ -33,7 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from app.log import get_logger
+from common.log import get_logger
 
 if TYPE_CHECKING:
     from signaling.registry import RoomRegistry

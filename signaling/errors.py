@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastpath.errors import SwitchyardError
+from media.api.errors import SwitchyardError
 
 
 class RequestError(Exception):

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.models import User
-    from fastpath.consumer import Consumer
-    from fastpath.producer import Producer
-    from fastpath.transport import Transport
+    from media.api.consumer import Consumer
+    from media.api.producer import Producer
+    from media.api.transport import Transport
     from signaling.room import Room
 
 # Per-peer caps (the contract's limit_exceeded): enough for camera, microphone and screen share

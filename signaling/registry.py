@@ -10,14 +10,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from app.log import get_logger
-from fastpath.errors import SwitchyardError
+from common.log import get_logger
+from media.api.errors import SwitchyardError
 from signaling.errors import RequestError
 from signaling.room import Room
 
 if TYPE_CHECKING:
     from app.models import Room as RoomRecord
-    from fastpath.worker import Worker
+    from media.api.worker import Worker
     from signaling.cluster import Cluster
 
 log = get_logger("signaling.rooms")

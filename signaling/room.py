@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fastpath.producer import Producer
-    from fastpath.router import Router
+    from media.api.producer import Producer
+    from media.api.router import Router
     from signaling.peer import Peer
 
 

@@ -11,8 +11,8 @@ import socketio
 from socketio.exceptions import ConnectionRefusedError
 
 from app.auth import InvalidToken, SlidingWindow, Tokens, user_for_token
-from app.log import get_logger
-from fastpath.errors import SwitchyardError
+from common.log import get_logger
+from media.api.errors import SwitchyardError
 from signaling.cluster import Cluster, RoomEvents
 from signaling.errors import RequestError, from_engine
 from signaling.handlers import media, presence, room, transport

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.loadtest import spawn
+from loadgen.harness import spawn
 from tests.services import ensure_postgres, ensure_redis
 
 

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 from aioice import stun
 
-from fastpath.channel import ChannelRequestError
-from fastpath.errors import (
+from media.api.errors import (
     CannotConsumeError,
     InvalidInputError,
     InvalidStateError,
@@ -26,7 +25,9 @@ from fastpath.errors import (
     UnsupportedError,
     from_channel,
 )
-from fastpath.supported_capabilities import (
+from media.api.worker import Worker, WorkerSettings, bind_rtc_sockets
+from media.channel import ChannelRequestError
+from media.ortc.capabilities import (
     ABS_SEND_TIME_URI,
     AUDIO_LEVEL_URI,
     MID_URI,
@@ -34,7 +35,6 @@ from fastpath.supported_capabilities import (
     RID_URI,
     TRANSPORT_WIDE_CC_URI,
 )
-from fastpath.worker import Worker, WorkerSettings, bind_rtc_sockets
 
 EVENT_TIMEOUT = 5.0
 

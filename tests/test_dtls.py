@@ -15,7 +15,7 @@ from aiortc.rtcdtlstransport import (
 )
 from OpenSSL import SSL
 
-from fastpath.dtls import (
+from media.engine.dtls import (
     DTLS_STATE_CLOSED,
     DTLS_STATE_CONNECTED,
     DTLS_STATE_CONNECTING,

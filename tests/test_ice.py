@@ -7,7 +7,7 @@ import aioice.ice
 import pytest
 from aioice import Candidate, Connection, stun
 
-from fastpath.ice import (
+from media.engine.ice import (
     DROP_CLOSED,
     DROP_MALFORMED,
     DROP_NOT_REQUEST,

@@ -20,7 +20,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtp import RtpPacket
 from pylibsrtp import Policy, Session
 
-from fastpath.dtls import DtlsCertificate, DtlsSession
+from media.engine.dtls import DtlsCertificate, DtlsSession
 from tests.media.client import Client, receive_frames
 from tests.media.tracks import HEIGHT, WIDTH, moving_bar
 from tests.test_media_call import start_worker, stun_request

@@ -10,9 +10,9 @@ import time
 
 import pytest
 from fastpath.codecs import CODEC_OPUS
-from fastpath.loadgen import receive_rtp, send_rtp
 from fastpath.route import Forwarder
 from fastpath.srtp import SrtpSession, profile_key_lengths
+from loadgen.probes import receive_rtp, send_rtp
 
 PROFILE = "AES_CM_128_HMAC_SHA1_80"
 PRODUCER_SSRC = 0x50D0C3E5

@@ -16,8 +16,8 @@ import urllib.request
 
 import pytest
 
-from signaling.loadtest.media import TransportError, pick_candidate
-from signaling.loadtest.scenario import LoadtestError, Scenario
+from loadgen.harness.media import TransportError, pick_candidate
+from loadgen.harness.scenario import LoadtestError, Scenario
 from tests.conftest import free_port_range
 from tests.signaling_server import ServerProcess
 

@@ -18,7 +18,7 @@ import aiortc.rtcdtlstransport as aiortc_dtls
 import pytest
 from pymediasoup.transport import IceParameters
 
-from fastpath.worker import Worker, WorkerSettings, bind_rtc_sockets
+from media.api.worker import Worker, WorkerSettings, bind_rtc_sockets
 from tests.conftest import free_port_range
 from tests.media.client import Client, receive_frames
 from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack, ToneTrack

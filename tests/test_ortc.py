@@ -1,4 +1,4 @@
-"""RTP negotiation (fastpath.ortc): router capabilities, producer mapping, consumer parameters, validation."""
+"""RTP negotiation (media.ortc): router capabilities, producer mapping, consumer parameters, validation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fastpath.ortc import (
+from media.ortc import (
     OrtcError,
     UnsupportedError,
     can_consume,
@@ -24,7 +24,7 @@ from fastpath.ortc import (
     validate_rtp_capabilities,
     validate_rtp_parameters,
 )
-from fastpath.supported_capabilities import (
+from media.ortc.capabilities import (
     ABS_SEND_TIME_URI,
     AUDIO_LEVEL_URI,
     MID_URI,

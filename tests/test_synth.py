@@ -1,4 +1,4 @@
-"""fastpath.synth on loopback: paced frames out, receive statistics and latency in, PLI -> key frame."""
+"""loadgen.synth on loopback: paced frames out, receive statistics and latency in, PLI -> key frame."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 import pytest
 from fastpath.rtcp import build_compound
 from fastpath.srtp import SrtpSession, profile_key_lengths
-from fastpath.synth import SyntheticMedia
+from loadgen.synth import SyntheticMedia
 
 PROFILE = "AEAD_AES_128_GCM"
 

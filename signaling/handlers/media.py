@@ -26,8 +26,8 @@ from signaling.schemas import (
 )
 
 if TYPE_CHECKING:
-    from fastpath.consumer import Consumer
-    from fastpath.producer import Producer
+    from media.api.consumer import Consumer
+    from media.api.producer import Producer
     from signaling.peer import Peer
     from signaling.server import Connection, SignalingServer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from app.log import get_logger
+from common.log import get_logger
 from signaling.errors import RequestError, not_found
 from signaling.peer import Peer
 from signaling.room import producer_info

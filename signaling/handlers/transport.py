@@ -10,7 +10,7 @@ from signaling.peer import MAX_TRANSPORTS
 from signaling.schemas import ConnectWebRtcTransport, CreateWebRtcTransport, TransportRef, parse
 
 if TYPE_CHECKING:
-    from fastpath.webrtc_transport import WebRtcTransport
+    from media.api.webrtc_transport import WebRtcTransport
     from signaling.peer import Peer
     from signaling.server import Connection, SignalingServer
 

@@ -13,7 +13,7 @@ import time
 from pymediasoup import AiortcHandler, Device
 from pymediasoup.rtp_parameters import RtpCapabilities
 
-from fastpath.router import Router
+from media.api.router import Router
 
 
 def wire(value):

@@ -1,0 +1,130 @@
+"""A consumer in the worker: a Forwarder consumer fed by its producer's streams."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from media.engine.producer import extension_ids, media_codec
+from media.ortc.capabilities import (
+    MID_URI,
+    REPAIRED_RID_URI,
+    RID_URI,
+    TRANSPORT_WIDE_CC_URI,
+)
+from media.ortc.codecs import is_rtx_codec
+
+if TYPE_CHECKING:
+    from media.engine.producer import Producer
+    from media.engine.transport import Transport
+
+# The consumer's MID differs from the producer's and RIDs mean nothing to a
+# receiver of one layer: these are dropped rather than copied (the receiver
+# demuxes by the SSRC it was signalled).
+NOT_FORWARDED_EXTENSIONS = {MID_URI, RID_URI, REPAIRED_RID_URI}
+
+
+def payload_type_map(rtp_mapping: dict, consumer_parameters: dict) -> dict[int, int]:
+    """Producer payload type -> ours, through the router's payload types (the ORTC mapping)."""
+    ours = {codec["payloadType"] for codec in consumer_parameters["codecs"]}
+    return {
+        m["payloadType"]: m["mappedPayloadType"]
+        for m in rtp_mapping["codecs"]
+        if m["mappedPayloadType"] in ours
+    }
+
+
+def rtx_stream(consumer_parameters: dict) -> tuple[int, int]:
+    """The RTX SSRC and payload type (RFC 4588) retransmissions use; (0, -1) without RTX."""
+    ssrc = (consumer_parameters["encodings"][0].get("rtx") or {}).get("ssrc")
+    media_pt = media_codec(consumer_parameters)["payloadType"]
+    rtx_pt = next(
+        (c["payloadType"] for c in consumer_parameters["codecs"]
+         if is_rtx_codec(c) and c.get("parameters", {}).get("apt") == media_pt),
+        None,
+    )
+    if ssrc is None or rtx_pt is None:
+        return 0, -1
+    return int(ssrc), int(rtx_pt)
+
+
+def extension_map(producer_parameters: dict, consumer_parameters: dict) -> dict[int, int]:
+    """Producer extension id -> ours, by URI; extensions we don't send are dropped."""
+    ours = extension_ids(consumer_parameters)
+    return {
+        ext_id: ours[uri]
+        for uri, ext_id in extension_ids(producer_parameters).items()
+        if uri in ours and uri not in NOT_FORWARDED_EXTENSIONS
+    }
+
+
+class Consumer:
+    """One receiver's copy of a producer; the layer choice and rewriting happen in the Forwarder."""
+
+    def __init__(self, transport: Transport, consumer_id: str, producer: Producer, data: dict):
+        self.transport = transport
+        self.engine = transport.engine
+        self.id = consumer_id
+        self.producer = producer
+        self.closed = False
+        self.kind = producer.kind
+        self.rtp_parameters = data["rtpParameters"]
+        self.paused = bool(data.get("paused"))
+        self.producer_paused = producer.paused
+        self.type = data.get("type", "simple")
+        encoding = self.rtp_parameters["encodings"][0]
+        self.ssrc = int(encoding["ssrc"])
+        codec = media_codec(self.rtp_parameters)
+        layer_count = len(producer.encodings) if self.type == "simulcast" else 1
+        preferred = (data.get("preferredLayers") or {}).get("spatialLayer")
+        twcc_id = extension_ids(self.rtp_parameters).get(TRANSPORT_WIDE_CC_URI, 0)
+        rtx_ssrc, rtx_payload_type = rtx_stream(self.rtp_parameters)
+        fwd = self.engine.forwarder
+        self.slot = fwd.add_consumer(
+            transport.slot, self.ssrc, layer_count,
+            payload_type_map(producer.rtp_mapping, self.rtp_parameters),
+            extension_map(producer.rtp_parameters, self.rtp_parameters),
+            twcc_id, producer.codec_id, int(codec["clockRate"]), self.kind == "video",
+            self.paused, -1 if preferred is None else int(preferred), rtx_ssrc, rtx_payload_type,
+        )
+        if self.producer_paused:
+            fwd.set_consumer_paused(self.slot, self.paused, True)
+        self.engine.consumers_by_slot[self.slot] = self
+        producer.consumers.add(self)
+        for layer, stream in enumerate(producer.streams[:layer_count]):
+            if stream is not None:
+                self.attach(layer, stream)
+
+    def attach(self, layer: int, stream: int) -> None:
+        if not self.closed and layer < (len(self.producer.encodings) if self.type == "simulcast" else 1):
+            self.engine.forwarder.attach_stream(self.slot, layer, stream)
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.engine.forwarder.set_consumer_paused(self.slot, paused, self.producer_paused)
+
+    def set_producer_paused(self, paused: bool) -> None:
+        self.producer_paused = paused
+        self.engine.forwarder.set_consumer_paused(self.slot, self.paused, paused)
+
+    def set_preferred_layers(self, spatial_layer: int) -> None:
+        self.engine.forwarder.set_consumer_preferred_layer(self.slot, spatial_layer)
+
+    def request_key_frame(self) -> None:
+        stats = self.engine.forwarder.consumer_stats(self.slot)
+        layer = stats["currentLayer"] if stats["currentLayer"] >= 0 else stats["targetLayer"]
+        self.producer.request_key_frame(layer if self.type == "simulcast" else None)
+
+    def get_stats(self) -> list[dict]:
+        entry = self.engine.forwarder.consumer_stats(self.slot)
+        return [{"type": "outbound-rtp", "kind": self.kind,
+                 "mimeType": media_codec(self.rtp_parameters)["mimeType"], **entry}]
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.engine.forwarder.remove_consumer(self.slot)
+        self.engine.consumers_by_slot.pop(self.slot, None)
+        self.producer.consumers.discard(self)
+        self.transport.consumers.pop(self.id, None)
+        self.engine.consumers.pop(self.id, None)

@@ -1,0 +1,292 @@
+"""The worker's engine: answers the control channel and drives the Forwarder (mediasoup's C++ Worker role)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import socket
+from collections import Counter
+from collections.abc import Callable
+
+from fastpath.route import Forwarder
+
+from common.log import get_logger
+from media.engine.dtls import DtlsCertificate
+from media.engine.errors import invalid_input, not_found
+from media.engine.ice import CONSENT_TIMEOUT, ufrag_of
+from media.engine.plain_transport import PlainTransport
+from media.engine.router import Router
+from media.engine.tcp import IceTcpConnection
+from media.engine.webrtc_transport import WebRtcTransport
+
+log = get_logger("engine")
+
+REPORT_INTERVAL = 1.0
+LAYER_INTERVAL = 0.5
+
+
+class Engine:
+    """Everything one worker process holds: routers, transports, producers, consumers, the Forwarder."""
+
+    def __init__(self, udp: socket.socket, announced_ip: str, rtc_port: int,
+                 notify: Callable[[str, str | None, dict], None], consent_timeout: float = CONSENT_TIMEOUT):
+        self.loop = asyncio.get_running_loop()
+        self.announced_ip = announced_ip
+        self.rtc_port = rtc_port
+        self.notify = notify
+        self.consent_timeout = consent_timeout
+        self.forwarder = Forwarder(udp, self._on_control)
+        self.certificate = DtlsCertificate.generate()
+        self.routers: dict[str, Router] = {}
+        self.transports: dict[str, WebRtcTransport | PlainTransport] = {}
+        self.producers: dict = {}
+        self.consumers: dict = {}
+        self.transports_by_slot: dict[int, object] = {}
+        self.consumers_by_slot: dict[int, object] = {}
+        self.ufrags: dict[str, WebRtcTransport] = {}
+        self.tuples: dict[tuple, WebRtcTransport] = {}
+        self.comedia_waiting: list[PlainTransport] = []
+        self.tcp_connections: dict[tuple, IceTcpConnection] = {}
+        self.tcp_tuples: dict[tuple, WebRtcTransport] = {}
+        # transports whose selected tuple is TCP: their Forwarder output is written after each drain
+        self.tcp_senders: set[WebRtcTransport] = set()
+        self._tcp_server: asyncio.AbstractServer | None = None
+        self.control_drops: Counter[str] = Counter()
+        self.loop_lag = 0.0
+        self._udp = udp
+        self.loop.add_reader(udp.fileno(), self.forwarder.drain)
+        self._timer_task = self.loop.create_task(self._timers())
+
+    async def serve_tcp(self, listener: socket.socket) -> None:
+        """Accept ICE-TCP connections on the worker's shared TCP port."""
+        self._tcp_server = await self.loop.create_server(lambda: IceTcpConnection(self), sock=listener)
+
+    def flush_tcp(self) -> None:
+        """Write what the Forwarder queued for TCP transports: one write per connection."""
+        for transport in list(self.tcp_senders):
+            selected = transport.ice.selected_tuple
+            data = self.forwarder.take_tcp_output(transport.slot)
+            if data is None or selected is None:
+                continue
+            connection = self.tcp_connections.get((selected.remote_ip, selected.remote_port))
+            if connection is not None:
+                connection.send_framed(data)
+
+    # ---- packets the Forwarder hands up ----------------------------------------------------
+
+    def _on_control(self, packets: list, events: list) -> None:
+        for kind, data, where in packets:
+            try:
+                if kind == "stun":
+                    transport = self.ufrags.get(ufrag_of(data) or "")
+                    if transport is None:
+                        self.control_drops["stun_unknown_ufrag"] += 1
+                    else:
+                        transport.on_stun(data, where)
+                elif kind == "dtls":
+                    transport = self.tuples.get((where[0], where[1]))
+                    if transport is None:
+                        self.control_drops["dtls_unknown_tuple"] += 1
+                    else:
+                        transport.on_dtls(data, where)
+                elif kind == "rtp-tuple":
+                    self._comedia_packet(data, where)
+                else:
+                    transport = self.transports_by_slot.get(where)
+                    if transport is not None:
+                        transport.on_unknown_rtp(data)
+            except Exception:  # one bad datagram must not stop the others
+                self.control_drops["control_error"] += 1
+                log.exception("control packet (%s) failed", kind)
+        for name, slot, layer in events:
+            if name == "tcp-output":
+                self.flush_tcp()
+                continue
+            consumer = self.consumers_by_slot.get(slot)
+            if consumer is not None and name == "layerschange":
+                self.notify("consumer.layerschange", consumer.id,
+                            {"spatialLayer": layer, "temporalLayer": None} if layer >= 0 else {})
+
+    def _comedia_packet(self, data: bytes, addr: tuple) -> None:
+        """Give a first packet from an unknown address to the comedia transport it belongs to.
+
+        The SSRC is readable even under SRTP: a transport whose producer signalled
+        it wins; otherwise the oldest waiting transport takes it.
+        """
+        is_rtcp = len(data) >= 2 and 192 <= data[1] <= 223
+        candidates = [t for t in self.comedia_waiting if t.waits_for(addr, is_rtcp)]
+        if not candidates:
+            self.control_drops["unknown_tuple"] += 1
+            return
+        ssrc = int.from_bytes(data[8:12] if not is_rtcp else data[4:8], "big") if len(data) >= 12 else 0
+        for transport in candidates:
+            if any(ssrc == e.get("ssrc") for p in transport.producers.values() for e in p.encodings):
+                transport.learn(addr, is_rtcp, data)
+                return
+        candidates[0].learn(addr, is_rtcp, data)
+
+    async def _timers(self) -> None:
+        ticks = 0
+        while True:
+            expected = self.loop.time() + LAYER_INTERVAL
+            await asyncio.sleep(LAYER_INTERVAL)
+            # how late the loop woke us: the time packets and requests waited behind other work
+            self.loop_lag = max(0.0, self.loop.time() - expected)
+            ticks += 1
+            try:
+                self.forwarder.update_layers()
+                for router in list(self.routers.values()):
+                    change = router.pick_active_speaker()
+                    if change is not None:
+                        self.notify("router.activespeaker", router.id,
+                                    {"producerId": change[0], "volume": change[1]})
+                if ticks % int(REPORT_INTERVAL / LAYER_INTERVAL) == 0:
+                    self.forwarder.send_reports()
+                    now = self.loop.time()
+                    for transport in list(self.transports.values()):
+                        transport.check_consent(now)
+                self.flush_tcp()
+            except Exception:
+                log.exception("periodic engine work failed")
+
+    # ---- requests -------------------------------------------------------------------------
+
+    async def handle(self, method: str, data: dict) -> dict:
+        handler = REQUESTS.get(method)
+        if handler is None:
+            raise not_found("method", method)
+        if not isinstance(data, dict):
+            raise invalid_input("request data must be a map")
+        try:
+            return handler(self, data) or {}
+        except KeyError as exc:
+            raise invalid_input(f"missing or unknown field {exc}") from None
+        finally:
+            if self.tcp_senders:  # a request may have queued RTCP (a key frame request) for TCP
+                self.flush_tcp()
+
+    def _router(self, data: dict) -> Router:
+        router = self.routers.get(data["routerId"])
+        if router is None:
+            raise not_found("router", data["routerId"])
+        return router
+
+    def _transport(self, data: dict) -> WebRtcTransport:
+        transport = self.transports.get(data["transportId"])
+        if transport is None:
+            raise not_found("transport", data["transportId"])
+        return transport
+
+    def _producer(self, data: dict):
+        producer = self.producers.get(data["producerId"])
+        if producer is None:
+            raise not_found("producer", data["producerId"])
+        return producer
+
+    def _consumer(self, data: dict):
+        consumer = self.consumers.get(data["consumerId"])
+        if consumer is None:
+            raise not_found("consumer", data["consumerId"])
+        return consumer
+
+    def dump(self) -> dict:
+        return {
+            "pid": os.getpid(),
+            "routerIds": list(self.routers),
+            "tables": {**self.forwarder.table_sizes(), "routers": len(self.routers),
+                       "transportObjects": len(self.transports), "producers": len(self.producers),
+                       "consumerObjects": len(self.consumers), "ufrags": len(self.ufrags),
+                       "iceTuples": len(self.tuples)},
+        }
+
+    def counters(self) -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {**self.forwarder.counters(), "controlDrops": dict(self.control_drops),
+                "loopLagSeconds": self.loop_lag, "cpuSeconds": usage.ru_utime + usage.ru_stime}
+
+    def close(self) -> None:
+        for router in list(self.routers.values()):
+            router.close()
+        self.routers.clear()
+        self._timer_task.cancel()
+        self.loop.remove_reader(self._udp.fileno())
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        for connection in list(self.tcp_connections.values()):
+            if connection.transport is not None:
+                connection.transport.close()
+
+
+def _create_router(engine: Engine, data: dict) -> dict:
+    router_id = data["routerId"]
+    if router_id not in engine.routers:
+        engine.routers[router_id] = Router(router_id)
+    return {}
+
+
+def _close_router(engine: Engine, data: dict) -> dict:
+    router = engine.routers.pop(data["routerId"], None)
+    if router is not None:
+        router.close()
+    return {}
+
+
+def _transport_creator(kind: type) -> Callable[[Engine, dict], dict]:
+    """router.createWebRtcTransport / router.createPlainTransport: the new transport's answer."""
+    def create(engine: Engine, data: dict) -> dict:
+        router = engine._router(data)
+        transport_id = data["transportId"]
+        if transport_id in engine.transports:
+            raise invalid_input(f"transport {transport_id!r} already exists")
+        transport = kind(engine, router, transport_id, data)
+        router.transports[transport_id] = transport
+        engine.transports[transport_id] = transport
+        return transport.answer()
+    return create
+
+
+def _closer(table: str, key: str) -> Callable[[Engine, dict], dict]:
+    """A close request: closing what is already gone is not an error (the cascade got there first)."""
+    def close(engine: Engine, data: dict) -> dict:
+        item = getattr(engine, table).get(data[key])
+        if item is not None:
+            item.close()
+        return {}
+    return close
+
+
+def _set_preferred_layers(engine: Engine, data: dict) -> dict:
+    spatial = data["spatialLayer"]
+    if not isinstance(spatial, int) or isinstance(spatial, bool) or spatial < 0:
+        raise invalid_input("spatialLayer must be a non-negative integer")
+    engine._consumer(data).set_preferred_layers(spatial)
+    return {}
+
+
+REQUESTS: dict[str, Callable[[Engine, dict], dict | None]] = {
+    "worker.dump": lambda e, d: e.dump(),
+    "worker.counters": lambda e, d: e.counters(),
+    "router.create": _create_router,
+    "router.close": _close_router,
+    "router.dump": lambda e, d: e._router(d).dump(),
+    "router.createWebRtcTransport": _transport_creator(WebRtcTransport),
+    "router.createPlainTransport": _transport_creator(PlainTransport),
+    "transport.connect": lambda e, d: e._transport(d).connect(d),
+    "transport.restartIce": lambda e, d: e._transport(d).restart_ice(),
+    "transport.close": _closer("transports", "transportId"),
+    "transport.getStats": lambda e, d: {"stats": e._transport(d).get_stats()},
+    "transport.produce": lambda e, d: e._transport(d).produce(d),
+    "transport.consume": lambda e, d: e._transport(d).consume(d),
+    "producer.close": _closer("producers", "producerId"),
+    "producer.pause": lambda e, d: e._producer(d).set_paused(True),
+    "producer.resume": lambda e, d: e._producer(d).set_paused(False),
+    "producer.requestKeyFrame": lambda e, d: e._producer(d).request_key_frame(),
+    "producer.getStats": lambda e, d: {"stats": e._producer(d).get_stats()},
+    "consumer.close": _closer("consumers", "consumerId"),
+    "consumer.pause": lambda e, d: e._consumer(d).set_paused(True),
+    "consumer.resume": lambda e, d: e._consumer(d).set_paused(False),
+    "consumer.setPreferredLayers": _set_preferred_layers,
+    "consumer.requestKeyFrame": lambda e, d: e._consumer(d).request_key_frame(),
+    "consumer.getStats": lambda e, d: {"stats": e._consumer(d).get_stats()},
+}
