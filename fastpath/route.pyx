@@ -6,7 +6,8 @@ creating a Python object: demux by remote tuple, SRTP unprotect, RTP parse,
 producer lookup by SSRC, then for every consumer of that stream the layer
 decision, rewrite, SRTP protect and queueing into the socket's send batch.
 STUN, DTLS and the first packet of an unknown SSRC go up to Python, bounded
-per drain, since they are rare and belong to the control plane.
+per drain, since they are rare and belong to the control plane; a packet from
+an unknown address while a comedia transport waits goes up at once, mid-batch.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -317,11 +318,16 @@ cdef class Forwarder:
         return batches
 
     cdef void _unknown_tuple(self, unsigned char* data, int length, const sockaddr* addr) noexcept:
-        # a plain transport in comedia mode learns its remote from the first packet; Python decides
-        if self.comedia_waiting > 0 and self.unknown_ssrc_budget > 0 and len(self._control) < MAX_CONTROL_PER_DRAIN:
+        # A plain transport in comedia mode learns its remote from the first packet; Python decides,
+        # and at once rather than after the drain: the transport it picks claims the tuple in
+        # self.tuples and takes this packet through inject(), so the packets right behind it, in this
+        # batch and the drain's later ones, are found there as its media. Queued until the end of the
+        # drain, they would all have met a transport no longer waiting (or the budget) and been lost.
+        # The budget bounds the Python calls a flood from unknown addresses costs; the rest is dropped.
+        if self.comedia_waiting > 0 and self.unknown_ssrc_budget > 0:
             self.unknown_ssrc_budget -= 1
-            self._control.append(("rtp-tuple", PyBytes_FromStringAndSize(<char*>data, length),
-                                  sockaddr_to_tuple(addr)))
+            self._on_control([("rtp-tuple", PyBytes_FromStringAndSize(<char*>data, length),
+                               sockaddr_to_tuple(addr))], [])
         else:
             self.drops[DROP_UNKNOWN_TUPLE] += 1
 
@@ -1374,7 +1380,10 @@ cdef class Forwarder:
         }
 
     def inject(self, int slot, bytes data):
-        """Handle a packet Python held back (a comedia transport's first) as if just received."""
+        """Handle a packet Python held back (a comedia transport's first) as if just received.
+
+        Also called from inside drain(), by the upcall of an unknown tuple: the batch's media
+        queued so far is fanned out first, so each consumer still sees arrival order."""
         cdef unsigned char buf[2048]
         cdef int length = len(data)
         self._transport(slot)

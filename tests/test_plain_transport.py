@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
+import signal
 import socket
 import time
 
@@ -160,3 +162,92 @@ async def test_webrtc_producer_is_received_by_a_plain_consumer(worker, srtp):
     assert len(frames) >= 20
     assert all((f.width, f.height) == (WIDTH, HEIGHT) for f in frames)
     await alice.close()
+
+
+OPUS = {"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2}
+
+
+@contextlib.contextmanager
+def frozen(worker):
+    """Stop the worker process while datagrams pile up in its socket, so that its next drain reads
+    them all at once (as after a busy moment): one receive batch of 64, then the rest."""
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+
+
+def receive_rtp(sock: socket.socket, count: int, srtp_in: SrtpSession | None, timeout: float = 5) -> list:
+    sock.settimeout(0.5)
+    packets, deadline = [], time.monotonic() + timeout
+    while len(packets) < count and time.monotonic() < deadline:
+        try:
+            data = sock.recv(2048)
+        except TimeoutError:
+            continue
+        if 192 <= data[1] <= 223:
+            continue  # RTCP (sender reports)
+        packets.append(RtpPacket.parse(srtp_in.unprotect(data) if srtp_in else data))
+    return packets
+
+
+def opus_packet(seq: int, ssrc: int, payload: bytes) -> bytes:
+    return bytes(RtpPacket(payload_type=111, sequence_number=seq & 0xFFFF, timestamp=960 * seq, ssrc=ssrc,
+                           payload=payload).serialize())
+
+
+@pytest.mark.parametrize("srtp", [False, True], ids=["rtp", "srtp"])
+async def test_comedia_keeps_the_whole_first_burst_from_the_address_it_learns(worker, srtp):
+    """The first packet from an unknown address teaches a comedia transport its remote; the packets
+    right behind it, in the same receive batch and in the next one of the same drain, are already
+    that transport's media: a consumer gets every one, in order, and nothing counts as unknown."""
+    router = await worker.create_router()
+    plain = await router.create_plain_transport(comedia=True, enable_srtp=srtp, srtp_crypto_suite=SUITE)
+    source_key, sink_key = os.urandom(30), os.urandom(30)
+    await plain.connect(srtp_parameters={"cryptoSuite": SUITE, "keyBase64": base64.b64encode(source_key).decode()}
+                        if srtp else None)
+    producer = await plain.produce("audio", {"codecs": [OPUS], "encodings": [{"ssrc": 33333333}]})
+    learned = asyncio.Event()
+    plain.on("tuple", lambda t: learned.set())
+    out = await router.create_plain_transport(enable_srtp=srtp, srtp_crypto_suite=SUITE)
+    target = ("127.0.0.1", worker.settings.rtc_port)
+    burst = 100  # more than one receive batch (64 datagrams)
+    with (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as source,
+          socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink):
+        source.bind(("127.0.0.1", 0))
+        sink.bind(("127.0.0.1", 0))
+        await out.connect(*sink.getsockname(), srtp_parameters={
+            "cryptoSuite": SUITE, "keyBase64": base64.b64encode(sink_key).decode()} if srtp else None)
+        consumer = await out.consume(producer.id, router.rtp_capabilities, paused=False)
+        source_srtp = SrtpSession(SUITE, source_key, "outbound") if srtp else None
+        sink_srtp = (SrtpSession(SUITE, base64.b64decode(out.srtp_parameters["keyBase64"]), "inbound")
+                     if srtp else None)
+        with frozen(worker):
+            for index in range(burst):
+                data = opus_packet(7000 + index, 33333333, index.to_bytes(2, "big") * 20)
+                source.sendto(source_srtp.protect(data) if source_srtp else data, target)
+        packets = receive_rtp(sink, burst, sink_srtp)
+        await asyncio.wait_for(learned.wait(), 5)
+        assert plain.tuple["remotePort"] == source.getsockname()[1]
+    # every packet of the burst, in order, on the consumer's SSRC with consecutive sequence numbers
+    assert [int.from_bytes(p.payload[:2], "big") for p in packets] == list(range(burst))
+    assert {p.ssrc for p in packets} == {consumer.rtp_parameters["encodings"][0]["ssrc"]}
+    assert all((b.sequence_number - a.sequence_number) & 0xFFFF == 1
+               for a, b in zip(packets, packets[1:], strict=False))
+    counters = await worker.request("worker.counters")
+    assert counters["drops"]["unknown_tuple"] == 0
+    assert counters["controlDrops"].get("unknown_tuple", 0) == 0
+    assert (await producer.get_stats())[0]["packetCount"] == burst
+
+    # once learned, nothing waits any more: a flood from another address is dropped in C and counted
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger, frozen(worker):
+        for index in range(burst):
+            stranger.sendto(opus_packet(index, 33333333, b"x" * 40), target)
+    deadline = time.monotonic() + 5
+    while counters["drops"]["unknown_tuple"] < burst and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        counters = await worker.request("worker.counters")
+    assert counters["drops"]["unknown_tuple"] == burst
+    assert counters["controlDrops"].get("unknown_tuple", 0) == 0
+    assert (await producer.get_stats())[0]["packetCount"] == burst
