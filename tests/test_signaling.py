@@ -266,3 +266,48 @@ async def test_a_request_flood_is_bounded_and_the_socket_stays_usable(pair):
     codes = {r["error"]["code"] for r in replies}
     assert codes <= {"not_found", "limit_exceeded"} and "not_found" in codes
     assert (await alice.chat("still here"))["text"] == "still here"
+
+
+# Socket.IO's own event names (socket.io-parser's RESERVED_EVENTS); python-socketio's server would run
+# its connection handlers for an event named "connect" or "disconnect".
+RESERVED_EVENTS = ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"]
+
+
+@pytest.mark.parametrize("name", RESERVED_EVENTS)
+async def test_reserved_event_names_are_unknown_requests(pair, name):
+    alice, bob, room = pair
+    joined = await alice.join(room["id"])
+    await bob.join(room["id"])
+    unknown = await alice.sio.call("no-such-request", {}, timeout=5)
+    # also with the arguments the real connection handlers take (auth with a valid token)
+    for args in ({}, ({}, {"token": alice.token})):
+        reply = await alice.sio.call(name, args, timeout=5)
+        assert reply["ok"] is False and reply["error"]["code"] == "not_found", reply
+        assert reply.keys() == unknown.keys() and reply["error"].keys() == unknown["error"].keys()
+        await alice.sio.emit(name, args)  # without an ack: nothing to answer, nothing happens
+    with pytest.raises(asyncio.TimeoutError):
+        await bob.wait_for("user-left", timeout=0.5)
+    message = await alice.chat("still here")
+    assert message["peerId"] == joined["peerId"]
+    assert await bob.wait_for("chat") == message
+    assert (await alice.get_room(room["id"]))["participantCount"] == 2
+    # the real disconnect still runs the cleanup
+    await alice.close()
+    assert await bob.wait_for("user-left") == {"peerId": joined["peerId"]}
+
+
+async def test_reserved_event_names_leave_the_server_log_quiet(tmp_path):
+    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path}/reserved.db")
+    try:
+        client = await signed_in(process.url, "Reserved")
+        room = await client.create_room("reserved")
+        await client.join(room["id"])
+        for name in RESERVED_EVENTS:
+            await client.sio.emit(name, {})
+            await client.sio.emit(name, ({}, {"token": client.token}))
+        await asyncio.sleep(0.5)
+        await client.close()
+    finally:
+        err = process.stop()
+    assert "Traceback" not in err and "never retrieved" not in err, err
+    assert len(err.splitlines()) <= 2 * len(RESERVED_EVENTS), err
