@@ -311,3 +311,41 @@ async def test_reserved_event_names_leave_the_server_log_quiet(tmp_path):
         err = process.stop()
     assert "Traceback" not in err and "never retrieved" not in err, err
     assert len(err.splitlines()) <= 2 * len(RESERVED_EVENTS), err
+
+
+# Every request but join and leave, each with a valid payload: only the missing room can refuse it.
+ROOM_REQUESTS = [
+    ("createWebRtcTransport", {"direction": "send"}),
+    ("connectWebRtcTransport", {"transportId": "t", "dtlsParameters": {}}),
+    ("restartIce", {"transportId": "t"}),
+    ("produce", {"transportId": "t", "kind": "audio", "rtpParameters": {}}),
+    ("closeProducer", {"producerId": "p"}),
+    ("pauseProducer", {"producerId": "p"}),
+    ("resumeProducer", {"producerId": "p"}),
+    ("consume", {"transportId": "t", "producerId": "p", "rtpCapabilities": {}}),
+    ("resumeConsumer", {"consumerId": "c"}),
+    ("pauseConsumer", {"consumerId": "c"}),
+    ("setConsumerPreferredLayers", {"consumerId": "c", "spatialLayer": 0}),
+    ("requestConsumerKeyFrame", {"consumerId": "c"}),
+    ("getStats", {"id": "x"}),
+    ("chat", {"text": "hi"}),
+    ("audio-mute", {"muted": True}),
+    ("video-mute", {"muted": True}),
+    ("raise-hand", {"raised": True}),
+]
+
+
+async def test_requests_outside_a_room_are_invalid_state(pair):
+    alice, _, room = pair
+    assert await alice.leave() == {}  # leave without a room is a no-op
+    with pytest.raises(SignalingError) as caught:
+        await alice.request("chat", {"text": ""})
+    assert caught.value.code == "invalid_input"  # the payload is checked first
+    for when in ("before join", "after leave"):
+        for event, payload in ROOM_REQUESTS:
+            with pytest.raises(SignalingError) as caught:
+                await alice.request(event, payload)
+            assert caught.value.code == "invalid_state", (when, event)
+        await alice.join(room["id"])
+        await alice.leave()
+
