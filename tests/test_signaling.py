@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
+import aiohttp
 import jwt
 import pytest
 import socketio
@@ -349,3 +351,52 @@ async def test_requests_outside_a_room_are_invalid_state(pair):
         await alice.join(room["id"])
         await alice.leave()
 
+
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+async def raw_socket(session: aiohttp.ClientSession, url: str, token: str) -> aiohttp.ClientWebSocketResponse:
+    """A Socket.IO connection spoken by hand over a WebSocket, to send frames of an exact size."""
+    ws = await session.ws_connect(url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket")
+    assert (await ws.receive_str(timeout=5)).startswith("0")  # Engine.IO open
+    await ws.send_str("40" + json.dumps({"token": token}))  # Socket.IO connect with auth
+    assert (await ws.receive_str(timeout=5)).startswith("40{")
+    return ws
+
+
+async def raw_reply(ws: aiohttp.ClientWebSocketResponse, ack_id: int):
+    """The ack with this id, or the first non-text message (a close) that comes instead."""
+    while True:
+        message = await ws.receive(timeout=5)
+        if message.type != aiohttp.WSMsgType.TEXT:
+            return message
+        if message.data.startswith(f"43{ack_id}["):
+            return json.loads(message.data[len(f"43{ack_id}"):])[0]
+
+
+def chat_frame(ack_id: int, size: int) -> str:
+    """An Engine.IO message carrying a Socket.IO `chat` request with an ack, `size` bytes long."""
+    head, tail = f'42{ack_id}["chat",{{"text":"', '"}]'
+    return head + "x" * (size - len(head) - len(tail)) + tail
+
+
+async def test_a_message_of_256_kib_closes_the_connection(pair, server):
+    alice, bob, room = pair
+    await bob.join(room["id"])
+    async with aiohttp.ClientSession() as session:
+        ws = await raw_socket(session, server.url, alice.token)
+        await ws.send_str(f'421["join",{json.dumps({"roomId": room["id"]})}]')
+        joined = await raw_reply(ws, 1)
+        assert joined["ok"], joined
+        # one byte under the limit: read and answered (the text is over 2000 characters)
+        await ws.send_str(chat_frame(2, MAX_MESSAGE_BYTES - 1))
+        reply = await raw_reply(ws, 2)
+        assert isinstance(reply, dict) and reply["error"]["code"] == "invalid_input", reply
+        # at the limit: no ack, the server closes the WebSocket (1009, message too big)
+        await ws.send_str(chat_frame(3, MAX_MESSAGE_BYTES))
+        closed = await raw_reply(ws, 3)
+        assert not isinstance(closed, dict), closed
+        assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 1009, closed
+    # as on any disconnect: the peer left its room
+    assert await bob.wait_for("user-left") == {"peerId": joined["data"]["peerId"]}
+    assert (await bob.get_room(room["id"]))["participantCount"] == 1
