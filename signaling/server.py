@@ -33,6 +33,9 @@ log = get_logger("signaling")
 MAX_MESSAGE_BYTES = 256 * 1024
 CHAT_PER_SECOND = 10
 MAX_PENDING_REQUESTS = 64
+# Socket.IO's own event names (socket.io-parser's RESERVED_EVENTS): never a request.
+RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", "disconnecting", "newListener",
+                             "removeListener"})
 
 
 @dataclass(eq=False)
@@ -44,6 +47,29 @@ class Connection:
     peer: Peer | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending: int = 0
+
+
+class _SocketServer(socketio.AsyncServer):
+    """python-socketio's server, where only the real connection packets run `connect` and `disconnect`.
+
+    python-socketio (checked on 5.18) hands a client's EVENT packet named "connect" or "disconnect" to
+    the handlers registered for those names: a peer could drop its own state while its socket stays
+    open, or raise from the connect handler in a task nobody awaits. Here an event with a reserved
+    name goes to the catch-all ("*") handler like any other name, so it is answered as an unknown
+    request.
+    """
+
+    async def _handle_event_internal(self, server, sid, eio_sid, data, namespace, id):
+        event = data[0] if data else None
+        if not (isinstance(event, str) and event in RESERVED_EVENTS):
+            return await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        catch_all = self.handlers.get(namespace, {}).get("*")
+        if catch_all is None:
+            return  # as python-socketio does with an event nobody handles
+        reply = await catch_all(event, sid, *data[1:])
+        if id is not None:
+            ack = self.packet_class(socketio.packet.ACK, namespace=namespace, id=id, data=[reply])
+            await server._send_packet(eio_sid, ack)
 
 
 class SignalingServer:
@@ -59,7 +85,7 @@ class SignalingServer:
                 raise ValueError("many nodes (Redis) need this node's public URL")
             self.registry.cluster = Cluster(redis_url, public_url, self.registry)
             manager = RoomEvents(redis_url, self.registry.cluster)
-        self.sio = socketio.AsyncServer(
+        self.sio = _SocketServer(
             async_mode="aiohttp", client_manager=manager, cors_allowed_origins="*",
             max_http_buffer_size=MAX_MESSAGE_BYTES, logger=False, engineio_logger=False,
         )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
+import aiohttp
 import jwt
 import pytest
 import socketio
@@ -266,3 +268,135 @@ async def test_a_request_flood_is_bounded_and_the_socket_stays_usable(pair):
     codes = {r["error"]["code"] for r in replies}
     assert codes <= {"not_found", "limit_exceeded"} and "not_found" in codes
     assert (await alice.chat("still here"))["text"] == "still here"
+
+
+# Socket.IO's own event names (socket.io-parser's RESERVED_EVENTS); python-socketio's server would run
+# its connection handlers for an event named "connect" or "disconnect".
+RESERVED_EVENTS = ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"]
+
+
+@pytest.mark.parametrize("name", RESERVED_EVENTS)
+async def test_reserved_event_names_are_unknown_requests(pair, name):
+    alice, bob, room = pair
+    joined = await alice.join(room["id"])
+    await bob.join(room["id"])
+    unknown = await alice.sio.call("no-such-request", {}, timeout=5)
+    # also with the arguments the real connection handlers take (auth with a valid token)
+    for args in ({}, ({}, {"token": alice.token})):
+        reply = await alice.sio.call(name, args, timeout=5)
+        assert reply["ok"] is False and reply["error"]["code"] == "not_found", reply
+        assert reply.keys() == unknown.keys() and reply["error"].keys() == unknown["error"].keys()
+        await alice.sio.emit(name, args)  # without an ack: nothing to answer, nothing happens
+    with pytest.raises(asyncio.TimeoutError):
+        await bob.wait_for("user-left", timeout=0.5)
+    message = await alice.chat("still here")
+    assert message["peerId"] == joined["peerId"]
+    assert await bob.wait_for("chat") == message
+    assert (await alice.get_room(room["id"]))["participantCount"] == 2
+    # the real disconnect still runs the cleanup
+    await alice.close()
+    assert await bob.wait_for("user-left") == {"peerId": joined["peerId"]}
+
+
+async def test_reserved_event_names_leave_the_server_log_quiet(tmp_path):
+    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path}/reserved.db")
+    try:
+        client = await signed_in(process.url, "Reserved")
+        room = await client.create_room("reserved")
+        await client.join(room["id"])
+        for name in RESERVED_EVENTS:
+            await client.sio.emit(name, {})
+            await client.sio.emit(name, ({}, {"token": client.token}))
+        await asyncio.sleep(0.5)
+        await client.close()
+    finally:
+        err = process.stop()
+    assert "Traceback" not in err and "never retrieved" not in err, err
+    assert len(err.splitlines()) <= 2 * len(RESERVED_EVENTS), err
+
+
+# Every request but join and leave, each with a valid payload: only the missing room can refuse it.
+ROOM_REQUESTS = [
+    ("createWebRtcTransport", {"direction": "send"}),
+    ("connectWebRtcTransport", {"transportId": "t", "dtlsParameters": {}}),
+    ("restartIce", {"transportId": "t"}),
+    ("produce", {"transportId": "t", "kind": "audio", "rtpParameters": {}}),
+    ("closeProducer", {"producerId": "p"}),
+    ("pauseProducer", {"producerId": "p"}),
+    ("resumeProducer", {"producerId": "p"}),
+    ("consume", {"transportId": "t", "producerId": "p", "rtpCapabilities": {}}),
+    ("resumeConsumer", {"consumerId": "c"}),
+    ("pauseConsumer", {"consumerId": "c"}),
+    ("setConsumerPreferredLayers", {"consumerId": "c", "spatialLayer": 0}),
+    ("requestConsumerKeyFrame", {"consumerId": "c"}),
+    ("getStats", {"id": "x"}),
+    ("chat", {"text": "hi"}),
+    ("audio-mute", {"muted": True}),
+    ("video-mute", {"muted": True}),
+    ("raise-hand", {"raised": True}),
+]
+
+
+async def test_requests_outside_a_room_are_invalid_state(pair):
+    alice, _, room = pair
+    assert await alice.leave() == {}  # leave without a room is a no-op
+    with pytest.raises(SignalingError) as caught:
+        await alice.request("chat", {"text": ""})
+    assert caught.value.code == "invalid_input"  # the payload is checked first
+    for when in ("before join", "after leave"):
+        for event, payload in ROOM_REQUESTS:
+            with pytest.raises(SignalingError) as caught:
+                await alice.request(event, payload)
+            assert caught.value.code == "invalid_state", (when, event)
+        await alice.join(room["id"])
+        await alice.leave()
+
+
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+async def raw_socket(session: aiohttp.ClientSession, url: str, token: str) -> aiohttp.ClientWebSocketResponse:
+    """A Socket.IO connection spoken by hand over a WebSocket, to send frames of an exact size."""
+    ws = await session.ws_connect(url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket")
+    assert (await ws.receive_str(timeout=5)).startswith("0")  # Engine.IO open
+    await ws.send_str("40" + json.dumps({"token": token}))  # Socket.IO connect with auth
+    assert (await ws.receive_str(timeout=5)).startswith("40{")
+    return ws
+
+
+async def raw_reply(ws: aiohttp.ClientWebSocketResponse, ack_id: int):
+    """The ack with this id, or the first non-text message (a close) that comes instead."""
+    while True:
+        message = await ws.receive(timeout=5)
+        if message.type != aiohttp.WSMsgType.TEXT:
+            return message
+        if message.data.startswith(f"43{ack_id}["):
+            return json.loads(message.data[len(f"43{ack_id}"):])[0]
+
+
+def chat_frame(ack_id: int, size: int) -> str:
+    """An Engine.IO message carrying a Socket.IO `chat` request with an ack, `size` bytes long."""
+    head, tail = f'42{ack_id}["chat",{{"text":"', '"}]'
+    return head + "x" * (size - len(head) - len(tail)) + tail
+
+
+async def test_a_message_of_256_kib_closes_the_connection(pair, server):
+    alice, bob, room = pair
+    await bob.join(room["id"])
+    async with aiohttp.ClientSession() as session:
+        ws = await raw_socket(session, server.url, alice.token)
+        await ws.send_str(f'421["join",{json.dumps({"roomId": room["id"]})}]')
+        joined = await raw_reply(ws, 1)
+        assert joined["ok"], joined
+        # one byte under the limit: read and answered (the text is over 2000 characters)
+        await ws.send_str(chat_frame(2, MAX_MESSAGE_BYTES - 1))
+        reply = await raw_reply(ws, 2)
+        assert isinstance(reply, dict) and reply["error"]["code"] == "invalid_input", reply
+        # at the limit: no ack, the server closes the WebSocket (1009, message too big)
+        await ws.send_str(chat_frame(3, MAX_MESSAGE_BYTES))
+        closed = await raw_reply(ws, 3)
+        assert not isinstance(closed, dict), closed
+        assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 1009, closed
+    # as on any disconnect: the peer left its room
+    assert await bob.wait_for("user-left") == {"peerId": joined["data"]["peerId"]}
+    assert (await bob.get_room(room["id"]))["participantCount"] == 1
