@@ -1,0 +1,261 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Fan-out stage: forward the media a receive batch held, consumer by consumer.
+
+Per packet and consumer: the layer decision (a switch waits for a key frame of the target
+layer), the rewrite (SSRC, payload type, continuous sequence number and timestamp, VP8 picture
+id, transport-wide sequence), SRTP protect, and the copy queued in the socket's send batch.
+A consumer's NACK is answered here too, from the stream's history (as RTX when negotiated).
+"""
+
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memmove
+
+from fastpath.bwe cimport bwe_on_sent
+from fastpath.clock cimport monotonic_ns
+from fastpath.codecs cimport CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
+from fastpath.netdefs cimport sockaddr
+from fastpath.rewrite cimport (
+    rewrite_rtp_to,
+    seq_rewrite_out,
+    seq_rewrite_sync,
+    set_transport_seq,
+    ts_rewrite_out,
+    ts_rewrite_sync,
+)
+from fastpath.rtcp cimport RtcpItem, rtcp_parse_nack
+from fastpath.rtp cimport RtpHeader, parse_rtp, write_u16
+from fastpath.srtp cimport SrtpSession
+from fastpath.state cimport (
+    DROP_REWRITE,
+    DROP_SRTP_RTP,
+    DROP_UNKNOWN_PT,
+    HISTORY_PACKET_BYTES,
+    HISTORY_PACKETS,
+    MAX_NACKED_PER_PACKET,
+    ConsumerState,
+    ForwarderState,
+    PendingPacket,
+    ProducerStream,
+    TransportState,
+    clock_units,
+)
+
+
+cdef inline void picture_id_sync(ConsumerState* c, const PayloadInfo* info) noexcept nogil:
+    """On a switch, map the new layer's VP8 picture id and TL0PICIDX to continue ours (RFC 7741 §4.2)."""
+    if info.picture_id < 0:
+        return
+    if c.pid_started:
+        c.pid_offset = <int32_t>((c.last_picture_id + 1 - info.picture_id) & 0x7FFF)
+        c.tl0_offset = (c.last_tl0picidx + 1 - info.tl0picidx) & 0xFF if info.tl0picidx >= 0 else 0
+    else:
+        c.pid_offset = 0
+        c.tl0_offset = 0
+        c.pid_started = 1
+
+
+cdef inline int32_t picture_id_out(ConsumerState* c, const PayloadInfo* info) noexcept nogil:
+    cdef int32_t mask = 0x7F if info.picture_id_bits == 7 else 0x7FFF
+    c.last_picture_id = (info.picture_id + c.pid_offset) & mask
+    return c.last_picture_id
+
+
+cdef inline int tl0picidx_out(ConsumerState* c, const PayloadInfo* info) noexcept nogil:
+    if info.tl0picidx < 0:
+        return VP8_KEEP
+    c.last_tl0picidx = (info.tl0picidx + c.tl0_offset) & 0xFF
+    return c.last_tl0picidx
+
+
+cdef class Fanout(ForwarderState):
+    """Media out: each held packet to every consumer of its stream, and resends from history."""
+
+    cdef void _queue_forward(self, int32_t stream_slot, const unsigned char* data, const RtpHeader* h,
+                             const PayloadInfo* info, bint keyframe, uint64_t now) noexcept nogil:
+        """Hold a packet for _fan_out(); a full queue is fanned out first."""
+        cdef PendingPacket* p
+        if self.streams[stream_slot].consumer_count == 0:
+            return
+        if self.pending_count == self.pending_capacity:
+            self._fan_out(now)
+        p = &self.pending[self.pending_count]
+        p.stream = stream_slot
+        p.data = data
+        p.h = h[0]
+        p.info = info[0]
+        p.keyframe = keyframe
+        self.pending_count += 1
+
+    cdef void _fan_out(self, uint64_t now) noexcept nogil:
+        """Forward the held packets consumer by consumer: each consumer's copies of a batch are
+        consecutive in the send queue, so UDP GSO sends them as one message (one route lookup,
+        one pass through the stack) instead of one datagram each. A consumer sees the packets of
+        all its layers in the order they arrived, so its layer switches, numbering and key frame
+        waits are as if each packet were forwarded on its own."""
+        cdef int first, i, k, layer, count = self.pending_count
+        cdef int32_t stream, held
+        cdef ProducerStream* s
+        cdef ConsumerState* c
+        self.fan_out_round += 1
+        for first in range(count):
+            stream = self.pending[first].stream
+            if stream < 0:
+                continue
+            s = &self.streams[stream]
+            for k in range(s.consumer_count):
+                c = &self.consumers[s.consumers[k]]
+                if c.fan_out_round == self.fan_out_round:
+                    continue  # already served through another of its layers
+                c.fan_out_round = self.fan_out_round
+                if c.paused or c.producer_paused:
+                    continue
+                for i in range(first, count):
+                    held = self.pending[i].stream
+                    if held < 0:
+                        continue  # fanned out already, to every consumer of its stream
+                    for layer in range(c.layer_count):
+                        if c.streams[layer] == held:
+                            self._forward_to(c, self.streams[held].spatial_layer, &self.pending[i], now)
+                            break
+            for i in range(first, count):
+                if self.pending[i].stream == stream:
+                    self.pending[i].stream = -1
+        self.pending_count = 0
+
+    cdef void _forward_to(self, ConsumerState* c, int layer, const PendingPacket* p, uint64_t now) noexcept nogil:
+        """The layer decision, rewrite and send of one packet for one consumer."""
+        cdef int out_seq
+        cdef uint8_t pt
+        cdef uint32_t gap
+        if layer != c.current_layer:
+            if layer != c.target_layer or (c.is_video and not p.keyframe):
+                return
+            if not (self.transports[c.transport].has_tuple and self.transports[c.transport].has_srtp):
+                # a key frame the receiver cannot get yet must not start the stream
+                return
+            # switch on a key frame of the target layer; numbering stays continuous
+            gap = clock_units(now - c.last_out_ns, c.clock_rate) if c.last_out_ns else 0
+            if gap == 0:
+                gap = 1
+            seq_rewrite_sync(&c.seq, p.h.sequence_number)
+            ts_rewrite_sync(&c.ts, p.h.timestamp, gap)
+            picture_id_sync(c, &p.info)
+            c.current_layer = layer
+            c.layers_changed = 1
+            self.events_pending = 1
+        out_seq = seq_rewrite_out(&c.seq, p.h.sequence_number)
+        if out_seq < 0:
+            return
+        pt = c.pt_map[p.h.payload_type & 0x7F]
+        if pt == 0xFF:
+            self.drops[DROP_UNKNOWN_PT] += 1
+            return
+        c.params.payload_type = pt
+        if self._send_copy(c, p.data, &p.h, &p.info, <uint16_t>out_seq, ts_rewrite_out(&c.ts, p.h.timestamp), 0):
+            c.last_out_ns = now
+            c.last_out_ts = c.params.timestamp
+
+    cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
+                         const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts, bint as_rtx) noexcept nogil:
+        """Rewrite one packet for a consumer, protect it with its transport's context, queue it.
+
+        as_rtx: send it as a retransmission on the consumer's RTX stream (RFC 4588 §4): RTX
+        SSRC, payload type and sequence number, the original sequence number first in the payload.
+        """
+        cdef TransportState* ct = &self.transports[c.transport]
+        cdef int slot_size = self.sock.slot_size
+        cdef unsigned char* dst
+        cdef RtpHeader out
+        cdef int n
+        cdef uint16_t twcc_seq = 0
+        if not (ct.has_tuple and ct.has_srtp):
+            return 0
+        c.params.sequence_number = out_seq
+        c.params.timestamp = out_ts
+        if as_rtx:
+            c.params.ssrc = c.rtx_ssrc
+            c.params.payload_type = c.rtx_payload_type
+            c.params.sequence_number = c.rtx_seq
+        dst = self.sock.tx_slot()
+        # room for the SRTP trailer, and for the two bytes of an RTX payload header
+        n = rewrite_rtp_to(data, h, dst, slot_size - 66, &c.params, &out)
+        c.params.ssrc = c.ssrc
+        if n < 0:
+            self.drops[DROP_REWRITE] += 1
+            return 0
+        if c.twcc_ext_id:
+            twcc_seq = ct.twcc_seq
+            set_transport_seq(dst, &out, c.twcc_ext_id, twcc_seq)
+            ct.twcc_seq += 1
+        if c.pid_started and info.picture_id >= 0 and c.codec == CODEC_VP8:
+            vp8_rewrite_picture_id(dst + out.header_len, out.payload_len,
+                                   picture_id_out(c, info), tl0picidx_out(c, info))
+        if as_rtx:
+            memmove(dst + out.header_len + 2, dst + out.header_len, n - out.header_len)
+            write_u16(dst + out.header_len, out_seq)
+            n += 2
+            c.rtx_seq += 1
+        if ct.srtp_out != NULL and (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
+            self.drops[DROP_SRTP_RTP] += 1
+            return 0
+        if c.twcc_ext_id:
+            bwe_on_sent(&ct.bwe, twcc_seq, n, monotonic_ns())
+        if ct.is_tcp:
+            if not self._queue_tcp(ct, dst, n):
+                return 0
+        else:
+            self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
+            if self.sock.tx_count >= self.flush_every:
+                self.sock.flush()
+        ct.rtp_out_packets += 1
+        ct.rtp_out_bytes += n
+        c.packets += 1
+        c.bytes += n
+        self.forwarded_packets += 1
+        self.forwarded_bytes += n
+        return 1
+
+    cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil:
+        """Answer a generic NACK (RFC 4585 §6.2.1) from the stream's history, with the original numbering.
+
+        An output sequence number maps back to the input one through the consumer's current
+        offset; packets sent before the last layer switch or resume are not resent.
+        """
+        cdef uint16_t lost[MAX_NACKED_PER_PACKET]
+        cdef int count, k, stream, slot
+        cdef uint16_t in_seq
+        cdef ProducerStream* s
+        cdef RtpHeader h
+        cdef PayloadInfo info
+        cdef unsigned char* stored
+        cdef int32_t last_picture_id
+        cdef int last_tl0picidx
+        if c.current_layer < 0 or c.streams[c.current_layer] < 0:
+            return
+        stream = c.streams[c.current_layer]
+        s = &self.streams[stream]
+        if s.history == NULL:
+            return
+        count = rtcp_parse_nack(data, item, lost, MAX_NACKED_PER_PACKET)
+        for k in range(count if count > 0 else 0):
+            in_seq = <uint16_t>(lost[k] - c.seq.offset)
+            # only what was forwarded since the last sync: [floor_in, max_in]
+            if <uint16_t>(in_seq - c.seq.floor_in) > <uint16_t>(c.seq.max_in - c.seq.floor_in):
+                continue
+            slot = in_seq % HISTORY_PACKETS
+            if s.history_len[slot] == 0 or s.history_seq[slot] != in_seq:
+                continue
+            stored = s.history + <size_t>slot * HISTORY_PACKET_BYTES
+            if parse_rtp(stored, s.history_len[slot], &h) < 0:
+                continue
+            c.params.payload_type = c.pt_map[h.payload_type & 0x7F]
+            if c.params.payload_type == 0xFF:
+                continue
+            info.picture_id = -1
+            parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
+            # a resend rewrites its picture id like the original but must not move the running one
+            last_picture_id, last_tl0picidx = c.last_picture_id, c.last_tl0picidx
+            if self._send_copy(c, stored, &h, &info, lost[k], <uint32_t>(h.timestamp + c.ts.offset),
+                               c.rtx_ssrc != 0):
+                c.retransmitted += 1
+            c.last_picture_id, c.last_tl0picidx = last_picture_id, last_tl0picidx

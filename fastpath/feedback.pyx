@@ -1,0 +1,232 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Feedback stage: RTCP in and out, between the producers, the consumers and the estimates.
+
+Per RTCP packet received: unprotect, then each item of the compound: a sender report feeds
+the producer stream's statistics, report blocks a consumer's loss figures (and, without
+transport-cc, its transport's estimate), transport-cc and REMB the estimate, BYE retires a
+producer's layer, PLI/FIR from a consumer become a rate-limited PLI to its producer, and a
+NACK is answered by the fan-out stage. Per media packet received: a jump in sequence numbers
+is NACKed to the producer at once. Every second: receiver and sender reports.
+"""
+
+from libc.stdint cimport int32_t, uint16_t, uint32_t, uint64_t
+
+from fastpath.bwe cimport bwe_on_feedback, bwe_on_loss, bwe_on_remb
+from fastpath.clock cimport monotonic_ns
+from fastpath.fanout cimport Fanout
+from fastpath.rtcp cimport (
+    RTCP_BYE,
+    RTCP_PSFB,
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RR,
+    RTCP_RTPFB,
+    RTCP_RTPFB_NACK,
+    RTCP_RTPFB_TWCC,
+    RTCP_SR,
+    RtcpFeedback,
+    RtcpItem,
+    RtcpRemb,
+    RtcpReportBlock,
+    RtcpSenderInfo,
+    RtcpTwcc,
+    ntp_compact,
+    ntp_now,
+    recv_stats_on_sr,
+    recv_stats_report_block,
+    rtcp_build_nack,
+    rtcp_build_pli,
+    rtcp_build_rr,
+    rtcp_build_sr,
+    rtcp_next,
+    rtcp_parse_bye,
+    rtcp_parse_feedback,
+    rtcp_parse_remb,
+    rtcp_parse_report_blocks,
+    rtcp_parse_sr,
+    rtcp_parse_twcc,
+    rtcp_twcc_decode,
+)
+from fastpath.srtp cimport SrtpSession
+from fastpath.state cimport (
+    DROP_NO_SRTP,
+    DROP_RTCP_MALFORMED,
+    DROP_SRTP_RTCP,
+    KEYFRAME_REQUEST_INTERVAL_NS,
+    MAX_NACKED_PER_PACKET,
+    TWCC_MAX_STATUSES,
+    ConsumerState,
+    ProducerStream,
+    TransportState,
+    clock_units,
+    ssrc_key,
+)
+from fastpath.table cimport TableKey
+
+cdef enum:
+    RTCP_SCRATCH = 1500
+    MAX_REPORT_BLOCKS = 31
+
+
+cdef class Feedback(Fanout):
+    """RTCP: what receivers and producers report, and what we report and ask of them."""
+
+    cdef void _handle_rtcp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept nogil:
+        cdef TransportState* tr = &self.transports[t]
+        cdef RtcpItem item
+        cdef RtcpSenderInfo sr
+        cdef RtcpFeedback fb
+        cdef RtcpReportBlock blocks[MAX_REPORT_BLOCKS]
+        cdef TableKey key
+        cdef int offset = 0, count, b
+        cdef int32_t slot
+        cdef ConsumerState* c
+        cdef int layer
+        cdef RtcpTwcc twcc
+        cdef RtcpRemb remb
+        cdef uint32_t bye_ssrcs[MAX_REPORT_BLOCKS]
+        if not tr.has_srtp:
+            self.drops[DROP_NO_SRTP] += 1
+            return
+        if tr.srtp_in != NULL and (<SrtpSession>tr.srtp_in).unprotect_rtcp(data, &length, self.sock.slot_size) != 0:
+            self.drops[DROP_SRTP_RTCP] += 1
+            tr.srtp_failures += 1
+            return
+        tr.rtcp_in_packets += 1
+        tr.last_in_ns = now
+        while True:
+            offset = rtcp_next(data, length, offset, &item)
+            if offset == 0:
+                return
+            if offset < 0:
+                self.drops[DROP_RTCP_MALFORMED] += 1
+                return
+            if item.packet_type == RTCP_SR and rtcp_parse_sr(data, &item, &sr) >= 0:
+                ssrc_key(&key, sr.ssrc, t)
+                slot = self.producer_ssrcs.lookup(&key)
+                if slot >= 0:
+                    recv_stats_on_sr(&self.streams[slot].stats,
+                                     ntp_compact((<uint64_t>sr.ntp_sec << 32) | sr.ntp_frac),
+                                     ntp_compact(ntp_now()))
+                    self.streams[slot].sr_ntp_compact = ntp_compact((<uint64_t>sr.ntp_sec << 32) | sr.ntp_frac)
+                    self.streams[slot].sr_rtp_timestamp = sr.rtp_timestamp
+            if item.packet_type == RTCP_SR or item.packet_type == RTCP_RR:
+                count = rtcp_parse_report_blocks(data, &item, blocks, MAX_REPORT_BLOCKS)
+                for b in range(count if count > 0 else 0):
+                    ssrc_key(&key, blocks[b].ssrc, t)
+                    slot = self.consumer_ssrcs.lookup(&key)
+                    if slot >= 0:
+                        c = &self.consumers[slot]
+                        c.fraction_lost = blocks[b].fraction_lost
+                        c.jitter = blocks[b].jitter
+                        c.total_lost = blocks[b].total_lost
+                        if tr.bwe.sent == NULL:
+                            # no transport-cc on this transport: its receiver reports are what we have
+                            bwe_on_loss(&tr.bwe, blocks[b].fraction_lost / 256.0, tr.out_bitrate_bps, now)
+            elif item.packet_type == RTCP_BYE:
+                count = rtcp_parse_bye(data, &item, bye_ssrcs, MAX_REPORT_BLOCKS)
+                for b in range(count if count > 0 else 0):
+                    ssrc_key(&key, bye_ssrcs[b], t)
+                    slot = self.producer_ssrcs.lookup(&key)
+                    if slot >= 0:
+                        # the sender left this stream (RFC 3550 §6.3.7): no longer a layer to pick,
+                        # without waiting ACTIVE_LAYER_NS for its packets to stop
+                        self.streams[slot].last_packet_ns = 0
+                        self.streams[slot].bye_received += 1
+            elif item.packet_type == RTCP_RTPFB and item.count == RTCP_RTPFB_TWCC:
+                if rtcp_parse_twcc(data, &item, &twcc) >= 0:
+                    count = rtcp_twcc_decode(data, &item, self.twcc_statuses, TWCC_MAX_STATUSES)
+                    if count > 0:
+                        bwe_on_feedback(&tr.bwe, self.twcc_statuses, count, twcc.reference_time,
+                                        tr.out_bitrate_bps, now)
+            elif item.packet_type == RTCP_PSFB and item.count == RTCP_PSFB_APP:
+                if rtcp_parse_remb(data, &item, &remb, NULL, 0) >= 0:
+                    bwe_on_remb(&tr.bwe, remb.bitrate, tr.out_bitrate_bps, now)
+            elif item.packet_type == RTCP_PSFB or item.packet_type == RTCP_RTPFB:
+                if rtcp_parse_feedback(data, &item, &fb) < 0:
+                    continue
+                ssrc_key(&key, fb.media_ssrc, t)
+                slot = self.consumer_ssrcs.lookup(&key)
+                if slot < 0:
+                    continue
+                c = &self.consumers[slot]
+                if item.packet_type == RTCP_PSFB and (item.count == RTCP_PSFB_PLI or item.count == RTCP_PSFB_FIR):
+                    if item.count == RTCP_PSFB_PLI:
+                        c.pli_received += 1
+                    else:
+                        c.fir_received += 1
+                    layer = c.current_layer if c.current_layer >= 0 else c.target_layer
+                    if 0 <= layer < c.layer_count and c.streams[layer] >= 0:
+                        self._request_keyframe(c.streams[layer], now, 0)
+                elif item.packet_type == RTCP_RTPFB and item.count == RTCP_RTPFB_NACK:
+                    c.nack_received += 1
+                    self._retransmit(c, data, &item)
+
+    cdef void _request_keyframe(self, int32_t stream_slot, uint64_t now, bint force) noexcept nogil:
+        """Send a PLI (RFC 4585 §6.3.1) to the producer, at most one per stream per 500 ms."""
+        cdef ProducerStream* s = &self.streams[stream_slot]
+        cdef unsigned char buf[64]
+        cdef int n
+        if not s.used or not s.is_video:
+            return
+        if not force and s.last_keyframe_request_ns and now - s.last_keyframe_request_ns < KEYFRAME_REQUEST_INTERVAL_NS:
+            return
+        s.last_keyframe_request_ns = now
+        n = rtcp_build_pli(buf, sizeof(buf), self.transports[s.transport].rtcp_ssrc, s.ssrc)
+        if n > 0:
+            s.pli_sent += 1
+            self._send_rtcp(s.transport, buf, n)
+
+    cdef void _detect_loss(self, ProducerStream* s, uint16_t seq, uint64_t now) noexcept nogil:
+        """Ask the producer at once for packets a jump in sequence numbers skipped (RFC 4585 §6.2.1)."""
+        cdef uint16_t gap, k
+        cdef uint16_t lost[MAX_NACKED_PER_PACKET]
+        cdef unsigned char buf[RTCP_SCRATCH]
+        cdef int n
+        if not s.stats.started:
+            return
+        gap = <uint16_t>(seq - s.stats.max_seq)
+        if gap < 2 or gap > MAX_NACKED_PER_PACKET:
+            return
+        for k in range(1, gap):
+            lost[k - 1] = <uint16_t>(s.stats.max_seq + k)
+        n = rtcp_build_nack(buf, RTCP_SCRATCH, self.transports[s.transport].rtcp_ssrc, s.ssrc, lost, gap - 1)
+        if n > 0:
+            s.nacks_sent += 1
+            self._send_rtcp(s.transport, buf, n)
+
+    # ---- RTCP reports -------------------------------------------------------------------------
+
+    def send_reports(self):
+        """Receiver reports for every producer stream and sender reports for every consumer (RFC 3550 §6.4)."""
+        cdef unsigned char buf[RTCP_SCRATCH]
+        cdef RtcpReportBlock block
+        cdef RtcpSenderInfo info
+        cdef uint64_t now = monotonic_ns()
+        cdef uint64_t ntp = ntp_now()
+        cdef int i, n
+        cdef ProducerStream* s
+        cdef ConsumerState* c
+        for i in range(self.stream_capacity):
+            s = &self.streams[i]
+            if not s.used or s.packets == 0:
+                continue
+            recv_stats_report_block(&s.stats, &block, ntp_compact(ntp))
+            n = rtcp_build_rr(buf, RTCP_SCRATCH, self.transports[s.transport].rtcp_ssrc, &block, 1)
+            if n > 0:
+                self._send_rtcp(s.transport, buf, n)
+        for i in range(self.consumer_capacity):
+            c = &self.consumers[i]
+            if not c.used or c.packets == 0:
+                continue
+            info.ssrc = c.ssrc
+            info.ntp_sec = <uint32_t>(ntp >> 32)
+            info.ntp_frac = <uint32_t>ntp
+            info.rtp_timestamp = c.last_out_ts + clock_units(now - c.last_out_ns, c.clock_rate)
+            info.packet_count = <uint32_t>c.packets
+            info.octet_count = <uint32_t>c.bytes
+            n = rtcp_build_sr(buf, RTCP_SCRATCH, &info, NULL, 0)
+            if n > 0:
+                self._send_rtcp(c.transport, buf, n)
+        self.sock.flush()
