@@ -40,6 +40,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--public-url", default=env("PUBLIC_URL"),
                    help="this node's base URL, where other nodes send its rooms' clients "
                         "(SWITCHYARD_PUBLIC_URL; default http://<announced-ip>:<port>)")
+    p.add_argument("--max-incoming-bitrate", default=env("MAX_INCOMING_BITRATE", "10000000"),
+                   help="bits/s a publisher may send on one transport, told by REMB "
+                        "(SWITCHYARD_MAX_INCOMING_BITRATE; 0: no ceiling)")
     add_logging_arguments(p)
 
 
@@ -92,6 +95,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         allow_guests=config.parse_bool(config.env_default("ALLOW_GUESTS", "true"), "SWITCHYARD_ALLOW_GUESTS"),
         log_level=args.log_level,
         log_format=args.log_format,
+        max_incoming_bitrate=config.parse_int(args.max_incoming_bitrate, "max incoming bitrate"),
     )
     return config.validate(settings)
 

@@ -34,6 +34,9 @@ class Settings:
     log_format: str = "text"
     web_dir: str | None = None
     allow_guests: bool = True
+    # what a publisher is told it may send on one transport at most (transport.setMaxIncomingBitrate
+    # changes it per transport); 0: no ceiling
+    max_incoming_bitrate: int = 10_000_000
 
     @property
     def rtc_ports(self) -> list[int]:
@@ -122,6 +125,9 @@ def validate(settings: Settings) -> Settings:
     check_port(settings.signaling_port, "signaling port", allow_zero=True)
     if settings.signaling_port and settings.signaling_port == settings.port:
         raise ConfigError("signaling port must differ from the HTTP port (or be 0 to turn it off)")
+    if not 0 <= settings.max_incoming_bitrate <= 4_000_000_000:
+        raise ConfigError("max incoming bitrate must be 0 (no ceiling) or up to 4 Gbit/s, "
+                          f"got {settings.max_incoming_bitrate}")
     if settings.workers < 1 or settings.workers > 256:
         raise ConfigError(f"workers must be between 1 and 256, got {settings.workers}")
     check_port(settings.rtc_port_base, "RTC port base")

@@ -133,7 +133,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         for index, (udp, tcp) in enumerate(rtc_sockets):
             worker = Worker(
                 WorkerSettings(index, settings.host, settings.rtc_ports[index], settings.announced_ip,
-                               settings.log_level, settings.log_format),
+                               settings.log_level, settings.log_format,
+                               max_incoming_bitrate=settings.max_incoming_bitrate),
                 udp, tcp,
             )
             runtime.workers.append(worker)

@@ -6,13 +6,16 @@ the producer stream's statistics, report blocks a consumer's loss figures (and, 
 transport-cc, its transport's estimate), transport-cc and REMB the estimate, BYE retires a
 producer's layer, PLI/FIR from a consumer become a rate-limited PLI to its producer, and a
 NACK is answered by the fan-out stage. Per media packet received: a jump in sequence numbers
-is NACKed to the producer at once. Every second: receiver and sender reports.
+is NACKed to the producer at once, and on a transport-cc transport its arrival is logged and
+reported back about every 100 ms. Every second: receiver and sender reports, and REMB to
+senders that expect it (our estimate of the path from them) or that have a ceiling.
 """
 
-from libc.stdint cimport int32_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 
 from fastpath.bwe cimport bwe_on_feedback, bwe_on_loss, bwe_on_remb
 from fastpath.clock cimport monotonic_ns
+from fastpath.congestion cimport arrival_log_build_feedback, arrival_log_due, incoming_estimate_update
 from fastpath.fanout cimport Fanout
 from fastpath.rtcp cimport (
     RTCP_BYE,
@@ -37,6 +40,7 @@ from fastpath.rtcp cimport (
     recv_stats_report_block,
     rtcp_build_nack,
     rtcp_build_pli,
+    rtcp_build_remb,
     rtcp_build_rr,
     rtcp_build_sr,
     rtcp_next,
@@ -55,6 +59,7 @@ from fastpath.state cimport (
     DROP_SRTP_RTCP,
     KEYFRAME_REQUEST_INTERVAL_NS,
     MAX_NACKED_PER_PACKET,
+    MAX_REMB_SSRCS,
     TWCC_MAX_STATUSES,
     ConsumerState,
     ProducerStream,
@@ -67,6 +72,8 @@ from fastpath.table cimport TableKey
 cdef enum:
     RTCP_SCRATCH = 1500
     MAX_REPORT_BLOCKS = 31
+    # feedback packets one call sends at most; the rest wait for the next packet or report
+    MAX_FEEDBACKS_PER_CALL = 4
 
 
 cdef class Feedback(Fanout):
@@ -198,24 +205,87 @@ cdef class Feedback(Fanout):
 
     # ---- RTCP reports -------------------------------------------------------------------------
 
+    cdef void _send_transport_feedback(self, int32_t t, uint64_t now) noexcept nogil:
+        """transport-cc feedback for what arrived since the last one (congestion.pyx builds it)."""
+        cdef unsigned char buf[RTCP_SCRATCH]
+        cdef int k, n
+        for k in range(MAX_FEEDBACKS_PER_CALL):
+            n = arrival_log_build_feedback(&self.transports[t].arrivals, buf, RTCP_SCRATCH,
+                                           self.transports[t].rtcp_ssrc, now)
+            if n <= 0:
+                return
+            self._send_rtcp(t, buf, n)
+
+    cdef void _send_incoming_estimate(self, int32_t t, uint64_t now) noexcept nogil:
+        """REMB to the sender: our estimate when it expects REMB, else its ceiling (libwebrtc caps
+        its transport-cc estimate at a received REMB); nothing when neither applies."""
+        cdef TransportState* tr = &self.transports[t]
+        cdef unsigned char buf[RTCP_SCRATCH]
+        cdef double fraction_lost = 0.0
+        cdef uint64_t bitrate
+        cdef int n
+        if tr.loss_expected:
+            fraction_lost = <double>tr.loss_lost / tr.loss_expected
+        if tr.remb_in:
+            bitrate = incoming_estimate_update(&tr.incoming, tr.rtp_in_bytes, fraction_lost, now)
+        elif tr.twcc_in_ext_id and tr.incoming.max_bps:
+            bitrate = tr.incoming.max_bps
+        else:
+            return
+        # nothing to say before a first interval is measured, or to a transport that sends nothing
+        if bitrate == 0 or tr.rtp_in_packets == 0 or tr.remb_ssrc_count == 0:
+            return
+        n = rtcp_build_remb(buf, RTCP_SCRATCH, tr.rtcp_ssrc, bitrate, tr.remb_ssrcs, tr.remb_ssrc_count)
+        if n > 0:
+            tr.incoming.rembs_sent += 1
+            self._send_rtcp(t, buf, n)
+
     def send_reports(self):
-        """Receiver reports for every producer stream and sender reports for every consumer (RFC 3550 §6.4)."""
+        """Receiver reports for every producer stream and sender reports for every consumer (RFC 3550 §6.4),
+        then REMB where a sender expects it, and any transport-cc feedback still waiting."""
         cdef unsigned char buf[RTCP_SCRATCH]
         cdef RtcpReportBlock block
         cdef RtcpSenderInfo info
         cdef uint64_t now = monotonic_ns()
         cdef uint64_t ntp = ntp_now()
         cdef int i, n
+        cdef int64_t expected, arrived
         cdef ProducerStream* s
         cdef ConsumerState* c
+        cdef TransportState* tr
+        for i in range(self.transport_capacity):
+            tr = &self.transports[i]
+            tr.loss_expected = 0
+            tr.loss_lost = 0
+            tr.remb_ssrc_count = 0
         for i in range(self.stream_capacity):
             s = &self.streams[i]
             if not s.used or s.packets == 0:
                 continue
+            # the interval's loss before repair: RTX that filled a gap does not hide what the path lost
+            expected = (<int64_t>s.stats.cycles + s.stats.max_seq - s.stats.base_seq + 1
+                        - s.stats.expected_prior) if s.stats.started else 0
+            arrived = (<int64_t>s.stats.received - s.stats.received_prior
+                       - <int64_t>(s.rtx_received - s.rtx_received_mark))
+            s.rtx_received_mark = s.rtx_received
             recv_stats_report_block(&s.stats, &block, ntp_compact(ntp))
-            n = rtcp_build_rr(buf, RTCP_SCRATCH, self.transports[s.transport].rtcp_ssrc, &block, 1)
+            tr = &self.transports[s.transport]
+            if expected > 0:
+                tr.loss_expected += expected
+                tr.loss_lost += expected - arrived if expected > arrived else 0
+            if tr.remb_ssrc_count < MAX_REMB_SSRCS:
+                tr.remb_ssrcs[tr.remb_ssrc_count] = s.ssrc
+                tr.remb_ssrc_count += 1
+            n = rtcp_build_rr(buf, RTCP_SCRATCH, tr.rtcp_ssrc, &block, 1)
             if n > 0:
                 self._send_rtcp(s.transport, buf, n)
+        for i in range(self.transport_capacity):
+            tr = &self.transports[i]
+            if not tr.used:
+                continue
+            self._send_incoming_estimate(i, now)
+            if tr.twcc_in_ext_id and arrival_log_due(&tr.arrivals, now):
+                self._send_transport_feedback(i, now)
         for i in range(self.consumer_capacity):
             c = &self.consumers[i]
             if not c.used or c.packets == 0:

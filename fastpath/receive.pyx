@@ -16,6 +16,7 @@ from libc.string cimport memcpy, memmove
 
 from fastpath.clock cimport monotonic_ns
 from fastpath.codecs cimport PayloadInfo, parse_payload
+from fastpath.congestion cimport arrival_log_due, arrival_log_record
 from fastpath.demux cimport (
     PACKET_DTLS,
     PACKET_RTP,
@@ -158,7 +159,7 @@ cdef class Receiver(Feedback):
         cdef ProducerStream* s
         cdef PayloadInfo info
         cdef bint keyframe = 0
-        cdef int level_offset = 0
+        cdef int level_offset = 0, twcc_offset = 0
         if not tr.has_srtp:
             self.drops[DROP_NO_SRTP] += 1
             return
@@ -172,6 +173,12 @@ cdef class Receiver(Feedback):
         tr.rtp_in_packets += 1
         tr.rtp_in_bytes += length
         tr.last_in_ns = now
+        # every packet with a transport-wide number is reported, padding probes and RTX included:
+        # one the sender never hears of counts as lost in its estimate
+        if tr.twcc_in_ext_id and find_extension(data, &h, tr.twcc_in_ext_id, &twcc_offset) >= 2:
+            arrival_log_record(&tr.arrivals, read_u16(data + twcc_offset), h.ssrc, now)
+            if arrival_log_due(&tr.arrivals, now):
+                self._send_transport_feedback(t, now)
         ssrc_key(&key, h.ssrc, t)
         slot = self.producer_ssrcs.lookup(&key)
         if slot < 0:

@@ -23,6 +23,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from fastpath.bwe cimport bwe_available, bwe_free, bwe_track_sent
+from fastpath.congestion cimport arrival_log_free, arrival_log_init
 from fastpath.clock cimport monotonic_ns
 from fastpath.demux cimport address_key
 from fastpath.layers cimport LayerSelection
@@ -164,6 +165,29 @@ cdef class Forwarder(LayerSelection):
             self.tuples.remove(&tr.rtcp_tuple_key)
             tr.has_rtcp_tuple = 0
 
+    def set_transport_incoming_feedback(self, int slot, int twcc_ext_id, bint remb):
+        """What the senders on this transport are told about the path from them (congestion.pxd).
+
+        twcc_ext_id: their transport-wide-cc header extension id; transport-cc feedback is sent
+        for every number received. remb: REMB with our own estimate (when there is no transport-cc).
+        """
+        cdef TransportState* tr = self._transport(slot)
+        if not 0 <= twcc_ext_id < 256:
+            raise ValueError("extension ids are 1..255")
+        if twcc_ext_id and arrival_log_init(&tr.arrivals) < 0:
+            raise MemoryError()
+        if not twcc_ext_id:
+            arrival_log_free(&tr.arrivals)
+        tr.twcc_in_ext_id = twcc_ext_id
+        tr.remb_in = remb and not twcc_ext_id
+
+    def set_max_incoming_bitrate(self, int slot, uint32_t bitrate):
+        """The most a sender on this transport is told it may send (bits/s, by REMB); 0: no ceiling."""
+        cdef TransportState* tr = self._transport(slot)
+        tr.incoming.max_bps = bitrate
+        if bitrate and tr.incoming.estimate_bps > bitrate:
+            tr.incoming.estimate_bps = bitrate
+
     def set_comedia_waiting(self, int count):
         """How many transports wait to learn their remote from a first packet (unknown tuples go up)."""
         self.comedia_waiting = count
@@ -177,6 +201,7 @@ cdef class Forwarder(LayerSelection):
             self.tcp_pending -= 1
         free(self.transports[slot].tcp_out)
         bwe_free(&self.transports[slot].bwe)
+        arrival_log_free(&self.transports[slot].arrivals)
         memset(&self.transports[slot], 0, sizeof(TransportState))
 
     # ---- control: producer streams ---------------------------------------------------------
@@ -452,6 +477,10 @@ cdef class Forwarder(LayerSelection):
             # None until the receiver's feedback shows a limit
             "availableOutgoingBitrate": bwe_available(&tr.bwe) or None,
             "bweFeedbacks": tr.bwe.feedbacks, "bweDecreases": tr.bwe.decreases,
+            # the path from the sender: transport-cc feedbacks and REMBs we sent it
+            "incomingFeedbacks": tr.arrivals.feedbacks_sent, "rembsSent": tr.incoming.rembs_sent,
+            "incomingBitrateEstimate": tr.incoming.estimate_bps or None,
+            "maxIncomingBitrate": tr.incoming.max_bps or None,
         }
 
     def stream_stats(self, int slot) -> dict:

@@ -8,6 +8,7 @@ an RTCP packet protected and queued for a transport, and an RFC 4571 frame for a
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 from fastpath.bwe cimport BandwidthEstimate
+from fastpath.congestion cimport ArrivalLog, IncomingEstimate
 from fastpath.netdefs cimport sockaddr_storage, socklen_t
 from fastpath.codecs cimport PayloadInfo
 from fastpath.rewrite cimport RewriteParams, SeqRewriter, TsRewriter
@@ -18,6 +19,8 @@ from fastpath.udp cimport UdpBatchSocket
 
 cdef enum:
     MAX_SPATIAL_LAYERS = 3
+    # media SSRCs one REMB names (aiortc applies a REMB only to an SSRC it lists)
+    MAX_REMB_SSRCS = 8
     NO_LAYER = -1
     # drop reasons, indexes into Forwarder.drops
     DROP_UNKNOWN_CLASS = 0
@@ -84,6 +87,15 @@ cdef struct TransportState:
     uint64_t rate_bytes_mark    # rtp_out_bytes at the last rate update
     double out_bitrate_bps      # what we send it, smoothed
     int64_t budget_bps          # left while layers are picked, -1: unlimited
+    # the path *from* this transport's sender (congestion.pxd)
+    int twcc_in_ext_id          # the producers' transport-wide-cc id; 0: no transport-cc feedback
+    bint remb_in                # the producers expect REMB from us instead
+    ArrivalLog arrivals         # transport-wide sequence numbers received, for transport-cc feedback
+    IncomingEstimate incoming   # the REMB estimate and the ceiling (setMaxIncomingBitrate)
+    uint64_t loss_expected      # over its streams in the report interval: packets expected, and
+    uint64_t loss_lost          # lost before any repair (what the path lost, not what RTX left)
+    uint32_t remb_ssrcs[MAX_REMB_SSRCS]  # the media SSRCs a REMB names (filled per report interval)
+    int remb_ssrc_count
 
 
 cdef struct ProducerStream:
@@ -116,6 +128,7 @@ cdef struct ProducerStream:
     bint nack_enabled
     uint64_t nacks_sent
     uint64_t rtx_received
+    uint64_t rtx_received_mark  # rtx_received at the last report: repairs within the interval
     int audio_level_ext_id      # the producer's id of ssrc-audio-level (RFC 6464), 0 none
     uint32_t level_sum          # sum of -dBov over the current observer interval
     uint32_t level_count

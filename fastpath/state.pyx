@@ -12,6 +12,7 @@ from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memcpy, memset
 
 from fastpath.bwe cimport bwe_free
+from fastpath.congestion cimport arrival_log_free
 from fastpath.netdefs cimport sockaddr
 from fastpath.rtcp cimport TwccPacketStatus
 from fastpath.srtp cimport SrtpSession
@@ -62,6 +63,7 @@ cdef class ForwarderState:
             for i in range(self.transport_capacity):
                 free(self.transports[i].tcp_out)
                 bwe_free(&self.transports[i].bwe)
+                arrival_log_free(&self.transports[i].arrivals)
         if self.streams != NULL:
             for i in range(self.stream_capacity):
                 free(self.streams[i].consumers)

@@ -45,6 +45,13 @@ class CreateWebRtcTransport(Payload):
     direction: Literal["send", "recv"]
     sctpCapabilities: dict[str, Any] | None = None
     forceTcp: StrictBool = False
+    # mediasoup's transport.setMaxIncomingBitrate(), at creation; None: the server's default
+    maxIncomingBitrate: Annotated[StrictInt, Field(ge=0, le=4_000_000_000)] | None = None
+
+
+class SetMaxIncomingBitrate(Payload):
+    transportId: Id
+    bitrate: Annotated[StrictInt, Field(ge=0, le=4_000_000_000)]
 
 
 class ConnectWebRtcTransport(Payload):

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 MEDIA_KINDS = ("audio", "video")
 # mediasoup keeps consumer MIDs to 8 characters and starts over after that.
 MAX_MID = 100_000_000
+# the worker keeps a transport's incoming ceiling in 32 bits
+MAX_INCOMING_BITRATE = 4_000_000_000
 
 
 def app_data_of(app_data: Any) -> dict[str, Any]:
@@ -91,6 +93,17 @@ class Transport(AsyncIOEventEmitter):
     def _check_open(self) -> None:
         if self.closed:
             raise InvalidStateError(f"transport {self.id} is closed")
+
+    async def set_max_incoming_bitrate(self, bitrate: int) -> None:
+        """Cap what the remote sender is told it may send here (bits/s; 0: no ceiling), as mediasoup's.
+
+        The worker tells the sender by REMB; with transport-cc, libwebrtc caps its own estimate at it.
+        """
+        self._check_open()
+        if isinstance(bitrate, bool) or not isinstance(bitrate, int) or not 0 <= bitrate <= MAX_INCOMING_BITRATE:
+            raise InvalidInputError(f"bitrate must be an integer from 0 to {MAX_INCOMING_BITRATE}")
+        await worker_request(self.worker, "transport.setMaxIncomingBitrate",
+                             {"transportId": self.id, "bitrate": bitrate})
 
     async def produce(
         self,

@@ -40,6 +40,8 @@ class WorkerSettings:
     log_level: str = "info"
     log_format: str = "text"
     consent_timeout: float = 30.0
+    # the ceiling every new transport starts with (bits/s; 0: none)
+    max_incoming_bitrate: int = 10_000_000
 
 
 def bind_rtc_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
@@ -101,6 +103,7 @@ class Worker(AsyncIOEventEmitter):
             "--announced-ip", s.announced_ip,
             "--log-level", s.log_level, "--log-format", s.log_format,
             "--consent-timeout", str(s.consent_timeout),
+            "--max-incoming-bitrate", str(s.max_incoming_bitrate),
         ]
         try:
             self.process = await asyncio.create_subprocess_exec(

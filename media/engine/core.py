@@ -18,6 +18,7 @@ from media.engine.ice import CONSENT_TIMEOUT, ufrag_of
 from media.engine.plain_transport import PlainTransport
 from media.engine.router import Router
 from media.engine.tcp import IceTcpConnection
+from media.engine.transport import DEFAULT_MAX_INCOMING_BITRATE
 from media.engine.webrtc_transport import WebRtcTransport
 
 log = get_logger("engine")
@@ -30,12 +31,14 @@ class Engine:
     """Everything one worker process holds: routers, transports, producers, consumers, the Forwarder."""
 
     def __init__(self, udp: socket.socket, announced_ip: str, rtc_port: int,
-                 notify: Callable[[str, str | None, dict], None], consent_timeout: float = CONSENT_TIMEOUT):
+                 notify: Callable[[str, str | None, dict], None], consent_timeout: float = CONSENT_TIMEOUT,
+                 max_incoming_bitrate: int = DEFAULT_MAX_INCOMING_BITRATE):
         self.loop = asyncio.get_running_loop()
         self.announced_ip = announced_ip
         self.rtc_port = rtc_port
         self.notify = notify
         self.consent_timeout = consent_timeout
+        self.max_incoming_bitrate = max_incoming_bitrate
         self.forwarder = Forwarder(udp, self._on_control)
         self.certificate = DtlsCertificate.generate()
         self.routers: dict[str, Router] = {}
@@ -276,6 +279,7 @@ REQUESTS: dict[str, Callable[[Engine, dict], dict | None]] = {
     "transport.restartIce": lambda e, d: e._transport(d).restart_ice(),
     "transport.close": _closer("transports", "transportId"),
     "transport.getStats": lambda e, d: {"stats": e._transport(d).get_stats()},
+    "transport.setMaxIncomingBitrate": lambda e, d: e._transport(d).set_max_incoming_bitrate(d),
     "transport.produce": lambda e, d: e._transport(d).produce(d),
     "transport.consume": lambda e, d: e._transport(d).consume(d),
     "producer.close": _closer("producers", "producerId"),

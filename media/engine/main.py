@@ -13,6 +13,7 @@ from common.log import get_logger, setup_logging
 from media.channel import Channel, open_pipe_streams
 from media.engine.core import Engine
 from media.engine.ice import CONSENT_TIMEOUT
+from media.engine.transport import DEFAULT_MAX_INCOMING_BITRATE
 
 PR_SET_PDEATHSIG = 1
 
@@ -61,7 +62,8 @@ class WorkerProcess:
     async def run(self) -> None:
         reader, writer = await open_pipe_streams(self.args.channel_in, self.args.channel_out)
         self.engine = Engine(self.udp, self.args.announced_ip, self.args.rtc_port, self.notify,
-                             consent_timeout=self.args.consent_timeout)
+                             consent_timeout=self.args.consent_timeout,
+                             max_incoming_bitrate=self.args.max_incoming_bitrate)
         await self.engine.serve_tcp(self.tcp)
         self.channel = Channel(reader, writer, self.handle_request, self.handle_notification)
         self.channel.start()
@@ -87,6 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rtc-port", type=int, required=True)
     parser.add_argument("--announced-ip", required=True)
     parser.add_argument("--consent-timeout", type=float, default=CONSENT_TIMEOUT)
+    parser.add_argument("--max-incoming-bitrate", type=int, default=DEFAULT_MAX_INCOMING_BITRATE)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-format", default="text")
     return parser.parse_args(argv)

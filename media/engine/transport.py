@@ -9,11 +9,36 @@ from fastpath.rtp import parse_rtp_py
 
 from media.engine.consumer import Consumer
 from media.engine.errors import invalid_input, invalid_state, not_found
-from media.engine.producer import Producer, rid_of
+from media.engine.producer import Producer, extension_ids, rid_of
+from media.ortc.capabilities import TRANSPORT_WIDE_CC_URI
 
 if TYPE_CHECKING:
     from media.engine.core import Engine
     from media.engine.router import Router
+
+# bits/s a publisher is told it may send on one transport unless configured otherwise
+DEFAULT_MAX_INCOMING_BITRATE = 10_000_000
+# the Forwarder keeps the ceiling in 32 bits
+MAX_INCOMING_BITRATE = 4_000_000_000
+
+
+def incoming_feedback(producers: list[Producer]) -> tuple[int, bool]:
+    """What the senders on a transport expect to hear about the path from them.
+
+    (transport-cc extension id, REMB): transport-cc when a producer negotiated both the
+    feedback and the header extension (browsers), else REMB when one negotiated goog-remb
+    (aiortc); the header extension id is the transport's (mediasoup-client uses one per
+    transport, as the router's capabilities give it).
+    """
+    twcc_id, remb = 0, False
+    for producer in producers:
+        feedback = {fb.get("type") for codec in producer.rtp_parameters["codecs"]
+                    for fb in codec.get("rtcpFeedback") or []}
+        ext_id = extension_ids(producer.rtp_parameters).get(TRANSPORT_WIDE_CC_URI, 0)
+        if "transport-cc" in feedback and ext_id and not twcc_id:
+            twcc_id = int(ext_id)
+        remb = remb or "goog-remb" in feedback
+    return twcc_id, remb and not twcc_id
 
 
 class Transport:
@@ -30,6 +55,7 @@ class Transport:
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
         engine.transports_by_slot[self.slot] = self
+        engine.forwarder.set_max_incoming_bitrate(self.slot, engine.max_incoming_bitrate)
 
     # ---- producers and consumers ----------------------------------------------------------
 
@@ -47,6 +73,16 @@ class Transport:
         self.producers[producer_id] = producer
         self.router.producers[producer_id] = producer
         self.engine.producers[producer_id] = producer
+        self.engine.forwarder.set_transport_incoming_feedback(
+            self.slot, *incoming_feedback(list(self.producers.values())))
+        return {}
+
+    def set_max_incoming_bitrate(self, data: dict) -> dict:
+        """The most the remote sender is told it may send on this transport (bits/s; 0: no ceiling)."""
+        bitrate = data.get("bitrate")
+        if isinstance(bitrate, bool) or not isinstance(bitrate, int) or not 0 <= bitrate <= MAX_INCOMING_BITRATE:
+            raise invalid_input(f"bitrate must be an integer from 0 to {MAX_INCOMING_BITRATE}")
+        self.engine.forwarder.set_max_incoming_bitrate(self.slot, bitrate)
         return {}
 
     def consume(self, data: dict) -> dict:

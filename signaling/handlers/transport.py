@@ -1,4 +1,4 @@
-"""`createWebRtcTransport`, `connectWebRtcTransport`, `restartIce`: the peer's own transports only."""
+"""`createWebRtcTransport`, `connectWebRtcTransport`, `restartIce`, `setMaxIncomingBitrate`: the peer's own transports only."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 from signaling.errors import limit_exceeded, not_found
 from signaling.handlers import joined
 from signaling.peer import MAX_TRANSPORTS
-from signaling.schemas import ConnectWebRtcTransport, CreateWebRtcTransport, TransportRef, parse
+from signaling.schemas import (
+    ConnectWebRtcTransport,
+    CreateWebRtcTransport,
+    SetMaxIncomingBitrate,
+    TransportRef,
+    parse,
+)
 
 if TYPE_CHECKING:
     from media.api.webrtc_transport import WebRtcTransport
@@ -33,6 +39,8 @@ async def create_webrtc_transport(server: SignalingServer, connection: Connectio
         app_data={"direction": request.direction, "peerId": peer.peer_id})
     peer.transports[transport.id] = transport
     transport.on("routerclose", lambda: peer.transports.pop(transport.id, None))
+    if request.maxIncomingBitrate is not None:
+        await transport.set_max_incoming_bitrate(request.maxIncomingBitrate)
     return {
         "id": transport.id,
         "iceParameters": transport.ice_parameters,
@@ -53,8 +61,15 @@ async def restart_ice(server: SignalingServer, connection: Connection, payload: 
     return {"iceParameters": parameters}
 
 
+async def set_max_incoming_bitrate(server: SignalingServer, connection: Connection, payload: Any) -> dict:
+    request = parse(SetMaxIncomingBitrate, payload)
+    await own_transport(joined(connection), request.transportId).set_max_incoming_bitrate(request.bitrate)
+    return {}
+
+
 HANDLERS = {
     "createWebRtcTransport": create_webrtc_transport,
     "connectWebRtcTransport": connect_webrtc_transport,
     "restartIce": restart_ice,
+    "setMaxIncomingBitrate": set_max_incoming_bitrate,
 }

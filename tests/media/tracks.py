@@ -1,4 +1,4 @@
-"""Synthetic media for real WebRTC clients in tests: a moving picture and a tone."""
+"""Synthetic media for real WebRTC clients in tests: a moving picture, noise and a tone."""
 
 from __future__ import annotations
 
@@ -39,6 +39,24 @@ class MovingBarTrack(VideoStreamTrack):
         pts, time_base = await self.next_timestamp()
         frame = moving_bar(self.frames, self.width, self.height)
         self.frames += 1
+        frame.pts = pts
+        frame.time_base = time_base
+        return frame
+
+
+class NoiseTrack(VideoStreamTrack):
+    """Random pixels every frame: an encoder spends every bit it is allowed (rate-control tests)."""
+
+    def __init__(self, width: int = WIDTH, height: int = HEIGHT, seed: int = 7):
+        super().__init__()
+        self.width = width
+        self.height = height
+        self.random = np.random.default_rng(seed)
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        image = self.random.integers(0, 256, (self.height, self.width, 3), dtype=np.uint8)
+        frame = VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = pts
         frame.time_base = time_base
         return frame
