@@ -133,8 +133,13 @@ def extra_requirements(extra: str) -> list[Requirement]:
     return [req for req in declared() if extra_of(req) == extra]
 
 
+@cache
+def module_distributions() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
 def distributions_of(module: str) -> list[str]:
-    return sorted({canonicalize_name(d) for d in metadata.packages_distributions().get(module, [])})
+    return sorted({canonicalize_name(d) for d in module_distributions().get(module, [])})
 
 
 def installed_closure(requirements: list[Requirement]) -> dict[str, str]:
@@ -159,6 +164,13 @@ def installed_closure(requirements: list[Requirement]) -> dict[str, str]:
             if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in extras):
                 stack.append((sub, via))
     return brought
+
+
+def test_the_installed_metadata_is_this_checkouts():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    written = {canonicalize_name(Requirement(line).name) for line in project["dependencies"]}
+    installed = {canonicalize_name(req.name) for req in runtime_requirements()}
+    assert written == installed, "switchyard is installed from another pyproject.toml: pip install -e '.[test]'"
 
 
 def test_the_shipped_packages_are_found_and_import_third_party_code():
