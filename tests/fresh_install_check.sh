@@ -44,8 +44,19 @@ step "build requirements into $WHEELHOUSE"
     "$ROOT/pyproject.toml" > "$work/build-requirements.txt"
 "${pip[@]}" wheel --find-links "$WHEELHOUSE" --wheel-dir "$WHEELHOUSE" -r "$work/build-requirements.txt"
 
+# The checkout's sources (tracked files and new ones git does not ignore), so that build artefacts
+# of earlier builds (build/, generated .c files) neither reach the wheel nor are left in the checkout.
+src="$ROOT"
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    src="$work/src"
+    mkdir "$src"
+    git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
+        | (cd "$ROOT" && tar --null --files-from=- --ignore-failed-read -cf - 2>/dev/null) \
+        | tar -xf - -C "$src"
+fi
+
 step "pip wheel . (the project and every dependency, as the Dockerfile does)"
-"${pip[@]}" wheel --find-links "$WHEELHOUSE" --wheel-dir "$work/wheels" "$ROOT"
+"${pip[@]}" wheel --find-links "$WHEELHOUSE" --wheel-dir "$work/wheels" "$src"
 find "$work/wheels" -name '*.whl' ! -name 'switchyard-*' -exec cp -n {} "$WHEELHOUSE/" \;
 
 step "pip install switchyard from those $(ls "$work/wheels" | wc -l) wheels only (no extras, no index)"
