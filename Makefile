@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 WEB_STAMP := web/dist/index.html
 
-.PHONY: run test bench loadtest lint clean services web chromium install
+.PHONY: run test bench loadtest lint clean services web chromium install check-fresh-install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ services:
 
 test: $(TEST_STAMP) web chromium services
 	$(BIN)/python -m pytest
+
+# The product starts from its declared dependencies alone: the wheel set the Dockerfile builds,
+# installed without extras in a throwaway virtualenv, answers /api/health (tests/fresh_install_check.sh).
+check-fresh-install:
+	PYTHON=$(PYTHON) bash tests/fresh_install_check.sh
 
 bench: $(TEST_STAMP)
 	$(BIN)/switchyard bench

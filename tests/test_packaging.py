@@ -60,6 +60,12 @@ def test_ci_runs_make_test():
     assert "set -euo pipefail" in text and "make test" in text
 
 
+def test_ci_checks_a_fresh_install_before_the_test_extras():
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert lines.index("make check-fresh-install") < lines.index("make test")
+    assert (ROOT / "tests" / "fresh_install_check.sh").is_file()
+
+
 def test_readme_starts_with_the_two_commands():
     head = (ROOT / "README.md").read_text().split("\n## ", 2)
     assert "make run" in head[0] + head[1] and "make test" in head[0] + head[1]
