@@ -80,6 +80,7 @@ def test_makefile_has_the_documented_targets():
 
 
 def test_ruff_is_clean():
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "app", "fastpath", "signaling",
-                             "tests", "bench", "setup.py"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "common", "fastpath", "media", "signaling",
+                             "app", "loadgen", "tests", "bench", "setup.py"],
+                            capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
