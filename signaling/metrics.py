@@ -11,3 +11,8 @@ SIGNALING_REQUESTS = Counter(
 SIGNALING_SECONDS = Histogram(
     "switchyard_signaling_request_seconds", "Time to answer a Socket.IO request", ["event"], registry=REGISTRY,
 )
+SIGNALING_MALFORMED = Counter(
+    "switchyard_signaling_malformed_total",
+    "Socket.IO packets that are no well-formed request: answered invalid_input (an event with an ack id) or "
+    "dropped", ["outcome"], registry=REGISTRY,
+)
