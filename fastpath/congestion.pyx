@@ -58,9 +58,10 @@ cdef inline void _forget(ArrivalLog* log, int64_t first, int64_t end) noexcept n
 
 cdef void arrival_log_record(ArrivalLog* log, uint16_t seq, uint32_t media_ssrc,
                              uint64_t now_ns) noexcept nogil:
-    """Note that transport-wide sequence number `seq` arrived now."""
+    """Note that transport-wide sequence number `seq` arrived now (the window is allocated with the
+    first, so a transport whose sender never numbers its packets costs nothing)."""
     cdef int64_t ext
-    if log.arrival_us == NULL:
+    if log.arrival_us == NULL and arrival_log_init(log) < 0:
         return
     if not log.started:
         ext = seq

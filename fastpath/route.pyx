@@ -23,7 +23,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from fastpath.bwe cimport bwe_available, bwe_free, bwe_track_sent
-from fastpath.congestion cimport arrival_log_free, arrival_log_init
+from fastpath.congestion cimport arrival_log_free
 from fastpath.clock cimport monotonic_ns
 from fastpath.demux cimport address_key
 from fastpath.layers cimport LayerSelection
@@ -174,8 +174,6 @@ cdef class Forwarder(LayerSelection):
         cdef TransportState* tr = self._transport(slot)
         if not 0 <= twcc_ext_id < 256:
             raise ValueError("extension ids are 1..255")
-        if twcc_ext_id and arrival_log_init(&tr.arrivals) < 0:
-            raise MemoryError()
         if not twcc_ext_id:
             arrival_log_free(&tr.arrivals)
         tr.twcc_in_ext_id = twcc_ext_id

@@ -22,6 +22,7 @@ from media.engine.ice import (
     ice_candidates,
 )
 from media.engine.transport import Transport
+from media.ortc.capabilities import SUPPORTED_RTP_CAPABILITIES, TRANSPORT_WIDE_CC_URI
 
 if TYPE_CHECKING:
     from media.engine.core import Engine
@@ -38,6 +39,15 @@ def tuple_shape(ice_tuple: IceTuple, local_ip: str, local_port: int) -> dict:
             "remotePort": ice_tuple.remote_port, "protocol": ice_tuple.protocol}
 
 
+def _router_extension_id(uri: str) -> int:
+    """The id the router's capabilities give a header extension (mediasoup-client uses it)."""
+    return next(ext["preferredId"] for ext in SUPPORTED_RTP_CAPABILITIES["headerExtensions"]
+                if ext["uri"] == uri and ext["kind"] == "video")
+
+
+DEFAULT_TWCC_EXTENSION_ID = _router_extension_id(TRANSPORT_WIDE_CC_URI)
+
+
 class WebRtcTransport(Transport):
     kind = "webrtc"
 
@@ -51,6 +61,11 @@ class WebRtcTransport(Transport):
         self._early_dtls: list[bytes] = []
         self._dtls_timer: asyncio.TimerHandle | None = None
         engine.ufrags[self.ice.username_fragment] = self
+        # A browser sends (and probes its bandwidth) as soon as DTLS is up, which can be before
+        # its first `produce` reaches us; mediasoup-client numbers header extensions as the
+        # router's capabilities say, so report transport-cc on that id from the start. The first
+        # producer then sets what the transport's senders really negotiated.
+        engine.forwarder.set_transport_incoming_feedback(self.slot, DEFAULT_TWCC_EXTENSION_ID, False)
 
     def answer(self) -> dict:
         """The parameters the client needs: ICE, candidates, DTLS (mediasoup's shapes)."""
