@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import jwt
@@ -17,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from app.errors import ApiError
 from app.models import User
 from app.store import Store
+from common.ratelimit import SlidingWindow
 
 TOKEN_TTL_SECONDS = 24 * 3600
 JWT_ALGORITHM = "HS256"
@@ -86,44 +86,6 @@ class Tokens:
         return subject
 
 
-class SlidingWindow:
-    """At most `limit` events per `window` seconds for each key."""
-
-    MAX_KEYS = 100_000
-
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic):
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self.events: dict[str, deque[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        """Count one event for `key`, unless the key is over its limit (then False, and nothing counted)."""
-        now = self.clock()
-        recent = self.events.get(key)
-        if recent is None:
-            if len(self.events) >= self.MAX_KEYS:
-                self._forget_idle(now)
-            recent = self.events[key] = deque()
-        while recent and recent[0] <= now - self.window:
-            recent.popleft()
-        if len(recent) >= self.limit:
-            return False
-        recent.append(now)
-        return True
-
-    def retry_after(self, key: str) -> int:
-        """Whole seconds until `key` may try again."""
-        recent = self.events.get(key)
-        if not recent:
-            return 0
-        return max(1, int(recent[0] + self.window - self.clock()) + 1)
-
-    def _forget_idle(self, now: float) -> None:
-        for key in [k for k, q in self.events.items() if not q or q[-1] <= now - self.window]:
-            del self.events[key]
-
-
 @dataclass
 class LoginLimits:
     """Login attempts allowed per email and per client address (in-process, per node)."""
@@ -173,6 +135,16 @@ async def user_for_token(store: Store, tokens: Tokens, token: str) -> User:
     if user is None:
         raise InvalidToken("the token's user does not exist")
     return user
+
+
+def token_authenticator(store: Store, tokens: Tokens) -> Callable[[str], Awaitable[User | None]]:
+    """Socket.IO's connect check (signaling.server.Authenticate): a token's user, or None."""
+    async def authenticate(token: str) -> User | None:
+        try:
+            return await user_for_token(store, tokens, token)
+        except InvalidToken:
+            return None
+    return authenticate
 
 
 def unauthorized(reason: str) -> ApiError:

@@ -1,7 +1,7 @@
 """Prometheus metrics: one registry for the whole node, served at `/metrics`.
 
-Other layers (signaling, the media engine) declare their metric objects here, on `REGISTRY`,
-so that every metric of the node is in one place and `/metrics` serves them all.
+Every layer declares its metric objects on `common.metrics.REGISTRY`, so that every metric of
+the node is in one place and `/metrics` serves them all.
 """
 
 from __future__ import annotations
@@ -9,23 +9,10 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    GCCollector,
-    Histogram,
-    PlatformCollector,
-    ProcessCollector,
-    disable_created_metrics,
-)
+from prometheus_client import Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 
-# `_created` series double every counter's lines and no dashboard of ours reads them.
-disable_created_metrics()
-REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
-PlatformCollector(registry=REGISTRY)
-GCCollector(registry=REGISTRY)
+from common.metrics import REGISTRY
 
 HTTP_REQUESTS = Counter(
     "switchyard_http_requests_total", "HTTP requests answered, by method, route and status",

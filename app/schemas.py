@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -190,6 +190,11 @@ class ChatMessageOut(Answer):
         return cls(id=message.id, room_id=message.room_id, peer_id=message.peer_id,
                    user_id=message.user_id, display_name=message.display_name, text=message.text,
                    ts=message.created_at)
+
+
+def chat_message_json(message: ChatMessage) -> dict[str, Any]:
+    """A stored message as the `chat` ack and event carry it (signaling.server.MessageShape)."""
+    return ChatMessageOut.of(message).model_dump(mode="json", by_alias=True)
 
 
 class MessagesAnswer(Answer):

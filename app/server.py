@@ -14,7 +14,7 @@ from aiohttp import web
 
 from app import engine_metrics
 from app.api import RUNTIME, STORE, keep_allow_header, route_defs
-from app.auth import AUTH, Auth, Tokens
+from app.auth import AUTH, Auth, Tokens, token_authenticator
 from app.config import ConfigError, Settings, default_public_url
 from app.db import check_database, make_engine, safe_url
 from app.errors import json_errors
@@ -25,6 +25,7 @@ from app.openapi import openapi_document
 from app.redis_check import check_redis
 from app.routes import all_endpoints
 from app.routes.docs import OPENAPI
+from app.schemas import chat_message_json
 from app.store import Store
 from app.webapp import static_routes
 from common.log import get_logger
@@ -83,7 +84,8 @@ def create_app(runtime: Runtime) -> web.Application:
     app[OPENAPI] = openapi_document(endpoints)
     app.add_routes(route_defs(endpoints))
     public_url = settings.public_url or default_public_url(settings.announced_ip or "127.0.0.1", settings.port)
-    signaling = SignalingServer(runtime.workers, app[STORE], app[AUTH].tokens, settings.redis_url, public_url)
+    signaling = SignalingServer(runtime.workers, app[STORE], token_authenticator(app[STORE], app[AUTH].tokens),
+                                chat_message_json, settings.redis_url, public_url)
     signaling.attach(app)
     runtime.rooms_live = signaling.registry
     app[SIGNALING] = signaling

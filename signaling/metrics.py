@@ -1,8 +1,8 @@
-"""Socket.IO request metrics, in the app's Prometheus registry."""
+"""Socket.IO request metrics, in the node's Prometheus registry (common.metrics)."""
 
 from prometheus_client import Counter, Histogram
 
-from app.metrics import REGISTRY
+from common.metrics import REGISTRY
 
 SIGNALING_REQUESTS = Counter(
     "switchyard_signaling_requests_total", "Socket.IO requests by event and outcome (ok or error code)",

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -15,8 +16,8 @@ import socketio
 from socketio import packet as sio_packet
 from socketio.exceptions import ConnectionRefusedError
 
-from app.auth import InvalidToken, SlidingWindow, Tokens, user_for_token
 from common.log import get_logger
+from common.ratelimit import SlidingWindow
 from media.api.errors import SwitchyardError
 from signaling.cluster import Cluster, RoomEvents
 from signaling.errors import RequestError, from_engine
@@ -27,7 +28,7 @@ from signaling.registry import RoomRegistry
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from app.models import User
+    from app.models import ChatMessage, User
     from app.store import Store
     from signaling.peer import Peer
     from signaling.room import Room
@@ -118,6 +119,12 @@ def _data_problem(pkt: _Packet) -> str | None:
     if _nested_deeper_than(pkt.data, MAX_NESTING):
         return f"nested more than {MAX_NESTING} levels deep"
     return None
+
+
+# What the application gives signaling (app/server.py composes them): who a token belongs to
+# (None: refused), and a stored chat message in the contract's `message` shape.
+Authenticate = Callable[[str], Awaitable["User | None"]]
+MessageShape = Callable[["ChatMessage"], dict[str, Any]]
 
 
 @dataclass(eq=False)
@@ -236,8 +243,8 @@ class _SocketServer(socketio.AsyncServer):
 class SignalingServer:
     """PROTOCOL.md §3 over python-socketio; one per node, on every HTTP port the app serves."""
 
-    def __init__(self, workers: list, store: Store, tokens: Tokens, redis_url: str | None = None,
-                 public_url: str | None = None):
+    def __init__(self, workers: list, store: Store, authenticate: Authenticate, message_shape: MessageShape,
+                 redis_url: str | None = None, public_url: str | None = None):
         self.registry = RoomRegistry(workers)
         self.registry.on_room_closed = self._room_closed
         manager = None
@@ -251,7 +258,8 @@ class SignalingServer:
             max_http_buffer_size=MAX_MESSAGE_BYTES, logger=False, engineio_logger=False,
         )
         self.store = store
-        self.tokens = tokens
+        self.authenticate = authenticate
+        self.message_shape = message_shape
         self.connections: dict[str, Connection] = {}
         self.chat_limits = SlidingWindow(CHAT_PER_SECOND, 1.0)
         self.handlers = {**room.HANDLERS, **transport.HANDLERS, **media.HANDLERS, **presence.HANDLERS}
@@ -285,10 +293,9 @@ class SignalingServer:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise ConnectionRefusedError("unauthorized")
-        try:
-            user = await user_for_token(self.store, self.tokens, token)
-        except InvalidToken:
-            raise ConnectionRefusedError("unauthorized") from None
+        user = await self.authenticate(token)
+        if user is None:
+            raise ConnectionRefusedError("unauthorized")
         self.connections[sid] = Connection(sid, user)
 
     async def _disconnect(self, sid: str, *args: Any) -> None:

@@ -11,10 +11,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from app.api import STORE
-from app.auth import AUTH, Passwords, SlidingWindow
+from app.auth import AUTH, Passwords
 from app.config import Settings
 from app.models import User
 from app.server import Runtime, create_app
+from common.ratelimit import SlidingWindow
 from tests.rest_helpers import JWT_SECRET, PASSWORD, assert_error, bearer, register
 from tests.test_cli import run_cli
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from app.schemas import ChatMessageOut
 from signaling.errors import limit_exceeded
 from signaling.handlers import joined
 from signaling.schemas import Chat, Mute, RaiseHand, parse
@@ -21,7 +20,7 @@ async def chat(server: SignalingServer, connection: Connection, payload: Any) ->
     record = await server.store.add_chat_message(room_id=peer.room.id, user_id=peer.user.id,
                                                  peer_id=peer.peer_id, display_name=peer.display_name,
                                                  text=request.text)
-    message = ChatMessageOut.of(record).model_dump(mode="json", by_alias=True)
+    message = server.message_shape(record)
     await server.to_others(peer, "chat", message)
     return {"message": message}
 
