@@ -14,6 +14,7 @@ from fastpath.bwe cimport bwe_on_sent
 from fastpath.clock cimport monotonic_ns
 from fastpath.codecs cimport CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
 from fastpath.netdefs cimport sockaddr
+from fastpath.red cimport RED_ERR_UNKNOWN_PT, RED_STRIP, red_rewrite
 from fastpath.rewrite cimport (
     rewrite_rtp_to,
     seq_rewrite_out,
@@ -26,6 +27,7 @@ from fastpath.rtcp cimport RtcpItem, rtcp_parse_nack
 from fastpath.rtp cimport RtpHeader, parse_rtp, write_u16
 from fastpath.srtp cimport SrtpSession
 from fastpath.state cimport (
+    DROP_RED_MALFORMED,
     DROP_REWRITE,
     DROP_SRTP_RTP,
     DROP_UNKNOWN_PT,
@@ -183,6 +185,12 @@ cdef class Fanout(ForwarderState):
         if n < 0:
             self.drops[DROP_REWRITE] += 1
             return 0
+        if c.red_mode and h.payload_type == c.red_pt:
+            # RFC 2198: block payload types mapped, or the primary encoding alone (red.pyx)
+            n = red_rewrite(dst, &out, n, c.red_mode == RED_STRIP, c.red_pt, c.pt_map)
+            if n < 0:
+                self.drops[DROP_UNKNOWN_PT if n == RED_ERR_UNKNOWN_PT else DROP_RED_MALFORMED] += 1
+                return 0
         if c.twcc_ext_id:
             twcc_seq = ct.twcc_seq
             set_transport_seq(dst, &out, c.twcc_ext_id, twcc_seq)

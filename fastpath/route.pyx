@@ -28,6 +28,7 @@ from fastpath.clock cimport monotonic_ns
 from fastpath.demux cimport address_key
 from fastpath.layers cimport LayerSelection
 from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
+from fastpath.red cimport RED_NONE, RED_PASS, RED_STRIP
 from fastpath.rewrite cimport seq_rewrite_init, ts_rewrite_init
 from fastpath.rtcp cimport (
     RecvStats,
@@ -450,6 +451,19 @@ cdef class Forwarder(LayerSelection):
         if c.is_video and not was_flowing and not (paused or producer_paused):
             c.current_layer = NO_LAYER
             self._request_target_keyframe(c)
+
+    def set_consumer_red(self, int slot, int red_payload_type, bint strip):
+        """The producer's packets of `red_payload_type` are RED (RFC 2198): passed on with their
+        blocks' payload types mapped, or, with `strip`, cut to the primary encoding (a consumer
+        that did not negotiate RED). -1: the producer sends no RED. Either way the payload type
+        map must forward `red_payload_type` (to the consumer's RED, or to any of its types)."""
+        cdef ConsumerState* c = self._consumer(slot)
+        if not -1 <= red_payload_type < 128:
+            raise ValueError("payload types are 0..127")
+        if red_payload_type >= 0 and c.pt_map[red_payload_type] == 0xFF:
+            raise ValueError(f"payload type {red_payload_type} is not forwarded to this consumer")
+        c.red_mode = RED_NONE if red_payload_type < 0 else (RED_STRIP if strip else RED_PASS)
+        c.red_pt = <uint8_t>red_payload_type if red_payload_type >= 0 else 0
 
     # ---- stats and the rest of the control plane --------------------------------------------
 

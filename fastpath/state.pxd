@@ -38,7 +38,8 @@ cdef enum:
     DROP_RTX_UNSUPPORTED = 12
     DROP_TCP_BACKLOG = 13
     DROP_RTX_PADDING = 14
-    DROP_REASONS = 15
+    DROP_RED_MALFORMED = 15
+    DROP_REASONS = 16
     # queued output of one TCP transport between two drains (a slow reader loses the excess)
     TCP_OUTPUT_BYTES = 262144
     # upcalls per drain: bounds Python work an authenticated peer can cause
@@ -153,6 +154,8 @@ cdef struct ConsumerState:
     int codec
     uint32_t clock_rate
     unsigned char pt_map[128]   # producer payload type -> ours, 0xFF: not forwarded
+    uint8_t red_mode            # RED (RFC 2198) from the producer: 0 none, else a RED_* of red.pxd
+    uint8_t red_pt              # the producer's RED payload type, with red_mode
     int twcc_ext_id             # our id of transport-wide-cc, 0 none
     RewriteParams params
     SeqRewriter seq

@@ -182,6 +182,7 @@ def test_router_caps_have_unique_payload_types_and_an_rtx_per_video_codec(router
         "video/H264",
         "video/H264",
         "video/AV1",
+        "audio/red",
     ]
     for codec in media:
         rtx = [
@@ -545,6 +546,113 @@ def test_consumer_without_compatible_codec_is_unsupported(router_caps):
     _, _, consumable = _consumable("video", CHROMIUM_VP8_SIMULCAST, router_caps)
     with pytest.raises(UnsupportedError, match="no compatible media codecs"):
         get_consumer_rtp_parameters(consumable, {"codecs": [], "headerExtensions": []})
+
+
+# RED (RFC 2198) and Opus in-band FEC
+
+# What mediasoup-client sends from Chromium for Opus with RED first (red/48000/2 at 63, "a=fmtp:63
+# 111/111", which sdp-transform parses to a parameter name without a value).
+CHROMIUM_RED_OPUS: dict[str, Any] = {
+    **copy.deepcopy(CHROMIUM_OPUS),
+    "codecs": [
+        {
+            "mimeType": "audio/red",
+            "payloadType": 63,
+            "clockRate": 48000,
+            "channels": 2,
+            "parameters": {"111/111": ""},
+            "rtcpFeedback": [{"type": "transport-cc", "parameter": ""}],
+        },
+        copy.deepcopy(CHROMIUM_OPUS["codecs"][0]),
+    ],
+}
+
+
+def _without_red(caps: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint that does not speak RED (aiortc, Firefox)."""
+    return {**caps, "codecs": [c for c in caps["codecs"] if c["mimeType"] != "audio/red"]}
+
+
+def test_router_caps_offer_opus_with_fec_and_red_last(router_caps):
+    codecs = router_caps["codecs"]
+    opus = next(c for c in codecs if c["mimeType"] == "audio/opus")
+    assert opus["parameters"] == {"useinbandfec": 1}
+    red = codecs[-1]
+    assert (red["mimeType"], red["clockRate"], red["channels"]) == ("audio/red", 48000, 2)
+    assert red["rtcpFeedback"] == [{"type": "transport-cc", "parameter": ""}]
+    # after every other codec, so none of theirs moved: mediasoup-client sends the first audio
+    # codec it shares with the router, which stays Opus
+    assert red["preferredPayloadType"] == max(c["preferredPayloadType"] for c in codecs)
+    assert [c["mimeType"] for c in codecs if c["kind"] == "audio"] == ["audio/opus", "audio/red"]
+
+
+def test_red_producer_is_consumed_as_red_by_a_red_endpoint(router_caps):
+    _, mapping, consumable = _consumable("audio", CHROMIUM_RED_OPUS, router_caps)
+    red_pt, opus_pt = (next(c["preferredPayloadType"] for c in router_caps["codecs"] if c["mimeType"] == m)
+                       for m in ("audio/red", "audio/opus"))
+    assert mapping["codecs"] == [
+        {"payloadType": 63, "mappedPayloadType": red_pt},
+        {"payloadType": 111, "mappedPayloadType": opus_pt},
+    ]
+    red, opus = consumable["codecs"]
+    # the fmtp names the blocks' payload types, which are the router's to a consumer
+    assert (red["mimeType"], red["payloadType"], red["parameters"]) == (
+        "audio/red", red_pt, {f"{opus_pt}/{opus_pt}": ""})
+    assert opus["parameters"] == {"minptime": 10, "useinbandfec": 1, "usedtx": 1}
+    caps = _chromium_recv_caps(router_caps)
+    assert can_consume(consumable, caps)
+    consumer = get_consumer_rtp_parameters(consumable, caps)
+    assert [(c["mimeType"], c["payloadType"]) for c in consumer["codecs"]] == [
+        ("audio/red", red_pt), ("audio/opus", opus_pt)]
+
+
+def test_red_producer_is_consumed_as_opus_with_fec_by_an_endpoint_without_red(router_caps):
+    _, _, consumable = _consumable("audio", CHROMIUM_RED_OPUS, router_caps)
+    caps = _without_red(_chromium_recv_caps(router_caps))
+    assert can_consume(consumable, caps)
+    consumer = get_consumer_rtp_parameters(consumable, caps)
+    assert [c["mimeType"] for c in consumer["codecs"]] == ["audio/opus"]
+    assert consumer["codecs"][0]["parameters"]["useinbandfec"] == 1
+    assert len(consumer["encodings"]) == 1 and "rtx" not in consumer["encodings"][0]
+
+
+def test_red_alone_carries_nothing_an_endpoint_can_decode(router_caps):
+    _, _, consumable = _consumable("audio", CHROMIUM_RED_OPUS, router_caps)
+    caps = _chromium_recv_caps(router_caps)
+    caps["codecs"] = [c for c in caps["codecs"] if c["mimeType"] != "audio/opus"]
+    assert not can_consume(consumable, caps)
+    with pytest.raises(UnsupportedError, match="no compatible media codecs"):
+        get_consumer_rtp_parameters(consumable, caps)
+
+
+async def test_pymediasoup_receives_a_red_producer_as_opus(router_caps):
+    from pymediasoup import AiortcHandler, Device
+    from pymediasoup.ortc import canReceive
+    from pymediasoup.rtp_parameters import RtpCapabilities, RtpParameters
+
+    device = Device(handlerFactory=AiortcHandler.createFactory(tracks=[]))
+    await device.load(RtpCapabilities.model_validate(copy.deepcopy(router_caps)))
+    recv_caps = device.rtpCapabilities.model_dump()
+    assert "audio/red" not in {c["mimeType"].lower() for c in recv_caps["codecs"]}  # aiortc has no RED
+    _, _, consumable = _consumable("audio", CHROMIUM_RED_OPUS, router_caps)
+    assert can_consume(consumable, copy.deepcopy(recv_caps))
+    consumer = get_consumer_rtp_parameters(consumable, copy.deepcopy(recv_caps))
+    assert [c["mimeType"] for c in consumer["codecs"]] == ["audio/opus"]
+    assert canReceive(RtpParameters.model_validate(consumer), device._extendedRtpCapabilities)
+
+
+def test_pipe_consumer_keeps_red(router_caps):
+    _, _, consumable = _consumable("audio", CHROMIUM_RED_OPUS, router_caps)
+    consumer = get_consumer_rtp_parameters(consumable, router_caps, pipe=True)
+    assert [c["mimeType"] for c in consumer["codecs"]] == ["audio/red", "audio/opus"]
+
+
+def test_red_fmtp_keeps_other_parameters_and_drops_unmapped_lists(router_caps):
+    params = copy.deepcopy(CHROMIUM_RED_OPUS)
+    params["codecs"][0]["parameters"] = {"111/111/111": "", "96/96": "", "x-custom": 7}
+    _, _, consumable = _consumable("audio", params, router_caps)
+    opus_pt = consumable["codecs"][1]["payloadType"]
+    assert consumable["codecs"][0]["parameters"] == {f"{opus_pt}/{opus_pt}/{opus_pt}": "", "x-custom": 7}
 
 
 # Helpers

@@ -11,7 +11,7 @@ from media.ortc.capabilities import (
     RID_URI,
     TRANSPORT_WIDE_CC_URI,
 )
-from media.ortc.codecs import is_rtx_codec
+from media.ortc.codecs import is_red_codec, is_rtx_codec
 
 if TYPE_CHECKING:
     from media.engine.producer import Producer
@@ -31,6 +31,17 @@ def payload_type_map(rtp_mapping: dict, consumer_parameters: dict) -> dict[int, 
         for m in rtp_mapping["codecs"]
         if m["mappedPayloadType"] in ours
     }
+
+
+def red_stream(producer_parameters: dict, rtp_mapping: dict, consumer_parameters: dict) -> tuple[int, bool]:
+    """The producer's RED payload type (RFC 2198), and whether this consumer gets RED cut to its
+    primary encoding because it did not negotiate RED; (-1, False) for a producer without RED."""
+    red_pt = next((int(c["payloadType"]) for c in producer_parameters["codecs"] if is_red_codec(c)), None)
+    if red_pt is None:
+        return -1, False
+    ours = {codec["payloadType"] for codec in consumer_parameters["codecs"]}
+    mapped = next(m["mappedPayloadType"] for m in rtp_mapping["codecs"] if m["payloadType"] == red_pt)
+    return red_pt, mapped not in ours
 
 
 def rtx_stream(consumer_parameters: dict) -> tuple[int, int]:
@@ -78,14 +89,20 @@ class Consumer:
         preferred = (data.get("preferredLayers") or {}).get("spatialLayer")
         twcc_id = extension_ids(self.rtp_parameters).get(TRANSPORT_WIDE_CC_URI, 0)
         rtx_ssrc, rtx_payload_type = rtx_stream(self.rtp_parameters)
+        pt_map = payload_type_map(producer.rtp_mapping, self.rtp_parameters)
+        red_pt, red_strip = red_stream(producer.rtp_parameters, producer.rtp_mapping, self.rtp_parameters)
+        if red_strip:
+            # forwarded, then sent as the payload type of its primary block (fastpath/red.pyx)
+            pt_map[red_pt] = int(codec["payloadType"])
         fwd = self.engine.forwarder
         self.slot = fwd.add_consumer(
-            transport.slot, self.ssrc, layer_count,
-            payload_type_map(producer.rtp_mapping, self.rtp_parameters),
+            transport.slot, self.ssrc, layer_count, pt_map,
             extension_map(producer.rtp_parameters, self.rtp_parameters),
             twcc_id, producer.codec_id, int(codec["clockRate"]), self.kind == "video",
             self.paused, -1 if preferred is None else int(preferred), rtx_ssrc, rtx_payload_type,
         )
+        if red_pt >= 0:
+            fwd.set_consumer_red(self.slot, red_pt, red_strip)
         if self.producer_paused:
             fwd.set_consumer_paused(self.slot, self.paused, True)
         self.engine.consumers_by_slot[self.slot] = self

@@ -18,7 +18,7 @@ import copy
 from typing import Any
 
 from .capabilities import DEFAULT_MEDIA_CODECS, SUPPORTED_RTP_CAPABILITIES
-from .codecs import is_rtx_codec, match_codecs
+from .codecs import is_red_codec, is_rtx_codec, match_codecs
 from .consumer import (
     can_consume,
     get_consumable_rtp_parameters,
@@ -52,6 +52,7 @@ __all__ = [
     "get_consumer_rtp_parameters",
     "get_producer_rtp_parameters_mapping",
     "get_producer_type",
+    "is_red_codec",
     "is_rtx_codec",
     "match_codecs",
     "parse_scalability_mode",

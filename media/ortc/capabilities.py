@@ -66,6 +66,17 @@ SUPPORTED_RTP_CAPABILITIES: dict[str, Any] = {
             "parameters": {},
             "rtcpFeedback": [dict(fb) for fb in _AUDIO_FEEDBACK],
         },
+        # RED (RFC 2198) carrying Opus, as Chrome sends it (red/48000/2). mediasoup has no RED;
+        # here it is forwarded to consumers that negotiated it and cut to its primary Opus
+        # encoding for the others (fastpath/red.pyx).
+        {
+            "kind": "audio",
+            "mimeType": "audio/red",
+            "clockRate": 48000,
+            "channels": 2,
+            "parameters": {},
+            "rtcpFeedback": [dict(fb) for fb in _AUDIO_FEEDBACK],
+        },
         _video("video/VP8"),
         _video("video/VP9"),
         _video("video/H264", {"level-asymmetry-allowed": 1}),
@@ -93,9 +104,19 @@ SUPPORTED_RTP_CAPABILITIES: dict[str, Any] = {
 }
 
 # VP8 comes first among the video codecs: clients send the router's first video
-# codec they share, and VP8 simulcast is what every browser does best.
+# codec they share, and VP8 simulcast is what every browser does best. Opus offers
+# in-band FEC (RFC 7587 useinbandfec), so a publisher's encoder adds it. RED comes
+# last: mediasoup-client sends only the first audio codec it shares with the router,
+# and RED without Opus beside it is nothing a browser can send; being last also keeps
+# every other codec's payload type where it was.
 DEFAULT_MEDIA_CODECS: list[dict[str, Any]] = [
-    {"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2},
+    {
+        "kind": "audio",
+        "mimeType": "audio/opus",
+        "clockRate": 48000,
+        "channels": 2,
+        "parameters": {"useinbandfec": 1},
+    },
     {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000},
     {"kind": "video", "mimeType": "video/VP9", "clockRate": 90000, "parameters": {"profile-id": 0}},
     {"kind": "video", "mimeType": "video/VP9", "clockRate": 90000, "parameters": {"profile-id": 2}},
@@ -120,4 +141,5 @@ DEFAULT_MEDIA_CODECS: list[dict[str, Any]] = [
         },
     },
     {"kind": "video", "mimeType": "video/AV1", "clockRate": 90000},
+    {"kind": "audio", "mimeType": "audio/red", "clockRate": 48000, "channels": 2},
 ]

@@ -19,6 +19,11 @@ def is_rtx_codec(codec: RtpCodec) -> bool:
     return codec["mimeType"].lower().endswith("/rtx")
 
 
+def is_red_codec(codec: RtpCodec) -> bool:
+    """Whether a codec is RED, redundant audio (RFC 2198), a wrapper around another codec."""
+    return codec["mimeType"].lower() == "audio/red"
+
+
 def _numeric_parameter(codec: RtpCodec, name: str, default: Any = 0) -> Any:
     """A codec parameter compared as a number; SDP parsers disagree on "1" versus 1."""
     value = codec.get("parameters", {}).get(name)

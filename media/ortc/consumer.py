@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from .capabilities import ABS_SEND_TIME_URI, TRANSPORT_WIDE_CC_URI
-from .codecs import is_rtx_codec, match_codecs
+from .codecs import is_red_codec, is_rtx_codec, match_codecs
 from .streams import generate_ssrc, parse_scalability_mode
 from .validation import (
     OrtcError,
@@ -23,6 +23,23 @@ from .validation import (
     UnsupportedError,
     validate_rtp_capabilities,
 )
+
+
+def _red_parameters(parameters: dict[str, Any], mapped_payload_type: dict[int, int]) -> dict[str, Any]:
+    """RED's fmtp (RFC 2198 §5: "111/111", the payload types of its blocks) in router terms.
+
+    SDP parsers give the bare list as a parameter name ({"111/111": ""}, mediasoup-client); its
+    numbers are the producer's payload types and become the router's, which consumers use. A
+    list naming a payload type the producer did not map is left out.
+    """
+    out: dict[str, Any] = {}
+    for name, value in parameters.items():
+        numbers = name.split("/")
+        if not all(n.isdigit() for n in numbers):
+            out[name] = value
+        elif all(int(n) in mapped_payload_type for n in numbers):
+            out["/".join(str(mapped_payload_type[int(n)]) for n in numbers)] = value
+    return out
 
 
 def get_consumable_rtp_parameters(
@@ -52,6 +69,8 @@ def get_consumable_rtp_parameters(
             consumable_codec["channels"] = cap_codec["channels"]
         # The producer's own fmtp parameters describe the stream that is forwarded.
         consumable_codec["parameters"] = copy.deepcopy(codec["parameters"])
+        if is_red_codec(codec):
+            consumable_codec["parameters"] = _red_parameters(codec["parameters"], mapped_payload_type)
         consumable_codec["rtcpFeedback"] = copy.deepcopy(cap_codec["rtcpFeedback"])
         codecs.append(consumable_codec)
         cap_rtx_codec = next(
@@ -109,8 +128,10 @@ def can_consume(consumable_params: RtpParameters, caps: RtpCapabilities) -> bool
     matching = [
         codec
         for codec in consumable_params["codecs"]
-        if any(match_codecs(cap, codec, strict=True) for cap in caps["codecs"])
+        if not is_red_codec(codec)
+        and any(match_codecs(cap, codec, strict=True) for cap in caps["codecs"])
     ]
+    # RED alone is not enough: it wraps a codec the endpoint must decode (Opus)
     return bool(matching) and not is_rtx_codec(matching[0])
 
 
@@ -189,6 +210,10 @@ def get_consumer_rtp_parameters(
             and (enable_rtx or fb["type"] != "nack" or fb["parameter"])
         ]
         codecs.append(codec)
+    # RED (RFC 2198) only beside a codec its blocks can carry; without RED a consumer of a RED
+    # producer gets that codec, and the fast path cuts each RED packet to its primary block.
+    if all(is_red_codec(c) or is_rtx_codec(c) for c in codecs):
+        codecs = [c for c in codecs if not is_red_codec(c)]
     media_payload_types = {c["payloadType"] for c in codecs if not is_rtx_codec(c)}
     codecs = [
         c
