@@ -7,7 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import engineio
 import socketio
+from engineio.async_socket import AsyncSocket
 from socketio.exceptions import ConnectionRefusedError
 
 from app.auth import InvalidToken, SlidingWindow, Tokens, user_for_token
@@ -33,6 +35,53 @@ log = get_logger("signaling")
 MAX_MESSAGE_BYTES = 256 * 1024
 CHAT_PER_SECOND = 10
 MAX_PENDING_REQUESTS = 64
+# the coroutine function an Engine.IO socket schedules its next ping with (see EngineIOServer)
+_SEND_PING = getattr(AsyncSocket, "_send_ping", None)
+
+
+class EngineIOServer(engineio.AsyncServer):
+    """python-engineio's server, except that a socket's ping timer ends with the socket.
+
+    Every Engine.IO socket schedules its next ping as a task that sleeps `ping_interval` (25 s) and
+    holds the socket (its queue, events and timer) until it wakes, also after the client has gone.
+    So each connection outlived its disconnect by up to 25 s, and the main process held as many
+    dead sockets as connections had closed in the last 25 s: its memory grew with the connection
+    rate, and the allocator kept the peak. Here the pending ping is cancelled when the socket
+    disconnects (a socket that closes never pings again anyway). This leans on python-engineio's
+    internals (`AsyncSocket._send_ping`, `_trigger_event`); should they change, the pings are
+    simply not tracked, and tests/test_soak.py sees the memory grow again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._pings: dict[str, asyncio.Task] = {}
+
+    def start_background_task(self, target, *args: Any, **kwargs: Any) -> asyncio.Task:
+        task = super().start_background_task(target, *args, **kwargs)
+        if _SEND_PING is not None and getattr(target, "__func__", None) is _SEND_PING:
+            sid = target.__self__.sid
+            self._pings[sid] = task
+            task.add_done_callback(lambda done: self._ping_done(sid, done))
+        return task
+
+    def _ping_done(self, sid: str, task: asyncio.Task) -> None:
+        if self._pings.get(sid) is task:
+            del self._pings[sid]
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "disconnect" and args:
+            ping = self._pings.pop(args[0], None)
+            # the ping task itself may be closing the socket (the client stopped answering)
+            if ping is not None and ping is not asyncio.current_task():
+                ping.cancel()
+        return await super()._trigger_event(event, *args, **kwargs)
+
+
+class SocketIOServer(socketio.AsyncServer):
+    """python-socketio's server on EngineIOServer."""
+
+    def _engineio_server_class(self) -> type:
+        return EngineIOServer
 
 
 @dataclass(eq=False)
@@ -59,7 +108,7 @@ class SignalingServer:
                 raise ValueError("many nodes (Redis) need this node's public URL")
             self.registry.cluster = Cluster(redis_url, public_url, self.registry)
             manager = RoomEvents(redis_url, self.registry.cluster)
-        self.sio = socketio.AsyncServer(
+        self.sio = SocketIOServer(
             async_mode="aiohttp", client_manager=manager, cors_allowed_origins="*",
             max_http_buffer_size=MAX_MESSAGE_BYTES, logger=False, engineio_logger=False,
         )
