@@ -1,20 +1,21 @@
 """Main-process memory soak: many short signaling sessions against one server, RSS and fds before and after.
 
 A cycle is one client's whole session through the SDK: connect (Socket.IO), join the room, create
-a send and a receive WebRTC transport, leave, disconnect. Four clients (guests signed in once) run
-their cycles at the same time, in one room, until `--cycles` cycles are done in all. The script
-spawns its own server (`switchyard serve` on free loopback ports, a temporary SQLite database,
-one media worker), runs `--warmup` cycles, samples the main process's RSS (VmRSS of
-/proc/PID/status) and the open file descriptors of the server and of each worker, runs the rest,
-and samples again. Nothing but the loopback is used; every wait is bounded, and the run stops
-early (and says so) after `--max-seconds`.
+a send and a receive WebRTC transport (with `--chat`, send one chat message), leave, disconnect.
+Four clients (guests signed in once) run their cycles at the same time, in one room, until
+`--cycles` cycles are done in all. The script spawns its own server (`switchyard serve` on free
+loopback ports, a temporary SQLite database, one media worker), runs `--warmup` cycles, samples
+the main process's RSS (VmRSS of /proc/PID/status) and the open file descriptors of the server
+and of each worker, then samples again `--samples` times up to the end. Nothing but the loopback
+is used; every cycle has a timeout, and the run stops early (and says so) after `--max-seconds`.
 
-    .venv/bin/python bench/soak_main_process.py [--cycles 4000] [--warmup 400] \
+    .venv/bin/python bench/soak_main_process.py [--cycles 4000] [--warmup 400] [--chat] \
         [--output bench/results/soak_main_process.json]
 
-Growth of the main process's RSS between the two samples is what the soak measures: the
-workers' memory does not depend on how many sessions came before (their objects are freed on
-close), so any steady growth there is a leak of the control side.
+What it measures is the growth of the main process's RSS from the sample after the warm-up to the
+last one, and of every process's open fds; the workers' RSS is reported beside it. A session
+leaves nothing behind when it ends, so after the warm-up the main process should stay flat
+(docs/benchmarks.md, "Main-process memory soak").
 """
 
 from __future__ import annotations
