@@ -40,6 +40,11 @@ class SlidingWindow:
             return 0
         return max(1, int(recent[0] + self.window - self.clock()) + 1)
 
+    def forget(self, key: str) -> None:
+        """Drop `key`'s events: for keys that end (a peer that left), so they are not kept until
+        MAX_KEYS is reached."""
+        self.events.pop(key, None)
+
     def _forget_idle(self, now: float) -> None:
         for key in [k for k, q in self.events.items() if not q or q[-1] <= now - self.window]:
             del self.events[key]

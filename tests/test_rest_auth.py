@@ -185,6 +185,15 @@ def test_sliding_window_forgets_old_attempts():
     assert window.allow("k")
 
 
+def test_sliding_window_forget_drops_a_key_at_once():
+    window = SlidingWindow(limit=1, window=60, clock=lambda: 1000.0)
+    assert window.allow("peer") and not window.allow("peer")
+    window.forget("peer")
+    window.forget("never-seen")
+    assert window.events == {}
+    assert window.allow("peer")
+
+
 async def test_login_rehashes_a_password_hashed_with_older_parameters(client, app):
     _, user = await register(client, email="frank@example.com")
     old_hash = (await stored_user(app, user["id"])).password_hash

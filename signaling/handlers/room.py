@@ -78,6 +78,8 @@ async def drop_peer(server: SignalingServer, connection: Connection, notify: boo
     connection.peer = None
     live = peer.room
     live.peers.pop(peer.peer_id, None)
+    # the chat limit is per peer id, and a peer id is never used again after its peer leaves
+    server.chat_limits.forget(peer.peer_id)
     server.registry.peers_changed()
     if notify:
         for producer_id in list(peer.producers):
