@@ -17,7 +17,7 @@ import json
 import pytest
 
 from bench.soak_main_process import soak
-from signaling.loadtest.spawn import SpawnedServer
+from loadgen.harness.spawn import SpawnedServer
 
 CYCLES = 6000
 WARMUP = 500
