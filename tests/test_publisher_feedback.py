@@ -68,12 +68,19 @@ def pump(fwd, seconds: float) -> None:
         time.sleep(0.002)
 
 
-def test_transport_cc_feedback_reports_every_number_from_the_fast_path(forwarder):
-    fwd, server_addr, _ = forwarder
+def publishing(fwd, twcc: bool) -> tuple[Peer, int]:
+    """A publisher's transport with one VP8 stream (SSRC 4444), with or without transport-cc."""
     publisher = Peer()
     slot = connect(fwd, publisher)
     fwd.add_producer_stream(slot, 4444, 0, CODEC_VP8, 90000, 0, True)
-    fwd.set_transport_incoming_feedback(slot, TWCC_EXT_ID, False)
+    if twcc:
+        fwd.set_transport_incoming_feedback(slot, TWCC_EXT_ID, False)
+    return publisher, slot
+
+
+def test_transport_cc_feedback_reports_every_number_from_the_fast_path(forwarder):
+    fwd, server_addr, _ = forwarder
+    publisher, slot = publishing(fwd, twcc=True)
     lost = {7, 8, 30}
     for k in range(60):
         if k not in lost:
@@ -99,9 +106,7 @@ def test_transport_cc_feedback_reports_every_number_from_the_fast_path(forwarder
 
 def test_a_transport_without_transport_cc_gets_no_feedback(forwarder):
     fwd, server_addr, _ = forwarder
-    publisher = Peer()
-    slot = connect(fwd, publisher)
-    fwd.add_producer_stream(slot, 4444, 0, CODEC_VP8, 90000, 0, True)
+    publisher, slot = publishing(fwd, twcc=False)
     for k in range(20):
         publisher.sock.sendto(publisher.tx.protect(rtp_with_twcc(k, k)), server_addr)
     pump(fwd, 0.2)
@@ -112,10 +117,7 @@ def test_a_transport_without_transport_cc_gets_no_feedback(forwarder):
 
 def test_the_ceiling_goes_out_as_remb_with_transport_cc(forwarder):
     fwd, server_addr, _ = forwarder
-    publisher = Peer()
-    slot = connect(fwd, publisher)
-    fwd.add_producer_stream(slot, 4444, 0, CODEC_VP8, 90000, 0, True)
-    fwd.set_transport_incoming_feedback(slot, TWCC_EXT_ID, False)
+    publisher, slot = publishing(fwd, twcc=True)
     fwd.set_max_incoming_bitrate(slot, 800_000)
     publisher.sock.sendto(publisher.tx.protect(rtp_with_twcc(0, 0)), server_addr)
     pump(fwd, 0.05)
@@ -127,7 +129,7 @@ def test_the_ceiling_goes_out_as_remb_with_transport_cc(forwarder):
     assert int.from_bytes(rembs[0][20:24], "big") == 4444
 
 
-async def aiortc_target(client_producer, timeout: float = 0.0):
+async def aiortc_target(client_producer):
     """aiortc's encoder target bitrate (it follows REMB); None until the encoder exists."""
     encoder = getattr(client_producer.rtpSender, "_RTCRtpSender__encoder", None)
     return getattr(encoder, "target_bitrate", None)
