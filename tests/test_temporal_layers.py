@@ -103,20 +103,20 @@ def assert_continuous(got: list[Received]) -> None:
     """Sequence numbers without a gap; one picture id per frame, each the previous one's + 1;
     TL0PICIDX one up at each TL0 frame; whole frames, marker on their last packet."""
     seqs = [r.seq for r in got]
-    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:])), seqs
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False)), seqs
     frames: dict[int, list[Received]] = {}
     for r in got:
         frames.setdefault(r.frame, []).append(r)
     order = list(frames)
     pictures = [frames[f][0].picture_id for f in order]
-    assert all((b - a) & 0x7FFF == 1 for a, b in zip(pictures, pictures[1:])), pictures
+    assert all((b - a) & 0x7FFF == 1 for a, b in zip(pictures, pictures[1:], strict=False)), pictures
     for f in order:
         packets = frames[f]
         assert [p.index for p in packets] == list(range(len(packets))) and packets[0].start
         assert {p.picture_id for p in packets} == {packets[0].picture_id}
         assert [p.marker for p in packets] == [0] * (len(packets) - 1) + [1]
     tl0s = [(frames[f][0].tl0, frames[f][0].tid) for f in order]
-    for (a, _), (b, tid) in zip(tl0s, tl0s[1:]):
+    for (a, _), (b, tid) in zip(tl0s, tl0s[1:], strict=False):
         assert (b - a) & 0xFF == (1 if tid == 0 else 0), tl0s
 
 
@@ -291,4 +291,4 @@ def test_a_limited_path_loses_frame_rate_before_resolution(forwarder):
         assert max(rig.recent_tids(0.5)) == expected[1]
     got = rig.got
     seqs = [r.seq for r in got]
-    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:])), "no holes across all switches"
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False)), "no holes across all switches"
