@@ -30,28 +30,28 @@ cdef inline int layer_filter(ConsumerState* c, const PayloadInfo* info, bint key
     """Forward or skip one packet of the consumer's current stream; moves the current layers."""
     cdef int tid = info.temporal_id if info.temporal_id > 0 else 0
     cdef int sid = info.spatial_id if info.spatial_id > 0 else 0
-    # every spatial layer of a picture has the picture's temporal id: switch on the first one
+    # switches happen at the first packet of a picture (its lowest spatial layer, which every
+    # picture has and whose temporal id all of them share), whether or not it is forwarded
     cdef bint picture_start = info.begins_frame and sid == 0
-    cdef int verdict = LAYER_FORWARD
-    if c.svc_layers > 1:
-        if c.svc_current != c.svc_target and picture_start:
+    if picture_start:
+        if c.svc_layers > 1 and c.svc_current != c.svc_target:
             if keyframe or (c.svc_target < c.svc_current and not c.ksvc):
                 c.svc_current = c.svc_target
                 c.layers_changed = 1
-        if sid > c.svc_current:
-            return LAYER_DROP
-        if c.ksvc and info.inter_predicted and sid != c.svc_current:
-            return LAYER_DROP
-        if info.ends_frame > 0 and sid == c.svc_current:
-            verdict = LAYER_FORWARD_END
-    if c.temporal_count > 1:
-        if c.current_temporal != c.target_temporal and picture_start:
+        if c.temporal_count > 1 and c.current_temporal != c.target_temporal:
             if keyframe or c.target_temporal < c.current_temporal:
                 c.current_temporal = c.target_temporal
                 c.layers_changed = 1
             elif c.current_temporal < tid <= c.target_temporal and info.layer_sync:
                 c.current_temporal = tid
                 c.layers_changed = 1
-        if tid > c.current_temporal:
+    if c.temporal_count > 1 and tid > c.current_temporal:
+        return LAYER_DROP
+    if c.svc_layers > 1:
+        if sid > c.svc_current:
             return LAYER_DROP
-    return verdict
+        if c.ksvc and info.inter_predicted and sid != c.svc_current:
+            return LAYER_DROP
+        if info.ends_frame > 0 and sid == c.svc_current:
+            return LAYER_FORWARD_END
+    return LAYER_FORWARD

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from aiortc.rtp import RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket, pack_remb_fci
-from fastpath.codecs import CODEC_VP8
+from fastpath.codecs import CODEC_VP8, CODEC_VP9
 from fastpath.srtp import SrtpSession
 
 from tests import test_forwarder
@@ -292,3 +292,148 @@ def test_a_limited_path_loses_frame_rate_before_resolution(forwarder):
     got = rig.got
     seqs = [r.seq for r in got]
     assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False)), "no holes across all switches"
+
+
+# ---- VP9 SVC: spatial and temporal layers in one stream ------------------------------------------
+
+def vp9_packet(picture: int, picture_id: int, tid: int, switch_up: bool, sid: int, predicted: bool,
+               first: bool, last: bool, index: int) -> bytes:
+    """One packet of a VP9 layer frame in flexible mode (RFC 9628 §4.2): I, P, L, F, B and E
+    bits, a 15-bit picture id, TID/U/SID/D, one reference diff when inter-picture predicted."""
+    flags = 0x80 | (0x40 if predicted else 0) | 0x20 | 0x10 | (0x08 if first else 0) | (0x04 if last else 0)
+    descriptor = bytes([flags, 0x80 | (picture_id >> 8), picture_id & 0xFF,
+                        (tid << 5) | (int(switch_up) << 4) | (sid << 1) | (1 if sid else 0)])
+    if predicted:
+        descriptor += bytes([1 << 1])
+    return descriptor + struct.pack("!IBH", picture, sid, index) + bytes(120)
+
+
+class Vp9Received:
+    def __init__(self, packet: RtpPacket):
+        p = packet.payload
+        self.seq, self.marker = packet.sequence_number, packet.marker
+        self.begins, self.ends = bool(p[0] & 0x08), bool(p[0] & 0x04)
+        self.tid, self.sid = p[3] >> 5, (p[3] >> 1) & 7
+        body = p[5 if p[0] & 0x40 else 4:]
+        self.picture, sid, self.index = struct.unpack("!IBH", body[:7])
+        assert sid == self.sid
+
+
+class SvcSource:
+    """VP9 with three spatial and three temporal layers on one SSRC, 30 pictures a second, two
+    packets per layer frame, the RTP marker at the end of each picture (of its top layer)."""
+
+    def __init__(self, peer: Peer, server_addr, ssrc: int, keyframe_every: int = 16):
+        self.peer, self.server_addr, self.ssrc = peer, server_addr, ssrc
+        self.keyframe_every = keyframe_every
+        self.picture, self.seq, self.picture_id = 0, 30000, 100
+
+    def tid(self, picture: int) -> int:
+        return PATTERN[picture % 4]
+
+    def is_keyframe(self, picture: int) -> bool:
+        return picture % self.keyframe_every == 0
+
+    def send_picture(self) -> None:
+        n = self.picture
+        for sid in range(3):
+            for index in range(2):
+                last_of_picture = sid == 2 and index == 1
+                payload = vp9_packet(n, self.picture_id, self.tid(n), n % 4 in (1, 2), sid,
+                                     not self.is_keyframe(n), index == 0, index == 1, index)
+                packet = rtp(self.seq & 0xFFFF, n * FRAME_TICKS, self.ssrc, 98, payload, int(last_of_picture))
+                self.peer.sock.sendto(self.peer.tx.protect(packet), self.server_addr)
+                self.seq += 1
+        self.picture_id = (self.picture_id + 1) & 0x7FFF
+        self.picture += 1
+
+
+def svc_viewer(fwd, server_addr, ksvc: bool, preferred: tuple[int, int]):
+    producer, viewer = Peer(), Peer()
+    viewer.sock.setblocking(False)
+    stream = fwd.add_producer_stream(connect(fwd, producer), 6000, 0, CODEC_VP9, 90000, 0, True)
+    consumer = fwd.add_consumer(connect(fwd, viewer), 6100, 1, {98: 103}, {}, 0, CODEC_VP9, 90000, True, False,
+                                preferred[0], temporal_layers=3, preferred_temporal=preferred[1],
+                                svc_layers=3, ksvc=ksvc)
+    fwd.attach_stream(consumer, 0, stream)
+    return SvcSource(producer, server_addr, 6000), viewer, consumer
+
+
+def send_pictures(fwd, source: SvcSource, viewer: Peer, count: int) -> list[Vp9Received]:
+    got = []
+    for _ in range(count):
+        source.send_picture()
+        fwd.drain()
+        time.sleep(0.002)
+        fwd.drain()
+        got += pending_vp9(viewer)
+    return got
+
+
+def pending_vp9(viewer: Peer) -> list[Vp9Received]:
+    out = []
+    while True:
+        try:
+            raw = viewer.sock.recv(2048)
+        except BlockingIOError:
+            return out
+        out.append(Vp9Received(RtpPacket.parse(viewer.rx.unprotect(raw))))
+
+
+def layers_by_picture(got: list[Vp9Received]) -> dict[int, list[int]]:
+    """picture -> the spatial ids forwarded of it; checks each layer frame is whole and that the
+    marker is on the last packet of the highest one."""
+    pictures: dict[int, list[Vp9Received]] = {}
+    for r in got:
+        pictures.setdefault(r.picture, []).append(r)
+    out = {}
+    for picture, packets in pictures.items():
+        sids = sorted({p.sid for p in packets})
+        assert [(p.sid, p.index) for p in packets] == [(s, i) for s in sids for i in range(2)], picture
+        assert [p.marker for p in packets] == [0] * (len(packets) - 1) + [1], (picture, sids)
+        out[picture] = sids
+    return out
+
+
+def test_vp9_full_svc_forwards_the_spatial_and_temporal_layers_preferred(forwarder):
+    """L3T3: spatial layers up to the preferred one, the marker moved to its end of each picture;
+    up waits for a key frame, down happens at the next picture; no hole in the numbering."""
+    fwd, server_addr, control = forwarder
+    source, viewer, consumer = svc_viewer(fwd, server_addr, False, (1, 2))
+    got = send_pictures(fwd, source, viewer, 20)
+    assert {p: s for p, s in layers_by_picture(got).items()} == {p: [0, 1] for p in range(20)}
+
+    fwd.set_consumer_preferred_layer(consumer, 2, 0)  # up waits for the key frame at picture 32
+    got += send_pictures(fwd, source, viewer, 20)
+    layers = layers_by_picture(got)
+    assert {p: layers[p] for p in range(20, 40) if p in layers} == \
+        {**{p: [0, 1] for p in range(20, 32) if p % 4 == 0}, **{p: [0, 1, 2] for p in range(32, 40, 4)}}
+    assert fwd.consumer_stats(consumer)["currentLayer"] == 2
+
+    fwd.set_consumer_preferred_layer(consumer, 0, 2)  # down at once; up in time at a switching point
+    got += send_pictures(fwd, source, viewer, 12)
+    layers = layers_by_picture(got)
+    assert {p: layers[p] for p in range(40, 52) if p in layers} == \
+        {40: [0], **{p: [0] for p in range(41, 52)}}
+    seqs = [r.seq for r in got]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False)), seqs
+    events = [(s, t) for _, evs in control for name, slot, s, t in evs if slot == consumer]
+    assert events[0] == (1, 2) and events[-1] == (0, 2) and (2, 0) in events
+
+
+def test_vp9_k_svc_forwards_only_the_current_spatial_layer_between_key_frames(forwarder):
+    """L3T3_KEY: upper layers predict from lower ones only on key pictures, so off them only the
+    current spatial layer is forwarded, and any spatial switch waits for a key picture."""
+    fwd, server_addr, _ = forwarder
+    source, viewer, consumer = svc_viewer(fwd, server_addr, True, (1, 2))
+    got = send_pictures(fwd, source, viewer, 20)
+    layers = layers_by_picture(got)
+    assert layers == {p: ([0, 1] if source.is_keyframe(p) else [1]) for p in range(20)}
+
+    fwd.set_consumer_preferred_layer(consumer, 0, 2)
+    got += send_pictures(fwd, source, viewer, 16)
+    layers = layers_by_picture(got)
+    assert {p: layers[p] for p in range(20, 36)} == {**{p: [1] for p in range(20, 32)}, 32: [0],
+                                                    **{p: [0] for p in range(33, 36)}}
+    seqs = [r.seq for r in got]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False)), seqs
