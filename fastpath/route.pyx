@@ -25,6 +25,7 @@ from libc.string cimport memcpy, memset
 from fastpath.bwe cimport bwe_available, bwe_free, bwe_track_sent
 from fastpath.congestion cimport arrival_log_free, arrival_log_init
 from fastpath.clock cimport monotonic_ns
+from fastpath.codecs cimport CODEC_VP8, CODEC_VP9
 from fastpath.demux cimport address_key
 from fastpath.layers cimport LayerSelection
 from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
@@ -335,7 +336,9 @@ cdef class Forwarder(LayerSelection):
         temporal_layers: the temporal layers of the producer's encodings (its scalabilityMode), of
         which the consumer gets up to preferred_temporal (-1: all). svc_layers: the spatial layers
         one stream carries (VP9 SVC; layer_count is then 1), chosen like simulcast layers with
-        preferred_layer; ksvc: the stream is K-SVC (scalabilityMode "..._KEY").
+        preferred_layer; ksvc: the stream is K-SVC (scalabilityMode "..._KEY"). Layers within a
+        stream are chosen for VP8 (temporal) and VP9 (temporal and spatial) only, whose every
+        packet names its layers; other codecs' streams are forwarded whole.
         """
         cdef int i, old_pt, new_pt
         cdef ConsumerState* c
@@ -367,6 +370,12 @@ cdef class Forwarder(LayerSelection):
         c.layer_count = layer_count
         for layer in range(MAX_SPATIAL_LAYERS):
             c.streams[layer] = NO_LAYER
+        if codec != CODEC_VP8 and codec != CODEC_VP9:
+            # H264 names no layers, AV1 only in the packets that start an OBU (fragments need the
+            # dependency descriptor, not read yet): such streams are not thinned
+            temporal_layers = svc_layers = 1
+        elif codec == CODEC_VP8:
+            svc_layers = 1
         c.svc_layers = svc_layers if is_video else 1
         c.ksvc = ksvc
         if c.svc_layers > 1:
@@ -533,6 +542,9 @@ cdef class Forwarder(LayerSelection):
             "currentLayer": c.svc_current if c.svc_layers > 1 else c.current_layer,
             "targetLayer": c.svc_target if c.svc_layers > 1 else c.target_layer,
             "preferredLayer": c.svc_preferred if c.svc_layers > 1 else c.preferred_layer,
+            # the layers the consumer chooses from (1: the stream is forwarded whole)
+            "spatialLayers": c.svc_layers if c.svc_layers > 1 else c.layer_count,
+            "temporalLayers": c.temporal_count,
             # temporal layers: 0 when the stream has one (or the consumer gets them all unchosen)
             "currentTemporalLayer": c.current_temporal if c.temporal_count > 1 else
                                     (0 if c.current_layer >= 0 else -1),

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from aiortc.rtp import RtcpPsfbPacket, RtcpRtpfbPacket, RtpPacket, pack_remb_fci
-from fastpath.codecs import CODEC_VP8, CODEC_VP9
+from fastpath.codecs import CODEC_AV1, CODEC_H264, CODEC_VP8, CODEC_VP9
 from fastpath.srtp import SrtpSession
 
 from tests import test_forwarder
@@ -437,3 +437,16 @@ def test_vp9_k_svc_forwards_only_the_current_spatial_layer_between_key_frames(fo
                                                     **{p: [0] for p in range(33, 36)}}
     seqs = [r.seq for r in got]
     assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False)), seqs
+
+
+@pytest.mark.parametrize("codec", [CODEC_H264, CODEC_AV1, CODEC_VP8, CODEC_VP9])
+def test_layers_within_a_stream_are_chosen_only_where_every_packet_names_them(forwarder, codec):
+    """VP8 packets carry their temporal id, VP9 packets their temporal and spatial ids. H264 names
+    no layers and AV1 only in packets that start an OBU: their streams are forwarded whole."""
+    fwd, _, _ = forwarder
+    transport = connect(fwd, Peer())
+    consumer = fwd.add_consumer(transport, 6200, 1, {98: 98}, {}, 0, codec, 90000, True, False, 0,
+                                temporal_layers=3, preferred_temporal=0, svc_layers=3)
+    stats = fwd.consumer_stats(consumer)
+    expected = {CODEC_VP8: (1, 3), CODEC_VP9: (3, 3)}.get(codec, (1, 1))
+    assert (stats["spatialLayers"], stats["temporalLayers"]) == expected
