@@ -450,3 +450,44 @@ def test_layers_within_a_stream_are_chosen_only_where_every_packet_names_them(fo
     stats = fwd.consumer_stats(consumer)
     expected = {CODEC_VP8: (1, 3), CODEC_VP9: (3, 3)}.get(codec, (1, 1))
     assert (stats["spatialLayers"], stats["temporalLayers"]) == expected
+
+
+def test_an_svc_consumer_on_a_limited_path_loses_frame_rate_before_resolution(forwarder):
+    """VP9 L3T3 (full SVC) at ~72 kbit/s per spatial layer: REMB 150k affords all three spatial
+    layers at 15 fps (~110k) rather than two at 30 (~145k); 80k, three at 7.5 fps; 40k, two at 7.5."""
+    fwd, server_addr, _ = forwarder
+    source, viewer, consumer = svc_viewer(fwd, server_addr, False, (2, 2))
+    got: list[Vp9Received] = []
+    start = time.monotonic()
+    next_layers, sent = start, 0
+
+    def run(seconds: float) -> None:
+        nonlocal next_layers, sent
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            now = time.monotonic()
+            while sent < (now - start) * 30:
+                source.send_picture()
+                sent += 1
+            fwd.drain()
+            got.extend(pending_vp9(viewer))
+            if now >= next_layers:
+                fwd.update_layers()
+                next_layers = now + 0.25
+            time.sleep(0.003)
+
+    def layers() -> tuple[int, int]:
+        stats = fwd.consumer_stats(consumer)
+        return stats["currentLayer"], stats["currentTemporalLayer"]
+
+    run(1.5)
+    assert layers() == (2, 2)
+    for remb, expected in ((150_000, (2, 1)), (80_000, (2, 0)), (40_000, (1, 0))):
+        packet = RtcpPsfbPacket(fmt=15, ssrc=1, media_ssrc=0, fci=pack_remb_fci(remb, [6100]))
+        viewer.sock.sendto(viewer.tx.rtcp_protect(bytes(packet)), server_addr)
+        run(1.5)
+        assert layers() == expected, (remb, fwd.consumer_stats(consumer))
+    recent = [r for r in got[-30:]]
+    assert {r.sid for r in recent} == {0, 1} and {r.tid for r in recent} == {0}
+    seqs = [r.seq for r in got]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
