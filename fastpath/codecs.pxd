@@ -34,6 +34,8 @@ cdef struct PayloadInfo:
     int picture_id_bits     # 7 or 15, 0 absent
     int tl0picidx           # -1 absent
     int header_length       # bytes of the payload descriptor before the codec's own bitstream
+    int inter_predicted     # VP9 P: the layer frame refers to earlier pictures (K-SVC: no
+                            # spatial switch, and no other spatial layer needed)
 
 
 cdef int parse_payload(int codec, const unsigned char* payload, int length,

@@ -71,6 +71,7 @@ cdef inline void _info_reset(PayloadInfo* out) noexcept nogil:
     out.picture_id_bits = 0
     out.tl0picidx = -1
     out.header_length = 0
+    out.inter_predicted = 0
 
 
 cdef inline int _read_picture_id(const unsigned char* p, int length, int pos,
@@ -200,6 +201,7 @@ cdef int _parse_vp9(const unsigned char* p, int length, PayloadInfo* out) noexce
     out.spatial_id = spatial_id
     out.begins_frame = (flags & VP9_B) != 0
     out.ends_frame = (flags & VP9_E) != 0
+    out.inter_predicted = (flags & VP9_P) != 0
     out.is_keyframe = (flags & VP9_P) == 0 and (flags & VP9_B) != 0 and spatial_id == 0
     return PAYLOAD_OK
 

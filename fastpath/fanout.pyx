@@ -16,7 +16,12 @@ from fastpath.codecs cimport CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp
 from fastpath.netdefs cimport sockaddr
 from fastpath.red cimport RED_ERR_UNKNOWN_PT, RED_STRIP, red_rewrite
 from fastpath.rewrite cimport (
+    drop_log_add,
+    drop_log_after,
+    drop_log_clear,
     rewrite_rtp_to,
+    seq_rewrite_drop,
+    seq_rewrite_in,
     seq_rewrite_out,
     seq_rewrite_sync,
     set_transport_seq,
@@ -26,6 +31,7 @@ from fastpath.rewrite cimport (
 from fastpath.rtcp cimport RtcpItem, rtcp_parse_nack
 from fastpath.rtp cimport RtpHeader, parse_rtp, write_u16
 from fastpath.srtp cimport SrtpSession
+from fastpath.svc cimport LAYER_DROP, LAYER_FORWARD_END, layer_filter
 from fastpath.state cimport (
     DROP_RED_MALFORMED,
     DROP_REWRITE,
@@ -47,6 +53,7 @@ cdef inline void picture_id_sync(ConsumerState* c, const PayloadInfo* info) noex
     """On a switch, map the new layer's VP8 picture id and TL0PICIDX to continue ours (RFC 7741 §4.2)."""
     if info.picture_id < 0:
         return
+    c.pid_mask = 0x7F if info.picture_id_bits == 7 else 0x7FFF
     if c.pid_started:
         c.pid_offset = <int32_t>((c.last_picture_id + 1 - info.picture_id) & 0x7FFF)
         c.tl0_offset = (c.last_tl0picidx + 1 - info.tl0picidx) & 0xFF if info.tl0picidx >= 0 else 0
@@ -54,12 +61,36 @@ cdef inline void picture_id_sync(ConsumerState* c, const PayloadInfo* info) noex
         c.pid_offset = 0
         c.tl0_offset = 0
         c.pid_started = 1
+    c.max_picture_in = (info.picture_id - 1) & c.pid_mask
+    drop_log_clear(&c.pid_dropped)
+
+
+cdef inline bint picture_id_newer(ConsumerState* c, int32_t picture_id) noexcept nogil:
+    cdef int32_t ahead = (picture_id - c.max_picture_in) & c.pid_mask
+    return ahead != 0 and ahead <= (c.pid_mask >> 1)
 
 
 cdef inline int32_t picture_id_out(ConsumerState* c, const PayloadInfo* info) noexcept nogil:
-    cdef int32_t mask = 0x7F if info.picture_id_bits == 7 else 0x7FFF
-    c.last_picture_id = (info.picture_id + c.pid_offset) & mask
-    return c.last_picture_id
+    """Our picture id for the packet's: continuous across switches and skipped pictures.
+
+    A late packet (from a picture older than the newest) gets back the skips logged after it."""
+    cdef int32_t p = info.picture_id & c.pid_mask
+    if picture_id_newer(c, p):
+        c.max_picture_in = p
+        c.last_picture_id = (p + c.pid_offset) & c.pid_mask
+        return c.last_picture_id
+    return (p + c.pid_offset + drop_log_after(&c.pid_dropped, <uint16_t>p, <uint16_t>c.max_picture_in,
+                                               <uint16_t>c.pid_mask)) & c.pid_mask
+
+
+cdef inline void picture_id_drop(ConsumerState* c, const PayloadInfo* info) noexcept nogil:
+    """A skipped picture (a temporal layer above the consumer's): the next one takes its id."""
+    cdef int32_t p = info.picture_id & c.pid_mask
+    if not c.pid_started or info.picture_id < 0 or not picture_id_newer(c, p):
+        return  # another packet of a picture already skipped, or a late one
+    c.max_picture_in = p
+    c.pid_offset = (c.pid_offset - 1) & 0x7FFF
+    drop_log_add(&c.pid_dropped, <uint16_t>p)
 
 
 cdef inline int tl0picidx_out(ConsumerState* c, const PayloadInfo* info) noexcept nogil:
@@ -126,7 +157,7 @@ cdef class Fanout(ForwarderState):
 
     cdef void _forward_to(self, ConsumerState* c, int layer, const PendingPacket* p, uint64_t now) noexcept nogil:
         """The layer decision, rewrite and send of one packet for one consumer."""
-        cdef int out_seq
+        cdef int out_seq, verdict
         cdef uint8_t pt
         cdef uint32_t gap
         if layer != c.current_layer:
@@ -145,6 +176,17 @@ cdef class Fanout(ForwarderState):
             c.current_layer = layer
             c.layers_changed = 1
             self.events_pending = 1
+        if c.temporal_count > 1 or c.svc_layers > 1:
+            # layers within the stream (svc.pxd): a skipped packet leaves no hole in our numbering
+            verdict = layer_filter(c, &p.info, p.keyframe)
+            if c.layers_changed:
+                self.events_pending = 1
+            if verdict == LAYER_DROP:
+                seq_rewrite_drop(&c.seq, p.h.sequence_number)
+                if c.codec == CODEC_VP8:
+                    picture_id_drop(c, &p.info)
+                return
+            c.params.set_marker = verdict == LAYER_FORWARD_END
         out_seq = seq_rewrite_out(&c.seq, p.h.sequence_number)
         if out_seq < 0:
             return
@@ -230,7 +272,7 @@ cdef class Fanout(ForwarderState):
         offset; packets sent before the last layer switch or resume are not resent.
         """
         cdef uint16_t lost[MAX_NACKED_PER_PACKET]
-        cdef int count, k, stream, slot
+        cdef int count, k, stream, slot, mapped
         cdef uint16_t in_seq
         cdef ProducerStream* s
         cdef RtpHeader h
@@ -246,10 +288,11 @@ cdef class Fanout(ForwarderState):
             return
         count = rtcp_parse_nack(data, item, lost, MAX_NACKED_PER_PACKET)
         for k in range(count if count > 0 else 0):
-            in_seq = <uint16_t>(lost[k] - c.seq.offset)
-            # only what was forwarded since the last sync: [floor_in, max_in]
-            if <uint16_t>(in_seq - c.seq.floor_in) > <uint16_t>(c.seq.max_in - c.seq.floor_in):
+            # only what was forwarded since the last sync, never a skipped packet
+            mapped = seq_rewrite_in(&c.seq, lost[k])
+            if mapped < 0:
                 continue
+            in_seq = <uint16_t>mapped
             slot = in_seq % HISTORY_PACKETS
             if s.history_len[slot] == 0 or s.history_seq[slot] != in_seq:
                 continue
@@ -261,6 +304,13 @@ cdef class Fanout(ForwarderState):
                 continue
             info.picture_id = -1
             parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
+            if c.temporal_count > 1 or c.svc_layers > 1:
+                # a late packet of a layer above the consumer's left a hole: it stays one
+                if (c.temporal_count > 1 and info.temporal_id > c.current_temporal) or \
+                        (c.svc_layers > 1 and info.spatial_id > c.svc_current):
+                    continue
+                c.params.set_marker = c.svc_layers > 1 and info.ends_frame > 0 and \
+                    info.spatial_id == c.svc_current
             # a resend rewrites its picture id like the original but must not move the running one
             last_picture_id, last_tl0picidx = c.last_picture_id, c.last_tl0picidx
             if self._send_copy(c, stored, &h, &info, lost[k], <uint32_t>(h.timestamp + c.ts.offset),

@@ -1,20 +1,23 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Layer stage: pick each video consumer's target layer; the fan-out stage switches on its key frame.
+"""Layer stage: pick each video consumer's target layers; the fan-out stage switches at their sync points.
 
 Nothing here runs per packet. Twice a second update_layers() measures every stream's and
-transport's bitrate and gives each transport's budget (its bandwidth estimate) first to its
-single-layer consumers, then to each simulcast consumer: the highest flowing layer up to its
-preferred one that fits. A new target, or a transport that becomes ready, asks the producer
-for a key frame of that layer.
+transport's bitrate (and each stream's by spatial and temporal id) and gives each transport's
+budget (its bandwidth estimate) first to its single-layer consumers, then to each layered
+consumer (simulcast, temporal layers, SVC): the highest flowing (spatial, temporal) pair up to
+its preferred ones that fits, spatial first, so a path that cannot take 30 fps of a layer gets
+15 or 7.5 fps of it before it loses resolution. A new spatial target, or a transport that becomes
+ready, asks the producer for a key frame; a temporal one waits for the stream's next switching point.
 """
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 from fastpath.bwe cimport bwe_available
 from fastpath.clock cimport monotonic_ns
 from fastpath.receive cimport Receiver
 from fastpath.state cimport (
     MAX_SPATIAL_LAYERS,
+    MAX_TEMPORAL_LAYERS,
     ConsumerState,
     ProducerStream,
     TransportState,
@@ -30,14 +33,20 @@ cdef enum:
 cdef double UPGRADE_MARGIN = 1.15
 
 
+cdef inline bint _layered(ConsumerState* c) noexcept:
+    """The consumer's rate can be chosen: several streams, or layers within its one."""
+    return c.layer_count > 1 or c.temporal_count > 1 or c.svc_layers > 1
+
+
 cdef class LayerSelection(Receiver):
-    """Simulcast layer choice per video consumer, within its transport's bandwidth estimate."""
+    """Layer choice per video consumer (simulcast stream, temporal and SVC layers), within its
+    transport's bandwidth estimate."""
 
     def update_layers(self):
-        """Re-pick every video consumer's target layer (call ~2/s): the highest it prefers that is
+        """Re-pick every video consumer's target layers (call ~2/s): the highest it prefers that are
         flowing and that its transport's bandwidth estimate affords, after what the transport's
         single-layer consumers (audio, plain video) take."""
-        cdef int i
+        cdef int i, spatial, temporal
         cdef uint64_t now = monotonic_ns()
         cdef ConsumerState* c
         cdef TransportState* tr
@@ -50,20 +59,22 @@ cdef class LayerSelection(Receiver):
                     tr.budget_bps = -1
         for i in range(self.consumer_capacity):
             c = &self.consumers[i]
-            if c.used and c.layer_count == 1 and c.streams[0] >= 0 and not (c.paused or c.producer_paused):
+            if c.used and not _layered(c) and c.streams[0] >= 0 and not (c.paused or c.producer_paused):
                 tr = &self.transports[c.transport]
                 if tr.budget_bps >= 0:
                     tr.budget_bps -= <int64_t>self.streams[c.streams[0]].bitrate_bps
         for i in range(self.consumer_capacity):
             c = &self.consumers[i]
             if c.used and c.is_video:
-                self._choose_target(i, now, self._affordable_layer(c, now) if c.layer_count > 1
-                                    else MAX_SPATIAL_LAYERS)
+                spatial, temporal = MAX_SPATIAL_LAYERS, MAX_TEMPORAL_LAYERS
+                if _layered(c):
+                    spatial = self._affordable_layer(c, now, &temporal)
+                self._choose_target(i, now, spatial, temporal)
         self.sock.flush()
 
     cdef void _update_bitrates(self, uint64_t now) noexcept:
         """Each stream's and each transport's bitrate since the last update, smoothed."""
-        cdef int i
+        cdef int i, sid, tid
         cdef double seconds = (now - self.rates_ns) / 1e9 if self.rates_ns else 0.0
         cdef ProducerStream* s
         cdef TransportState* tr
@@ -71,6 +82,11 @@ cdef class LayerSelection(Receiver):
             s = &self.streams[i]
             if s.used:
                 s.bitrate_bps = smoothed_bitrate(s.bitrate_bps, s.bytes, &s.rate_bytes_mark, seconds)
+                if s.is_video:
+                    for sid in range(MAX_SPATIAL_LAYERS):
+                        for tid in range(MAX_TEMPORAL_LAYERS):
+                            s.layer_bps[sid][tid] = smoothed_bitrate(
+                                s.layer_bps[sid][tid], s.layer_bytes[sid][tid], &s.layer_marks[sid][tid], seconds)
         for i in range(self.transport_capacity):
             tr = &self.transports[i]
             if tr.used:
@@ -78,34 +94,95 @@ cdef class LayerSelection(Receiver):
                                                       &tr.rate_bytes_mark, seconds)
         self.rates_ns = now
 
-    cdef int _affordable_layer(self, ConsumerState* c, uint64_t now) noexcept:
-        """The highest flowing layer the consumer prefers that fits its transport's budget (which
-        it then takes from), else its lowest flowing one; MAX_SPATIAL_LAYERS: nothing to limit."""
-        cdef TransportState* tr = &self.transports[c.transport]
-        cdef int layer, chosen = -1
-        cdef double need
+    cdef double _layer_bitrate(self, ConsumerState* c, int spatial, int temporal) noexcept:
+        """What (spatial, temporal) costs the consumer's transport: a simulcast stream's temporal
+        layers up to `temporal`; an SVC stream's spatial layers up to `spatial` (K-SVC: that one
+        alone, as between key frames), each up to `temporal`."""
+        cdef int sid, tid, low = 0, high = MAX_SPATIAL_LAYERS - 1
+        cdef int32_t stream = c.streams[0] if c.svc_layers > 1 else c.streams[spatial]
+        cdef double total = 0
         cdef ProducerStream* s
+        if stream < 0:
+            return 0
+        s = &self.streams[stream]
+        if c.svc_layers <= 1 and c.temporal_count <= 1:
+            return s.bitrate_bps
+        if c.temporal_count <= 1:
+            temporal = MAX_TEMPORAL_LAYERS - 1
+        if c.svc_layers > 1:
+            low = spatial if c.ksvc else 0
+            high = spatial
+        for sid in range(low, high + 1):
+            for tid in range(min(temporal, MAX_TEMPORAL_LAYERS - 1) + 1):
+                total += s.layer_bps[sid][tid]
+        return total
+
+    cdef bint _layer_flowing(self, ConsumerState* c, int spatial, uint64_t now) noexcept:
+        """Packets of this spatial layer arrived within the last two seconds."""
+        cdef int32_t stream = c.streams[0] if c.svc_layers > 1 else c.streams[spatial]
+        cdef uint64_t last
+        if stream < 0:
+            return 0
+        last = self.streams[stream].spatial_last_ns[spatial] if c.svc_layers > 1 \
+            else self.streams[stream].last_packet_ns
+        return last != 0 and now - last < ACTIVE_LAYER_NS
+
+    cdef int _affordable_layer(self, ConsumerState* c, uint64_t now, int* temporal) noexcept:
+        """The highest flowing (spatial, temporal) pair the consumer prefers that fits its
+        transport's budget (which it then takes from), else the lowest temporal layer of its
+        lowest flowing spatial layer; the spatial layer, or MAX_SPATIAL_LAYERS: nothing to limit."""
+        cdef TransportState* tr = &self.transports[c.transport]
+        cdef int layer, t, chosen = -1, chosen_t = 0
+        cdef int current = c.svc_current if c.svc_layers > 1 else c.current_layer
+        cdef int preferred = c.svc_preferred if c.svc_layers > 1 else c.preferred_layer
+        cdef int top_t = c.preferred_temporal if c.temporal_count > 1 else 0
+        cdef double need
+        temporal[0] = MAX_TEMPORAL_LAYERS
         if tr.budget_bps < 0 or c.paused or c.producer_paused:
             return MAX_SPATIAL_LAYERS
-        for layer in range(c.preferred_layer, -1, -1):
-            if c.streams[layer] < 0:
+        for layer in range(preferred, -1, -1):
+            if not self._layer_flowing(c, layer, now):
                 continue
-            s = &self.streams[c.streams[layer]]
-            if not (s.last_packet_ns and now - s.last_packet_ns < ACTIVE_LAYER_NS):
+            for t in range(top_t, -1, -1):
+                chosen, chosen_t = layer, t
+                need = self._layer_bitrate(c, layer, t)
+                # going up (spatial first, then temporal) needs room to spare
+                if layer > current or (layer == current and t > c.current_temporal):
+                    need *= UPGRADE_MARGIN
+                if need <= tr.budget_bps:
+                    break
+            else:
                 continue
-            chosen = layer
-            need = s.bitrate_bps * (UPGRADE_MARGIN if layer > c.current_layer else 1.0)
-            if need <= tr.budget_bps:
-                break
+            break
         if chosen < 0:
             return MAX_SPATIAL_LAYERS
-        tr.budget_bps -= <int64_t>self.streams[c.streams[chosen]].bitrate_bps
+        tr.budget_bps -= <int64_t>self._layer_bitrate(c, chosen, chosen_t)
+        temporal[0] = chosen_t
         return chosen
 
-    cdef void _choose_target(self, int slot, uint64_t now, int max_layer) noexcept:
+    cdef void _choose_target(self, int slot, uint64_t now, int max_layer, int max_temporal) noexcept:
         cdef ConsumerState* c = &self.consumers[slot]
-        cdef int layer, target = -1
+        cdef int layer, target = -1, top
         cdef ProducerStream* s
+        if c.temporal_count > 1:
+            # no key frame needed: the fan-out stage switches at the stream's next switching point
+            c.target_temporal = min(c.preferred_temporal, max_temporal)
+        if c.svc_layers > 1:
+            # spatial layers within the one stream
+            top = min(c.svc_preferred, max_layer)
+            for layer in range(top, -1, -1):
+                if self._layer_flowing(c, layer, now):
+                    target = layer
+                    break
+            if target < 0:
+                target = top
+            # up (and K-SVC down) waits for a key frame; full SVC goes down at the next picture
+            if c.svc_current >= 0 and target != c.svc_current and (target > c.svc_current or c.ksvc) \
+                    and c.streams[0] >= 0 and not (c.paused or c.producer_paused):
+                self._request_keyframe(c.streams[0], now, target != c.svc_target)
+            c.svc_target = target
+            target = -1
+            max_layer = MAX_SPATIAL_LAYERS
         for layer in range(min(c.preferred_layer, max_layer), -1, -1):
             if c.streams[layer] < 0:
                 continue
@@ -128,15 +205,27 @@ cdef class LayerSelection(Receiver):
             self._request_keyframe(c.streams[c.target_layer], monotonic_ns(), 1)
             self.sock.flush()
 
-    def set_consumer_preferred_layer(self, int slot, int spatial_layer):
-        """Prefer a spatial layer (clipped to what the producer has); switching waits for a key frame."""
+    def set_consumer_preferred_layer(self, int slot, int spatial_layer, int temporal_layer=-1):
+        """Prefer a spatial and a temporal layer (-1: the highest), clipped to what the producer has.
+
+        A spatial switch waits for a key frame, a temporal one for the stream's next switching point.
+        """
         cdef ConsumerState* c = self._consumer(slot)
-        cdef int max_layer = MAX_SPATIAL_LAYERS
-        c.preferred_layer = max(0, min(spatial_layer, c.layer_count - 1))
-        if bwe_available(&self.transports[c.transport].bwe) and c.target_layer >= 0:
+        cdef int max_layer = MAX_SPATIAL_LAYERS, max_temporal = MAX_TEMPORAL_LAYERS, target, preferred
+        if c.svc_layers > 1:
+            c.svc_preferred = preferred = max(0, min(spatial_layer, c.svc_layers - 1))
+            target = c.svc_target
+        else:
+            c.preferred_layer = preferred = max(0, min(spatial_layer, c.layer_count - 1))
+            target = c.target_layer
+        c.preferred_temporal = (c.temporal_count - 1 if temporal_layer < 0
+                                else min(temporal_layer, c.temporal_count - 1))
+        if bwe_available(&self.transports[c.transport].bwe) and target >= 0:
             # going up waits for update_layers() to see what the transport's estimate affords
-            max_layer = c.target_layer
-        self._choose_target(slot, monotonic_ns(), max_layer)
+            max_layer = target
+            if preferred >= target:
+                max_temporal = c.target_temporal
+        self._choose_target(slot, monotonic_ns(), max_layer, max_temporal)
 
     cdef void _transport_ready(self, int slot) noexcept:
         """A transport can now send: its video consumers waiting to start ask for a key frame."""

@@ -53,7 +53,10 @@ from fastpath.state cimport (
     HISTORY_PACKET_BYTES,
     HISTORY_PACKETS,
     MAX_CONTROL_PER_DRAIN,
+    MAX_SPATIAL_LAYERS,
+    MAX_TEMPORAL_LAYERS,
     MAX_UNKNOWN_SSRC_PER_DRAIN,
+    ConsumerState,
     ProducerStream,
     TransportState,
     clock_units,
@@ -130,7 +133,7 @@ cdef class Receiver(Feedback):
                 break
         self._collect_events()
         if self.tcp_pending:
-            self._events.append(("tcp-output", -1, 0))
+            self._events.append(("tcp-output", -1, 0, 0))
         if self._control or self._events:
             control, events = self._control, self._events
             self._control, self._events = [], []
@@ -159,7 +162,7 @@ cdef class Receiver(Feedback):
         cdef ProducerStream* s
         cdef PayloadInfo info
         cdef bint keyframe = 0
-        cdef int level_offset = 0, twcc_offset = 0
+        cdef int level_offset = 0, twcc_offset = 0, sid
         if not tr.has_srtp:
             self.drops[DROP_NO_SRTP] += 1
             return
@@ -211,6 +214,10 @@ cdef class Receiver(Feedback):
             keyframe = info.is_keyframe > 0
             if keyframe:
                 s.keyframes += 1
+            # what each layer within the stream costs a consumer, and whether it flows (layers.pyx)
+            sid = min(max(info.spatial_id, 0), MAX_SPATIAL_LAYERS - 1)
+            s.layer_bytes[sid][min(max(info.temporal_id, 0), MAX_TEMPORAL_LAYERS - 1)] += length
+            s.spatial_last_ns[sid] = now
         elif s.audio_level_ext_id and find_extension(data, &h, s.audio_level_ext_id, &level_offset) >= 1:
             # RFC 6464 §3: the low 7 bits are the level in -dBov (127: silence)
             s.level_sum += data[level_offset] & 0x7F
@@ -260,12 +267,17 @@ cdef class Receiver(Feedback):
         return self.tcp_pending > 0
 
     cdef void _collect_events(self) noexcept:
-        cdef int i
+        cdef int i, spatial, temporal
+        cdef ConsumerState* c
         # layer switches are rare: scan the consumers only when one happened
         if not self.events_pending:
             return
         self.events_pending = 0
         for i in range(self.consumer_capacity):
-            if self.consumers[i].used and self.consumers[i].layers_changed:
-                self.consumers[i].layers_changed = 0
-                self._events.append(("layerschange", i, self.consumers[i].current_layer))
+            c = &self.consumers[i]
+            if c.used and c.layers_changed:
+                c.layers_changed = 0
+                # (spatial, temporal) forwarded, -1 for none; one temporal layer is layer 0
+                spatial = c.svc_current if c.svc_layers > 1 and c.current_layer >= 0 else c.current_layer
+                temporal = (c.current_temporal if c.temporal_count > 1 else 0) if spatial >= 0 else -1
+                self._events.append(("layerschange", i, spatial, temporal))

@@ -67,7 +67,7 @@ cdef int rewrite_rtp_to(const unsigned char* src, const RtpHeader* h, unsigned c
 
     # version, padding bit and CSRC count as received; X only if elements are left
     dst[0] = (src[0] & 0xEF) | (0x10 if count else 0)
-    dst[1] = (src[1] & 0x80) | (p.payload_type & 0x7F)
+    dst[1] = (src[1] & 0x80) | (0x80 if p.set_marker else 0) | (p.payload_type & 0x7F)
     write_u16(dst + 2, p.sequence_number)
     write_u32(dst + 4, p.timestamp)
     write_u32(dst + 8, p.ssrc)
@@ -115,6 +115,8 @@ cdef int rewrite_rtp_to(const unsigned char* src, const RtpHeader* h, unsigned c
     if out != NULL:
         out[0] = h[0]
         out.payload_type = p.payload_type & 0x7F
+        if p.set_marker:
+            out.marker = 1
         out.sequence_number = p.sequence_number
         out.timestamp = p.timestamp
         out.ssrc = p.ssrc
@@ -228,6 +230,13 @@ cdef class SequenceRewriter:
 
     def out(self, uint16_t in_seq):
         return seq_rewrite_out(&self.r, in_seq)
+
+    def drop(self, uint16_t in_seq):
+        seq_rewrite_drop(&self.r, in_seq)
+
+    def input_of(self, uint16_t out_seq):
+        """The input sent as out_seq (seq_rewrite_in), -1 if none."""
+        return seq_rewrite_in(&self.r, out_seq)
 
     @property
     def last_out(self):

@@ -25,6 +25,7 @@ from libc.string cimport memcpy, memset
 from fastpath.bwe cimport bwe_available, bwe_free, bwe_track_sent
 from fastpath.congestion cimport arrival_log_free
 from fastpath.clock cimport monotonic_ns
+from fastpath.codecs cimport CODEC_VP8, CODEC_VP9
 from fastpath.demux cimport address_key
 from fastpath.layers cimport LayerSelection
 from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
@@ -48,6 +49,7 @@ from fastpath.state cimport (
     KIND_STREAM,
     KIND_TRANSPORT,
     MAX_SPATIAL_LAYERS,
+    MAX_TEMPORAL_LAYERS,
     NO_LAYER,
     TCP_OUTPUT_BYTES,
     ConsumerState,
@@ -324,10 +326,18 @@ cdef class Forwarder(LayerSelection):
 
     def add_consumer(self, int transport, uint32_t ssrc, int layer_count, dict pt_map, dict ext_map,
                      int twcc_ext_id, int codec, uint32_t clock_rate, bint is_video, bint paused,
-                     int preferred_layer=-1, uint32_t rtx_ssrc=0, int rtx_payload_type=-1) -> int:
+                     int preferred_layer=-1, uint32_t rtx_ssrc=0, int rtx_payload_type=-1,
+                     int temporal_layers=1, int preferred_temporal=-1, int svc_layers=1,
+                     bint ksvc=False) -> int:
         """Create a consumer of `layer_count` spatial layers; streams are attached per layer as they appear.
 
         With rtx_ssrc and rtx_payload_type, retransmissions go out as RTX (RFC 4588).
+        temporal_layers: the temporal layers of the producer's encodings (its scalabilityMode), of
+        which the consumer gets up to preferred_temporal (-1: all). svc_layers: the spatial layers
+        one stream carries (VP9 SVC; layer_count is then 1), chosen like simulcast layers with
+        preferred_layer; ksvc: the stream is K-SVC (scalabilityMode "..._KEY"). Layers within a
+        stream are chosen for VP8 (temporal) and VP9 (temporal and spatial) only, whose every
+        packet names its layers; other codecs' streams are forwarded whole.
         """
         cdef int i, old_pt, new_pt
         cdef ConsumerState* c
@@ -335,6 +345,10 @@ cdef class Forwarder(LayerSelection):
         self._transport(transport)
         if not 1 <= layer_count <= MAX_SPATIAL_LAYERS:
             raise ValueError("a consumer takes 1 to 3 spatial layers")
+        if not 1 <= temporal_layers <= MAX_TEMPORAL_LAYERS:
+            raise ValueError("a consumer takes 1 to 4 temporal layers")
+        if not 1 <= svc_layers <= MAX_SPATIAL_LAYERS or (svc_layers > 1 and layer_count > 1):
+            raise ValueError("an SVC consumer takes one stream of 1 to 3 spatial layers")
         ssrc_key(&key, ssrc, transport)
         if self.consumer_ssrcs.lookup(&key) >= 0:
             raise ValueError(f"ssrc {ssrc} is already used by a consumer on this transport")
@@ -355,8 +369,26 @@ cdef class Forwarder(LayerSelection):
         c.layer_count = layer_count
         for layer in range(MAX_SPATIAL_LAYERS):
             c.streams[layer] = NO_LAYER
+        if codec != CODEC_VP8 and codec != CODEC_VP9:
+            # H264 names no layers, AV1 only in the packets that start an OBU (fragments need the
+            # dependency descriptor, not read yet): such streams are not thinned
+            temporal_layers = svc_layers = 1
+        elif codec == CODEC_VP8:
+            svc_layers = 1
+        c.svc_layers = svc_layers if is_video else 1
+        c.ksvc = ksvc
+        if c.svc_layers > 1:
+            c.svc_preferred = svc_layers - 1 if preferred_layer < 0 else min(preferred_layer, svc_layers - 1)
+            c.svc_target = c.svc_preferred
+            c.svc_current = NO_LAYER
+            preferred_layer = 0
         c.preferred_layer = layer_count - 1 if preferred_layer < 0 else min(preferred_layer, layer_count - 1)
         c.target_layer = c.preferred_layer
+        c.temporal_count = temporal_layers if is_video else 1
+        c.preferred_temporal = (c.temporal_count - 1 if preferred_temporal < 0
+                                else min(preferred_temporal, c.temporal_count - 1))
+        c.target_temporal = c.preferred_temporal
+        c.current_temporal = NO_LAYER
         c.current_layer = NO_LAYER if is_video else 0
         c.is_video = is_video
         c.paused = paused
@@ -507,6 +539,9 @@ cdef class Forwarder(LayerSelection):
             "nackCount": s.nacks_sent, "rtxPacketsReceived": s.rtx_received,
             "spatialLayer": s.spatial_layer, "consumers": s.consumer_count,
             "bitrate": round(s.bitrate_bps), "byeReceived": s.bye_received,
+            # by the packets' [spatial id][temporal id], each alone (not cumulative)
+            "layerBitrates": [[round(s.layer_bps[sid][tid]) for tid in range(MAX_TEMPORAL_LAYERS)]
+                              for sid in range(MAX_SPATIAL_LAYERS)],
         }
 
     def consumer_stats(self, int slot) -> dict:
@@ -516,8 +551,18 @@ cdef class Forwarder(LayerSelection):
             "pliCount": c.pli_received, "firCount": c.fir_received, "nackCount": c.nack_received,
             "retransmittedPackets": c.retransmitted,
             "fractionLost": c.fraction_lost, "packetsLost": c.total_lost, "jitter": c.jitter,
-            "currentLayer": c.current_layer, "targetLayer": c.target_layer,
-            "preferredLayer": c.preferred_layer, "paused": bool(c.paused),
+            "currentLayer": c.svc_current if c.svc_layers > 1 else c.current_layer,
+            "targetLayer": c.svc_target if c.svc_layers > 1 else c.target_layer,
+            "preferredLayer": c.svc_preferred if c.svc_layers > 1 else c.preferred_layer,
+            # the layers the consumer chooses from (1: the stream is forwarded whole)
+            "spatialLayers": c.svc_layers if c.svc_layers > 1 else c.layer_count,
+            "temporalLayers": c.temporal_count,
+            # temporal layers: 0 when the stream has one (or the consumer gets them all unchosen)
+            "currentTemporalLayer": c.current_temporal if c.temporal_count > 1 else
+                                    (0 if c.current_layer >= 0 else -1),
+            "targetTemporalLayer": c.target_temporal if c.temporal_count > 1 else 0,
+            "preferredTemporalLayer": c.preferred_temporal if c.temporal_count > 1 else 0,
+            "paused": bool(c.paused),
             **({"rtxSsrc": c.rtx_ssrc} if c.rtx_ssrc else {}),
         }
 

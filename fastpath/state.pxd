@@ -11,7 +11,7 @@ from fastpath.bwe cimport BandwidthEstimate
 from fastpath.congestion cimport ArrivalLog, IncomingEstimate
 from fastpath.netdefs cimport sockaddr_storage, socklen_t
 from fastpath.codecs cimport PayloadInfo
-from fastpath.rewrite cimport RewriteParams, SeqRewriter, TsRewriter
+from fastpath.rewrite cimport DropLog, RewriteParams, SeqRewriter, TsRewriter
 from fastpath.rtcp cimport RecvStats, TwccPacketStatus
 from fastpath.rtp cimport RtpHeader
 from fastpath.table cimport KeyTable, TableKey
@@ -19,6 +19,8 @@ from fastpath.udp cimport UdpBatchSocket
 
 cdef enum:
     MAX_SPATIAL_LAYERS = 3
+    # temporal ids counted per stream (VP8's TID has two bits; VP9's three, but encoders use <= 3)
+    MAX_TEMPORAL_LAYERS = 4
     # media SSRCs one REMB names (aiortc applies a REMB only to an SSRC it lists)
     MAX_REMB_SSRCS = 8
     NO_LAYER = -1
@@ -136,6 +138,12 @@ cdef struct ProducerStream:
     uint64_t rate_bytes_mark    # bytes at the last rate update
     double bitrate_bps          # smoothed, what a consumer of this layer costs its transport
     uint64_t bye_received
+    # bytes by the packets' spatial and temporal ids (VP9 SVC carries several spatial layers in
+    # one stream; a simulcast stream counts in spatial id 0), and each one's bitrate, smoothed
+    uint64_t layer_bytes[MAX_SPATIAL_LAYERS][MAX_TEMPORAL_LAYERS]
+    uint64_t layer_marks[MAX_SPATIAL_LAYERS][MAX_TEMPORAL_LAYERS]
+    double layer_bps[MAX_SPATIAL_LAYERS][MAX_TEMPORAL_LAYERS]
+    uint64_t spatial_last_ns[MAX_SPATIAL_LAYERS]    # the last packet of each spatial id
 
 
 cdef struct ConsumerState:
@@ -165,6 +173,20 @@ cdef struct ConsumerState:
     int tl0_offset
     int32_t last_picture_id
     int last_tl0picidx
+    int32_t max_picture_in      # newest VP8 picture id forwarded or skipped since the last switch
+    int32_t pid_mask            # 0x7F or 0x7FFF: the width of the stream's picture ids
+    DropLog pid_dropped         # pictures skipped since then: each moved pid_offset down by one
+    # layers within a stream (svc.pxd): temporal layers (VP8, VP9, AV1), and for an SVC stream
+    # (VP9: one SSRC) its spatial layers too; a count of 1 means nothing to choose
+    int temporal_count
+    int current_temporal        # -1 until the first frame
+    int target_temporal
+    int preferred_temporal
+    int svc_layers
+    bint ksvc                   # K-SVC: upper spatial layers predict from lower ones on key frames only
+    int svc_current
+    int svc_target
+    int svc_preferred
     uint64_t last_out_ns
     uint32_t last_out_ts
     uint32_t fan_out_round      # the last Forwarder.fan_out_round that served this consumer

@@ -147,6 +147,7 @@ def test_vp8_descriptor_fields():
         "picture_id_bits": 15,
         "tl0picidx": 200,
         "header_length": 6,
+        "inter_predicted": 0,
     }
     short = info(CODEC_VP8, vp8(picture_id=0x55, long_id=False))
     assert (short["picture_id"], short["picture_id_bits"], short["header_length"]) == (0x55, 7, 3)
@@ -268,6 +269,7 @@ def test_vp9_non_flexible_layer_indices():
         "picture_id_bits": 15,
         "tl0picidx": 9,
         "header_length": 5,
+        "inter_predicted": 1,
     }
 
 

@@ -167,7 +167,7 @@ def test_video_waits_for_key_frame_and_pause_resume_requests_one(forwarder):
     viewer.sock.settimeout(0.2)
     with pytest.raises(TimeoutError):
         viewer.sock.recv(2048)
-    assert any(("layerschange", consumer, 0) in events for _, events in control)
+    assert any(("layerschange", consumer, 0, 0) in events for _, events in control)
 
     fwd.set_consumer_paused(consumer, True, False)
     fwd.set_consumer_paused(consumer, False, False)
@@ -286,7 +286,7 @@ def test_simulcast_consumer_switches_layers_on_key_frames_with_continuous_number
     assert all(0 < (b - a) & 0xFFFFFFFF < 90000 for a, b in zip(stamps, stamps[1:], strict=False)), stamps
     pictures = [picture_id_of(p.payload) for p in got]
     assert all((b - a) & 0x7FFF == 1 for a, b in zip(pictures, pictures[1:], strict=False)), pictures
-    layer_events = [layer for _, events in control for name, slot, layer in events if slot == consumer]
+    layer_events = [layer for _, events in control for name, slot, layer, _ in events if slot == consumer]
     assert layer_events == [2, 0]
 
 

@@ -679,8 +679,16 @@ def test_parse_scalability_mode(mode, expected):
 def test_producer_type():
     assert get_producer_type(CHROMIUM_VP8_SIMULCAST) == "simulcast"
     assert get_producer_type(CHROMIUM_OPUS) == "simple"
-    assert get_producer_type({"encodings": [{"ssrc": 1, "scalabilityMode": "L1T3"}]}) == "simple"
+    assert get_producer_type({"encodings": [{"ssrc": 1, "scalabilityMode": "L1T1"}]}) == "simple"
     assert get_producer_type({"encodings": [{"ssrc": 1, "scalabilityMode": "L3T3_KEY"}]}) == "svc"
+    # as mediasoup: one VP8 (or H264) stream with temporal layers is consumed like simulcast,
+    # one VP9 or AV1 stream with any layers as SVC
+    for mime, mode, expected in (("video/VP8", "L1T3", "simulcast"), ("video/H264", "L1T2", "simulcast"),
+                                 ("video/VP9", "L1T3", "svc"), ("video/VP9", "L3T3_KEY", "svc"),
+                                 ("video/AV1", "L3T3", "svc"), ("video/VP8", "L1T1", "simple")):
+        params = {"codecs": [{"mimeType": mime}, {"mimeType": "video/rtx"}],
+                  "encodings": [{"ssrc": 1, "scalabilityMode": mode}]}
+        assert get_producer_type(params) == expected, (mime, mode)
 
 
 def test_generate_ssrc_is_32_bit_and_never_zero():

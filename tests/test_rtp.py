@@ -464,6 +464,57 @@ def test_seq_rewriter_drops_packets_too_far_behind():
         assert r.out(s & 0xFFFF) == s & 0xFFFF
 
 
+def test_seq_rewriter_drop_leaves_no_hole():
+    """A skipped input (a temporal layer above the consumer's) shifts the later ones down; a lost
+    input keeps its number, so the receiver still sees and NACKs the loss."""
+    r = SequenceRewriter(first_out=65534)
+    assert r.out(100) == 65534
+    r.drop(101)
+    r.drop(102)
+    assert r.out(103) == 65535
+    # 104 lost on the way in: its number stays reserved
+    r.drop(105)
+    assert r.out(106) == 1
+    assert r.last_out == 1
+    # late arrivals keep the number they would have had on time; a skipped one stays skipped
+    assert r.out(104) == 0
+    assert r.out(103) == 65535
+    assert r.out(102) == -1
+    r.drop(104)  # a late drop cannot shift what was numbered already: it stays a hole
+    assert r.out(107) == 2
+
+
+def test_seq_rewriter_input_of_inverts_out_across_drops():
+    r = SequenceRewriter(first_out=10)
+    forwarded, dropped = {}, 0
+    for seq in range(65500, 65500 + 90):  # fewer drops than the log holds (64)
+        seq &= 0xFFFF
+        if seq % 4 in (1, 3) or seq % 7 == 0:
+            r.drop(seq)
+            dropped += 1
+        elif seq % 11 != 0:  # lost on the way in: its number is a hole
+            forwarded[r.out(seq)] = seq
+    assert dropped < 64
+    for out, seq in forwarded.items():
+        assert r.input_of(out) == seq
+    holes = set(range(10, r.last_out + 1)) - set(forwarded)
+    assert holes and all(r.input_of(out) % 11 == 0 for out in holes)
+    assert r.input_of(r.last_out + 1) == -1
+    r.sync(3000)
+    assert r.input_of(r.last_out) == -1, "nothing forwarded since the sync"
+
+
+def test_seq_rewriter_forgets_inputs_older_than_its_drop_log():
+    r = SequenceRewriter()
+    for seq in range(0, 200, 2):
+        r.out(seq)
+        r.drop(seq + 1)
+    # 100 drops, a log of 64: inputs before the oldest logged drop can no longer be numbered
+    assert r.out(2) == -1 and r.input_of(1) == -1
+    assert r.out(198) == 99 and r.input_of(99) == 198
+    assert r.out(100) == 50 and r.input_of(50) == 100
+
+
 def test_timestamp_rewriter():
     r = TimestampRewriter(first_out=1000)
     assert r.out(90_000) == 1000

@@ -175,7 +175,7 @@ async def test_remaining_requests_and_layer_events(server):
     producer = await alice.produce(track)
     consumer, answer = await bob.consume(producer.id)
     layers = await bob.sdk.wait_for("consumer-layers-changed")
-    assert layers == {"consumerId": answer["id"], "spatialLayer": 0, "temporalLayer": None}
+    assert layers == {"consumerId": answer["id"], "spatialLayer": 0, "temporalLayer": 0}
     await receive_frames(consumer.track, 5)
 
     transport_id = bob.recv_transport.id

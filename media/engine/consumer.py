@@ -12,10 +12,15 @@ from media.ortc.capabilities import (
     TRANSPORT_WIDE_CC_URI,
 )
 from media.ortc.codecs import is_red_codec, is_rtx_codec
+from media.ortc.streams import parse_scalability_mode
 
 if TYPE_CHECKING:
     from media.engine.producer import Producer
     from media.engine.transport import Transport
+
+# what one Forwarder consumer can choose from (fastpath/state.pxd)
+MAX_SPATIAL_LAYERS = 3
+MAX_TEMPORAL_LAYERS = 4
 
 # The consumer's MID differs from the producer's and RIDs mean nothing to a
 # receiver of one layer: these are dropped rather than copied (the receiver
@@ -86,7 +91,13 @@ class Consumer:
         self.ssrc = int(encoding["ssrc"])
         codec = media_codec(self.rtp_parameters)
         layer_count = len(producer.encodings) if self.type == "simulcast" else 1
+        # layers within a stream: temporal ones (simulcast and SVC), spatial ones of an SVC stream
+        mode = parse_scalability_mode(encoding.get("scalabilityMode"))
+        layered = self.type in ("simulcast", "svc") and self.kind == "video"
+        temporal_layers = min(mode["temporalLayers"], MAX_TEMPORAL_LAYERS) if layered else 1
+        svc_layers = min(mode["spatialLayers"], MAX_SPATIAL_LAYERS) if self.type == "svc" else 1
         preferred = (data.get("preferredLayers") or {}).get("spatialLayer")
+        preferred_temporal = (data.get("preferredLayers") or {}).get("temporalLayer")
         twcc_id = extension_ids(self.rtp_parameters).get(TRANSPORT_WIDE_CC_URI, 0)
         rtx_ssrc, rtx_payload_type = rtx_stream(self.rtp_parameters)
         pt_map = payload_type_map(producer.rtp_mapping, self.rtp_parameters)
@@ -100,6 +111,9 @@ class Consumer:
             extension_map(producer.rtp_parameters, self.rtp_parameters),
             twcc_id, producer.codec_id, int(codec["clockRate"]), self.kind == "video",
             self.paused, -1 if preferred is None else int(preferred), rtx_ssrc, rtx_payload_type,
+            temporal_layers=temporal_layers,
+            preferred_temporal=-1 if preferred_temporal is None else int(preferred_temporal),
+            svc_layers=svc_layers, ksvc=bool(mode["ksvc"]) and svc_layers > 1,
         )
         if red_pt >= 0:
             fwd.set_consumer_red(self.slot, red_pt, red_strip)
@@ -123,8 +137,10 @@ class Consumer:
         self.producer_paused = paused
         self.engine.forwarder.set_consumer_paused(self.slot, self.paused, paused)
 
-    def set_preferred_layers(self, spatial_layer: int) -> None:
-        self.engine.forwarder.set_consumer_preferred_layer(self.slot, spatial_layer)
+    def set_preferred_layers(self, spatial_layer: int, temporal_layer: int | None = None) -> None:
+        """Prefer these layers (None: the highest temporal one); clipped to what the stream has."""
+        self.engine.forwarder.set_consumer_preferred_layer(
+            self.slot, spatial_layer, -1 if temporal_layer is None else temporal_layer)
 
     def request_key_frame(self) -> None:
         stats = self.engine.forwarder.consumer_stats(self.slot)

@@ -102,14 +102,15 @@ class Engine:
             except Exception:  # one bad datagram must not stop the others
                 self.control_drops["control_error"] += 1
                 log.exception("control packet (%s) failed", kind)
-        for name, slot, layer in events:
+        for name, slot, *values in events:
             if name == "tcp-output":
                 self.flush_tcp()
                 continue
             consumer = self.consumers_by_slot.get(slot)
             if consumer is not None and name == "layerschange":
+                spatial, temporal = values
                 self.notify("consumer.layerschange", consumer.id,
-                            {"spatialLayer": layer, "temporalLayer": None} if layer >= 0 else {})
+                            {"spatialLayer": spatial, "temporalLayer": temporal} if spatial >= 0 else {})
 
     def _comedia_packet(self, data: bytes, addr: tuple) -> None:
         """Give a first packet from an unknown address to the comedia transport it belongs to.
@@ -260,10 +261,13 @@ def _closer(table: str, key: str) -> Callable[[Engine, dict], dict]:
 
 
 def _set_preferred_layers(engine: Engine, data: dict) -> dict:
-    spatial = data["spatialLayer"]
-    if not isinstance(spatial, int) or isinstance(spatial, bool) or spatial < 0:
+    spatial, temporal = data["spatialLayer"], data.get("temporalLayer")
+    for name, value in (("spatialLayer", spatial), ("temporalLayer", temporal)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise invalid_input(f"{name} must be a non-negative integer")
+    if spatial is None:
         raise invalid_input("spatialLayer must be a non-negative integer")
-    engine._consumer(data).set_preferred_layers(spatial)
+    engine._consumer(data).set_preferred_layers(spatial, temporal)
     return {}
 
 

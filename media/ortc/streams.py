@@ -28,13 +28,27 @@ def parse_scalability_mode(mode: str | None) -> dict[str, Any]:
     }
 
 
+# codecs whose one stream can carry several spatial layers (mediasoup's IsValidTypeForCodec(SVC))
+SVC_MIME_TYPES = frozenset({"video/vp9", "video/av1"})
+
+
 def get_producer_type(params: dict[str, Any]) -> str:
-    """The producer (and consumer) type mediasoup reports: simulcast, svc or simple."""
+    """The producer (and consumer) type mediasoup reports: simulcast, svc or simple.
+
+    As mediasoup's RtpParameters::GetType: several encodings are simulcast; one encoding with
+    more than one spatial or temporal layer is svc for a codec that carries spatial layers in one
+    stream (VP9, AV1), else simulcast of one stream (VP8 or H264 "L1T3": its temporal layers are
+    chosen as a simulcast consumer's); anything else is simple.
+    """
     encodings = params["encodings"]
     if len(encodings) > 1:
         return "simulcast"
-    # One encoding carrying several spatial layers is SVC (VP9, AV1 "L3T3" and the like).
-    mode = encodings[0].get("scalabilityMode") if encodings else None
-    if parse_scalability_mode(mode)["spatialLayers"] > 1:
-        return "svc"
-    return "simple"
+    mode = parse_scalability_mode(encodings[0].get("scalabilityMode") if encodings else None)
+    if mode["spatialLayers"] == 1 and mode["temporalLayers"] == 1:
+        return "simple"
+    codecs = [c for c in params.get("codecs", []) if not c["mimeType"].lower().endswith("/rtx")]
+    if codecs:
+        svc = codecs[0]["mimeType"].lower() in SVC_MIME_TYPES
+    else:
+        svc = mode["spatialLayers"] > 1  # no codec named: several spatial layers need SVC
+    return "svc" if svc else "simulcast"
