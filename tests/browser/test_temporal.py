@@ -84,8 +84,8 @@ async def test_a_viewer_decodes_the_temporal_layers_it_prefers(browser, server):
     assert all(c["currentTemporalLayer"] == 2 for c in consumers), consumers
     print(f"Bob decodes Alice at {full:.1f} fps, then {low:.1f} (temporal layer 0), then {high:.1f} "
           f"(temporal layer 2); {after['packetsReceived']} packets, {after['packetsLost']} lost")
-    assert full >= 10 and high >= 10
-    assert 0.12 <= low / high <= 0.4, (low, high)
+    assert full >= 8 and high >= 8, (full, high)
+    assert 0.1 <= low / high <= 0.45, (low, high)
     # a skipped frame leaves no hole: the receiver counts no loss (loopback loses nothing)
     assert after["packetsLost"] == 0 and during["packetsLost"] == 0
     await bob.close()
