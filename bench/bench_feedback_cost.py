@@ -23,9 +23,9 @@ forwarded, then the consumer sockets drained until idle for 110 ms. A
 feedback is due every 100 ms or once 100 packets wait; the pause makes the
 100 ms rule fire at the first packet of every round and nothing else fire,
 so "on" sends exactly one feedback per round (after the first) whatever
-valgrind's slowdown: one per 64 packets, more often than the fast path ever
-sends them (at most one per 100 packets, at any rate above 1,000 packets/s).
-The figures are therefore an upper bound.
+valgrind's slowdown: one per 64 packets, more often than the fast path sends
+them at any input above 1,000 packets/s (one per 100 packets; below that, one
+per 100 ms). The figures are therefore an upper bound for a busy worker.
 
 Each configuration is run twice, with WARMUP rounds and with WARMUP + the
 measured rounds; the difference excludes start-up (first packets of each
@@ -276,8 +276,8 @@ def print_table(console, rows: list[dict], natives: list[dict]) -> None:
     console.print(table)
     console.print(
         "off: plain probes, no transport-cc; numbered: transport-wide sequence number in every probe, feedback "
-        "off; on: numbered + feedback to the producer, one per 64 packets (the fast path sends at most one per "
-        "100, so this is an upper bound). User-space instructions only: the kernel's share of each copy is not "
+        "off; on: numbered + feedback to the producer, one per 64 packets (above 1,000 packets/s the fast path "
+        "sends one per 100, so there this is an upper bound). User-space instructions only: the kernel's share of each copy is not "
         "counted. feedback work: find the element, log the arrival, check the timer, build + protect + queue the "
         "feedback (inclusive, per received packet). datagrams/packet: what the worker sends per received packet "
         "(copies + feedbacks); messages/packet: sendmmsg entries, a GSO message holding several copies.")
