@@ -20,7 +20,15 @@ libsrtp protect ns/packet. Each configuration runs --repeat times (this
 machine is shared and noisy); the table shows the repetition with the highest
 max rate, the JSON keeps them all.
 
+With --feedback, the producer numbers every probe transport-wide (header
+extension id 5) and the worker's producer transport has transport-cc on, so
+the worker logs each arrival and sends the producer a feedback every 100 ms
+or 100 packets, as it does for a browser; the table adds the feedbacks sent.
+Results go to forward-feedback.json. bench_feedback_cost.py counts what that
+costs in instructions, which this machine's noise hides here.
+
     .venv/bin/python bench/bench_forward.py [--seconds 1.0] [--repeat 2] [--consumers 10 100 500]
+        [--burst 8] [--feedback]
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ PACKET_SIZE = 1200
 WORKER_CORE, CLIENT_CORE = 0, 1
 PRODUCER_SSRC = 0x5EED0001
 PAYLOAD_TYPE = 111
+# --feedback: the transport-wide sequence number's header extension id, as the router offers it
+TWCC_EXT_ID = 5
 # ~450 queued 1,200-byte datagrams (the kernel default holds ~90)
 WORKER_RCVBUF = 1 << 20
 CONSUMER_RCVBUF = 2 << 20
@@ -121,6 +131,8 @@ def serve_forwarder(conn, spec: dict) -> None:
     fwd.set_transport_tuple(t, spec["producer_addr"])
     fwd.set_transport_srtp(t, SrtpSession(profile, spec["producer_key"], "inbound"),
                            SrtpSession(profile, new_key(profile), "outbound"))
+    if spec.get("feedback"):
+        fwd.set_transport_incoming_feedback(t, TWCC_EXT_ID, False)
     # Registered as audio so forwarding does not wait for a key frame; the per-copy work is the same.
     stream = fwd.add_producer_stream(t, PRODUCER_SSRC, 0, CODEC_OPUS, 48000, 0, False)
     for i, (addr, key) in enumerate(spec["consumers"]):
@@ -143,7 +155,7 @@ def serve_forwarder(conn, spec: dict) -> None:
                     fwd.drain()
                     continue
                 command = conn.recv()
-                conn.send(fwd.counters())
+                conn.send({**fwd.counters(), "incomingFeedbacks": fwd.transport_stats(t)["incomingFeedbacks"]})
                 if command == "stop":
                     return
     finally:
@@ -218,7 +230,7 @@ def producer_main(conn) -> None:
         elif command == "send":
             result = send_rtp(sock, arg["dest"], session, PRODUCER_SSRC, PAYLOAD_TYPE, PACKET_SIZE,
                               arg["rate"], arg["seconds"], first_seq=seq, clock_rate=48000,
-                              burst=arg.get("burst", 1))
+                              burst=arg.get("burst", 1), twcc_ext_id=arg.get("twcc_ext_id", 0))
             seq = result["next_seq"]
             conn.send(result)
         else:
@@ -292,8 +304,8 @@ class Rig:
 class Session:
     """One configuration: a Forwarder in the worker wired to the producer and N consumer sockets."""
 
-    def __init__(self, rig: Rig, profile: str, consumers: int, burst: int):
-        self.rig, self.profile, self.n, self.burst = rig, profile, consumers, burst
+    def __init__(self, rig: Rig, profile: str, consumers: int, burst: int, feedback: bool = False):
+        self.rig, self.profile, self.n, self.burst, self.feedback = rig, profile, consumers, burst, feedback
         producer_key = new_key(profile)
         producer_addr = rig.ask(rig.producer, "open", {"profile": profile, "key": producer_key})
         self.socks = rig.consumer_socks[:consumers]
@@ -301,6 +313,7 @@ class Session:
         self.sessions = [SrtpSession(profile, key, "inbound") for key in keys]
         ready = rig.ask(rig.worker, "forward", {
             "profile": profile, "producer_addr": producer_addr, "producer_key": producer_key,
+            "feedback": feedback,
             "consumers": [(s.getsockname(), key) for s, key in zip(self.socks, keys, strict=True)],
         })
         self.server_addr, self.pid = tuple(ready["addr"]), ready["pid"]
@@ -317,7 +330,8 @@ class Session:
         fwd0, snmp0 = self.counters(), udp_snmp()
         cpu0, (busy0, total0) = process_cpu_seconds(self.pid), core_busy_ticks(WORKER_CORE)
         self.rig.producer.send(("send", {"dest": self.server_addr, "rate": rate_pps, "seconds": seconds,
-                                         "burst": self.burst}))
+                                         "burst": self.burst,
+                                         "twcc_ext_id": TWCC_EXT_ID if self.feedback else 0}))
         window = receive_rtp(self.socks, self.sessions, seconds, sample_every)
         cpu1, (busy1, total1) = process_cpu_seconds(self.pid), core_busy_ticks(WORKER_CORE)
         sent = self.rig.producer.recv()
@@ -345,15 +359,19 @@ class Session:
                 "samples": len(latencies),
             },
             "srtp_failures": window["srtp_failures"] + tail["srtp_failures"],
+            # transport-cc feedbacks to the producer (--feedback; 0 without)
+            "feedbacks_sent": fwd1["incomingFeedbacks"] - fwd0["incomingFeedbacks"],
+            "feedbacks_per_s": (fwd1["incomingFeedbacks"] - fwd0["incomingFeedbacks"]) / sent["seconds"],
         }
 
     def close(self) -> None:
         self.counters("stop")
 
 
-def measure_configuration(rig: Rig, profile: str, n: int, seconds: float, burst: int) -> dict:
+def measure_configuration(rig: Rig, profile: str, n: int, seconds: float, burst: int,
+                          feedback: bool = False) -> dict:
     limits = {pattern: rig.send_limit(n, seconds, pattern) for pattern in ("x32", "fanout")}
-    session = Session(rig, profile, n, burst)
+    session = Session(rig, profile, n, burst, feedback)
     try:
         session.run(min(1000.0, limits["x32"]["pps"] / n), 0.3)  # warm up: libsrtp streams, caches
         rate = PROBE_OVERLOAD * limits["x32"]["pps"] / n
@@ -371,7 +389,7 @@ def measure_configuration(rig: Rig, profile: str, n: int, seconds: float, burst:
     finally:
         session.close()
     return {
-        "profile": profile, "consumers": n, "burst": burst, "limits": limits,
+        "profile": profile, "consumers": n, "burst": burst, "feedback": feedback, "limits": limits,
         "saturated": probe, "steps": steps, "max": steps[-1], "half": half,
     }
 
@@ -453,14 +471,24 @@ def pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def print_table(console: Console, rows: list[dict], protect: dict, floor: dict, memory: dict) -> None:
-    table = Table(title=f"One worker core forwarding {PACKET_SIZE}-byte SRTP, 1 producer -> N consumers (loopback)")
+def print_table(console: Console, rows: list[dict], protect: dict, floor: dict, memory: dict,
+                feedback: bool = False) -> None:
+    title = f"One worker core forwarding {PACKET_SIZE}-byte SRTP, 1 producer -> N consumers (loopback)"
+    if feedback:
+        title += ", transport-cc feedback to the producer"
+    table = Table(title=title)
     columns = ("profile", "N", "in pps", "fwd pps", "loss", "CPU", "sat. pps", "us CPU/copy",
                "sendmmsg x32", "fwd/x32", "protect", "p50 ms", "p99 ms")
+    if feedback:
+        columns += ("fb/s", "in/fb")
     for name in columns:
         table.add_column(name, justify="left" if name == "profile" else "right")
     for r in rows:
         best, half, sat, limits = r["max"], r["half"], r["saturated"], r["limits"]
+        extra = ()
+        if feedback:
+            extra = (f"{best['feedbacks_per_s']:,.0f}",
+                     f"{best['input_pps'] / best['feedbacks_per_s']:.0f}" if best["feedbacks_per_s"] else "-")
         table.add_row(
             r["profile"].replace("_HMAC_SHA1", "").replace("AEAD_", ""), str(r["consumers"]),
             f"{best['input_pps']:,.0f}", f"{best['forwarded_pps']:,.0f}", f"{100 * best['loss']:.2f}%",
@@ -468,7 +496,7 @@ def print_table(console: Console, rows: list[dict], protect: dict, floor: dict, 
             f"{1e6 * sat['worker_cpu'] / sat['forwarded_pps']:.2f}", f"{limits['x32']['pps']:,.0f}",
             pct(best["forwarded_pps"] / limits["x32"]["pps"]),
             pct(best["forwarded_pps"] * protect[r["profile"]] * 1e-9),
-            f"{half['latency_ms']['p50']:.2f}", f"{half['latency_ms']['p99']:.2f}",
+            f"{half['latency_ms']['p50']:.2f}", f"{half['latency_ms']['p99']:.2f}", *extra,
         )
     console.print(table)
     console.print(
@@ -477,7 +505,9 @@ def print_table(console: Console, rows: list[dict], protect: dict, floor: dict, 
         "(softirq time the kernel does not charge to it excluded); sendmmsg x32: the kernel's rate to the "
         "same N sockets from the same core; protect: share of the core libsrtp protect alone takes at fwd pps "
         "(= fwd / the rate protect cost implies); latency at half the max input rate, send to kernel arrival. "
-        f"Probe floor without the forwarder: p50 {floor['p50']:.3f} ms, p99 {floor['p99']:.3f} ms.")
+        f"Probe floor without the forwarder: p50 {floor['p50']:.3f} ms, p99 {floor['p99']:.3f} ms."
+        + (" fb/s: transport-cc feedbacks the worker sent the producer a second at fwd pps; in/fb: input "
+           "packets per feedback (one each 100 ms, or each 100 packets waiting)." if feedback else ""))
     console.print("libsrtp protect on core 0: " + ", ".join(
         f"{p} {ns:.0f} ns ({1e9 / ns:,.0f}/s)" for p, ns in protect.items()))
     console.print("Memory per idle consumer with its own transport and SRTP contexts (worker RSS): " + ", ".join(
@@ -531,11 +561,15 @@ def main() -> None:
     parser.add_argument("--consumers", nargs="+", type=int, default=list(CONSUMER_COUNTS))
     parser.add_argument("--burst", type=int, default=1,
                         help="input packets sent back to back, as a video frame's are (1: evenly paced)")
+    parser.add_argument("--feedback", action="store_true",
+                        help="number every input packet transport-wide and send the producer transport-cc feedback")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
     if not 1 <= args.burst <= 32:
         parser.error("--burst must be in 1..32")
     name = "forward" if args.burst == 1 else f"forward-burst{args.burst}"
+    if args.feedback:
+        name += "-feedback"
     if os.cpu_count() < 2:
         raise SystemExit("bench_forward needs two cores (the worker on core 0, clients on core 1)")
 
@@ -553,18 +587,20 @@ def main() -> None:
         for repetition in range(args.repeat):
             for profile in args.profiles:
                 for n in args.consumers:
-                    r = measure_configuration(rig, profile, n, args.seconds, args.burst)
+                    r = measure_configuration(rig, profile, n, args.seconds, args.burst, args.feedback)
                     r["repetition"] = repetition
                     runs.append(r)
                     console.print(
                         f"[{repetition + 1}/{args.repeat}] {profile} x{n}: {r['max']['forwarded_pps']:,.0f} pkt/s "
                         f"at loss {100 * r['max']['loss']:.3f}%, saturated {r['saturated']['forwarded_pps']:,.0f}, "
-                        f"sendmmsg x32 {r['limits']['x32']['pps']:,.0f}  ({time.perf_counter() - started:.0f} s)")
+                        f"sendmmsg x32 {r['limits']['x32']['pps']:,.0f}"
+                        + (f", {r['max']['feedbacks_per_s']:,.0f} feedbacks/s" if args.feedback else "")
+                        + f"  ({time.perf_counter() - started:.0f} s)")
     finally:
         rig.close()
     elapsed = time.perf_counter() - started
     rows = best_of(runs)
-    print_table(console, rows, protect, floor, memory)
+    print_table(console, rows, protect, floor, memory, args.feedback)
     console.print(f"({elapsed:.0f} s)")
 
     out = Path(args.output)
@@ -572,6 +608,8 @@ def main() -> None:
     (out / f"{name}.json").write_text(json.dumps({
         "benchmark": "forward",
         "burst": args.burst,
+        "feedback": args.feedback,
+        "twcc_ext_id": TWCC_EXT_ID if args.feedback else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {**machine_info(), "load_average_at_start": load_at_start},
         "packet_size": PACKET_SIZE,

@@ -1,9 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Synthetic SRTP load for benchmarks and load tests: a paced sender and a many-socket receiver, in C.
 
-Every packet is a probe: an RTP fixed header (RFC 3550 5.1) whose first
-PROBE_TIME_LENGTH payload bytes are the CLOCK_MONOTONIC time it was built,
-in ns, big-endian; the rest is filler. The receiver takes the arrival time
+Every packet is a probe: an RTP fixed header (RFC 3550 5.1), optionally a
+transport-wide sequence number in a one-byte header extension (RFC 8285), then
+a payload whose first PROBE_TIME_LENGTH bytes are the CLOCK_MONOTONIC time it
+was built, in ns, big-endian; the rest is filler. The receiver takes the arrival time
 from the kernel (SO_TIMESTAMPNS, stamped when the packet entered the
 receiving side of loopback), so the latency it records excludes its own
 scheduling delay: what remains is the sender's protect and send, and
@@ -68,17 +69,31 @@ cdef inline void sleep_until(uint64_t deadline_ns) noexcept nogil:
 
 
 cdef int write_probe_rtp(unsigned char* buf, int length, uint8_t payload_type, uint16_t seq,
-                         uint32_t timestamp, uint32_t ssrc, uint64_t send_ns) noexcept nogil:
-    """Write the RTP header and send time of a probe of length bytes; its length, or -1 if too short."""
-    if length < PROBE_MIN_LENGTH:
+                         uint32_t timestamp, uint32_t ssrc, uint64_t send_ns,
+                         int twcc_ext_id, uint16_t twcc_seq) noexcept nogil:
+    """Write the RTP header and send time of a probe of length bytes; its length, or -1 if too short.
+
+    twcc_ext_id 1..14: the header carries twcc_seq as a transport-wide sequence number
+    (draft-holmer-rmcat-transport-wide-cc-extensions-01) in a one-byte element of that id,
+    PROBE_TWCC_EXT_LENGTH bytes more; 0: no extension."""
+    cdef int header = RTP_HEADER_LENGTH
+    if twcc_ext_id:
+        header += PROBE_TWCC_EXT_LENGTH
+    if length < header + PROBE_TIME_LENGTH or not 0 <= twcc_ext_id <= 14:
         return -1
-    buf[0] = 0x80   # V=2, no padding, extension or CSRC
+    buf[0] = 0x90 if twcc_ext_id else 0x80   # V=2, no padding or CSRC; X with the element
     buf[1] = payload_type & 0x7F
     write_u16(buf + 2, seq)
     write_u32(buf + 4, timestamp)
     write_u32(buf + 8, ssrc)
-    write_u32(buf + RTP_HEADER_LENGTH, <uint32_t>(send_ns >> 32))
-    write_u32(buf + RTP_HEADER_LENGTH + 4, <uint32_t>send_ns)
+    if twcc_ext_id:
+        write_u16(buf + 12, 0xBEDE)
+        write_u16(buf + 14, 1)                          # extension length in 32-bit words
+        buf[16] = <unsigned char>((twcc_ext_id << 4) | 1)  # id, value length - 1
+        write_u16(buf + 17, twcc_seq)
+        buf[19] = 0                                     # padding
+    write_u32(buf + header, <uint32_t>(send_ns >> 32))
+    write_u32(buf + header + 4, <uint32_t>send_ns)
     return length
 
 
@@ -93,19 +108,25 @@ cdef int64_t probe_send_ns(const unsigned char* buf, int length) noexcept nogil:
 
 def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, int packet_size,
              double rate_pps, double duration_s, int batch=32, int first_seq=0,
-             uint32_t clock_rate=90000, int burst=1):
+             uint32_t clock_rate=90000, int burst=1, int twcc_ext_id=0, long count=0):
     """Send SRTP probes of packet_size bytes (trailer included) to dest for duration_s.
 
     rate_pps paces the stream (0: as fast as the core allows); packets leave
     in sendmmsg batches of at most `batch`, holding only those already due.
     With burst > 1, packets fall due `burst` at a time (the packets of one
     video frame, sent back to back), at the same average rate.
-    The RTP timestamp follows the clock at clock_rate. Returns sent (packets
+    The RTP timestamp follows the clock at clock_rate. twcc_ext_id (1..14)
+    numbers every packet transport-wide in that header extension, as a
+    browser does once transport-cc is negotiated; the number is the RTP
+    sequence number (one stream per sender: they advance together), and the
+    payload is 8 bytes shorter so packet_size holds. count > 0 stops after that
+    many packets, even before duration_s. Returns sent (packets
     the kernel took), built, dropped (send buffer full), seconds,
     achieved_pps and next_seq (pass it as first_seq to continue the stream:
     the session's rollover counter follows the sequence numbers).
     """
     cdef int plain = packet_size - session.rtp_trailer
+    cdef int head = RTP_HEADER_LENGTH + PROBE_TIME_LENGTH + (PROBE_TWCC_EXT_LENGTH if twcc_ext_id else 0)
     cdef UdpBatchSocket out
     cdef sockaddr_storage ss
     cdef socklen_t sslen
@@ -118,8 +139,12 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
     cdef int k, n, status = 0
     if not session.outbound:
         raise ValueError("send_rtp needs an outbound SRTP session")
-    if plain < PROBE_MIN_LENGTH or packet_size > UDP_DEFAULT_SLOT_SIZE:
-        raise ValueError(f"packet_size must leave {PROBE_MIN_LENGTH} bytes after the SRTP trailer "
+    if not 0 <= twcc_ext_id <= 14:
+        raise ValueError("twcc_ext_id must be in 0..14 (one-byte header extension ids; 0: none)")
+    if count < 0:
+        raise ValueError("count must be >= 0")
+    if plain < head or packet_size > UDP_DEFAULT_SLOT_SIZE:
+        raise ValueError(f"packet_size must leave {head} bytes after the SRTP trailer "
                          f"and be at most {UDP_DEFAULT_SLOT_SIZE}")
     if not 1 <= batch <= 1024:
         raise ValueError("batch must be in 1..1024")
@@ -141,7 +166,7 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
         end = start + <uint64_t>(duration_s * 1e9)
         while status == 0:
             now = monotonic_ns()
-            if now >= end:
+            if now >= end or (count and <long>built >= count):
                 break
             if rate_pps > 0:
                 # whole bursts only: burst b (packets b*burst onwards) falls due at b*burst / rate
@@ -154,13 +179,15 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
                     due = batch
             else:
                 due = batch
+            if count and due > count - <long>built:
+                due = count - <long>built
             for k in range(<int>due):
                 slot = out.tx_slot()
-                memcpy(slot + PROBE_MIN_LENGTH, filler + PROBE_MIN_LENGTH, plain - PROBE_MIN_LENGTH)
+                memcpy(slot + head, filler + head, plain - head)
                 t = monotonic_ns()
                 write_probe_rtp(slot, plain, <uint8_t>payload_type, seq,
                                 ts_base + <uint32_t>(((t - start) // 1000) * clock_rate // 1000000),
-                                ssrc, t)
+                                ssrc, t, twcc_ext_id, seq)
                 n = plain
                 status = session.protect_rtp(slot, &n, out.slot_size)
                 if status != 0:

@@ -11,6 +11,7 @@ import time
 import pytest
 from fastpath.codecs import CODEC_OPUS
 from fastpath.route import Forwarder
+from fastpath.rtp import find_extension_py, parse_rtp_py
 from fastpath.srtp import SrtpSession, profile_key_lengths
 from loadgen.probes import receive_rtp, send_rtp
 
@@ -120,3 +121,65 @@ def test_bursts_leave_together_at_the_average_rate(sockets):
     between = sorted(gap for k, gap in enumerate(gaps) if k % 8 == 7)
     assert max(within) < 5_000_000
     assert between[len(between) // 2] > 15_000_000
+
+
+def test_numbered_probes_carry_a_transport_wide_sequence_number(sockets):
+    """twcc_ext_id=5: every probe has the RFC 8285 one-byte element, the packet size holds, and
+    receive_rtp still finds the send time after the longer header."""
+    _, producer, receiver, *_ = sockets
+    key = new_key()
+    sent = send_rtp(producer, receiver.getsockname(), SrtpSession(PROFILE, key, "outbound"),
+                    PRODUCER_SSRC, PAYLOAD_TYPE, 1200, 0, 1.0, first_seq=65534, twcc_ext_id=5, count=5)
+    assert sent["sent"] == sent["built"] == 5 and sent["next_seq"] == 3
+    inbound = SrtpSession(PROFILE, key, "inbound")
+    packets = [receiver.recv(2048) for _ in range(5)]
+    assert {len(p) for p in packets} == {1200}
+    plain = [inbound.unprotect(p) for p in packets]
+    assert [int.from_bytes(find_extension_py(p, 5), "big") for p in plain] == [65534, 65535, 0, 1, 2]
+    assert all(parse_rtp_py(p)["header_len"] == 20 for p in plain)
+
+    send_rtp(producer, receiver.getsockname(), SrtpSession(PROFILE, key, "outbound"), PRODUCER_SSRC,
+             PAYLOAD_TYPE, 1200, 0, 1.0, twcc_ext_id=5, count=50)
+    got = receive_rtp([receiver], [SrtpSession(PROFILE, key, "inbound")], 2.0, stop_when_idle=0.2)
+    assert got["packets"] == 50 and got["not_probes"] == 0 and got["srtp_failures"] == 0
+    assert 0 < got["latencies_ns"].min() and got["latencies_ns"].max() < 1_000_000_000
+
+
+def test_numbered_probes_get_transport_cc_feedback(sockets):
+    """With transport-cc on the producer's transport, numbered probes are acknowledged to the producer."""
+    server, producer, consumer, *_ = sockets
+    fwd = Forwarder(server, lambda packets, events: None)
+    send_key, recv_key = new_key(), new_key()
+    t = fwd.add_transport(1)
+    fwd.set_transport_tuple(t, producer.getsockname())
+    fwd.set_transport_srtp(t, SrtpSession(PROFILE, send_key, "inbound"),
+                           SrtpSession(PROFILE, new_key(), "outbound"))
+    fwd.set_transport_incoming_feedback(t, 5, False)
+    stream = fwd.add_producer_stream(t, PRODUCER_SSRC, 0, CODEC_OPUS, 48000, 0, False)
+    ct = fwd.add_transport(100)
+    fwd.set_transport_tuple(ct, consumer.getsockname())
+    fwd.set_transport_srtp(ct, SrtpSession(PROFILE, new_key(), "inbound"),
+                           SrtpSession(PROFILE, recv_key, "outbound"))
+    consumer_slot = fwd.add_consumer(ct, 7000, 1, {PAYLOAD_TYPE: 100}, {}, 0, CODEC_OPUS, 48000, False, False)
+    fwd.attach_stream(consumer_slot, 0, stream)
+    # 250 packets, 50 at a time (the default receive buffer holds ~90): a feedback for each 100 waiting
+    outbound, inbound = SrtpSession(PROFILE, send_key, "outbound"), SrtpSession(PROFILE, recv_key, "inbound")
+    seq = copies = 0
+    for _ in range(5):
+        seq = send_rtp(producer, server.getsockname(), outbound, PRODUCER_SSRC, PAYLOAD_TYPE, 1200, 0, 1.0,
+                       first_seq=seq, twcc_ext_id=5, count=50)["next_seq"]
+        while fwd.drain():
+            pass
+        received = receive_rtp([consumer], [inbound], 2.0, stop_when_idle=0.1)
+        assert received["not_probes"] == 0 and received["srtp_failures"] == 0
+        copies += received["packets"]
+    assert copies == 250
+    feedbacks = fwd.transport_stats(t)["incomingFeedbacks"]
+    assert feedbacks >= 2
+    rtcp = []
+    while True:
+        try:
+            rtcp.append(producer.recv(2048))
+        except BlockingIOError:
+            break
+    assert len(rtcp) == feedbacks
