@@ -12,4 +12,5 @@ cdef class Feedback(Fanout):
     cdef void _request_keyframe(self, int32_t stream_slot, uint64_t now, bint force) noexcept nogil
     cdef void _detect_loss(self, ProducerStream* s, uint16_t seq, uint64_t now) noexcept nogil
     cdef void _send_transport_feedback(self, int32_t t, uint64_t now) noexcept nogil
+    cdef void _send_due_feedback(self, uint64_t now) noexcept nogil
     cdef void _send_incoming_estimate(self, int32_t t, uint64_t now) noexcept nogil

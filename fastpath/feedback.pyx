@@ -216,6 +216,20 @@ cdef class Feedback(Fanout):
                 return
             self._send_rtcp(t, buf, n)
 
+    cdef void _send_due_feedback(self, uint64_t now) noexcept nogil:
+        """The feedback the receive stage found due in this batch. Sent after the batch's copies, not
+        among them: a datagram in the middle of the send queue would split a consumer's run of
+        copies into two UDP GSO messages (+13 % sendmmsg messages at 100 consumers, saturated)."""
+        cdef int k
+        cdef int32_t t
+        for k in range(self.feedback_due_count):
+            t = self.feedback_due[k]
+            if 0 <= t < self.transport_capacity and self.transports[t].feedback_queued:
+                self.transports[t].feedback_queued = 0
+                if self.transports[t].used and self.transports[t].twcc_in_ext_id:
+                    self._send_transport_feedback(t, now)
+        self.feedback_due_count = 0
+
     cdef void _send_incoming_estimate(self, int32_t t, uint64_t now) noexcept nogil:
         """REMB to the sender: our estimate when it expects REMB, else its ceiling (libwebrtc caps
         its transport-cc estimate at a received REMB); nothing when neither applies."""

@@ -53,6 +53,7 @@ from fastpath.state cimport (
     HISTORY_PACKET_BYTES,
     HISTORY_PACKETS,
     MAX_CONTROL_PER_DRAIN,
+    MAX_FEEDBACK_DUE,
     MAX_SPATIAL_LAYERS,
     MAX_TEMPORAL_LAYERS,
     MAX_UNKNOWN_SSRC_PER_DRAIN,
@@ -128,6 +129,7 @@ cdef class Receiver(Feedback):
                     self.drops[DROP_UNKNOWN_CLASS] += 1
             # interleave: what this batch produced leaves before the next batch is read
             self._fan_out(now)
+            self._send_due_feedback(now)
             sock.flush()
             if n < sock.rx_slots or monotonic_ns() - started > MAX_DRAIN_NS:
                 break
@@ -180,8 +182,13 @@ cdef class Receiver(Feedback):
         # one the sender never hears of counts as lost in its estimate
         if tr.twcc_in_ext_id and find_extension(data, &h, tr.twcc_in_ext_id, &twcc_offset) >= 2:
             arrival_log_record(&tr.arrivals, read_u16(data + twcc_offset), h.ssrc, now)
-            if arrival_log_due(&tr.arrivals, now):
-                self._send_transport_feedback(t, now)
+            if arrival_log_due(&tr.arrivals, now) and not tr.feedback_queued:
+                if self.feedback_due_count < MAX_FEEDBACK_DUE:
+                    tr.feedback_queued = 1
+                    self.feedback_due[self.feedback_due_count] = t
+                    self.feedback_due_count += 1
+                else:
+                    self._send_transport_feedback(t, now)
         ssrc_key(&key, h.ssrc, t)
         slot = self.producer_ssrcs.lookup(&key)
         if slot < 0:
@@ -263,6 +270,7 @@ cdef class Receiver(Feedback):
         else:
             self._handle_rtp(slot, buf, length, monotonic_ns())
             self._fan_out(monotonic_ns())
+            self._send_due_feedback(monotonic_ns())
         self.sock.flush()
         return self.tcp_pending > 0
 

@@ -23,6 +23,8 @@ cdef enum:
     MAX_TEMPORAL_LAYERS = 4
     # media SSRCs one REMB names (aiortc applies a REMB only to an SSRC it lists)
     MAX_REMB_SSRCS = 8
+    # transports whose transport-cc feedback waits for the end of a receive batch's fan-out
+    MAX_FEEDBACK_DUE = 64
     NO_LAYER = -1
     # drop reasons, indexes into Forwarder.drops
     DROP_UNKNOWN_CLASS = 0
@@ -94,6 +96,7 @@ cdef struct TransportState:
     int twcc_in_ext_id          # the producers' transport-wide-cc id; 0: no transport-cc feedback
     bint remb_in                # the producers expect REMB from us instead
     ArrivalLog arrivals         # transport-wide sequence numbers received, for transport-cc feedback
+    bint feedback_queued        # in ForwarderState.feedback_due
     IncomingEstimate incoming   # the REMB estimate and the ceiling (setMaxIncomingBitrate)
     uint64_t loss_expected      # over its streams in the report interval: packets expected, and
     uint64_t loss_lost          # lost before any repair (what the path lost, not what RTX left)
@@ -254,6 +257,8 @@ cdef class ForwarderState:
     cdef bint events_pending
     cdef int flush_every
     cdef int tcp_pending            # TCP transports with queued output
+    cdef int32_t feedback_due[MAX_FEEDBACK_DUE]  # transport-cc feedback to send after this batch's copies
+    cdef int feedback_due_count
     cdef PendingPacket* pending     # this receive batch's media, fanned out consumer by consumer
     cdef int pending_count
     cdef int pending_capacity
