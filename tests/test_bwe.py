@@ -314,26 +314,41 @@ class Bottleneck:
         return int(self.free_at)
 
 
+class LinkReceiver:
+    """The viewer behind a Bottleneck, as a browser: every packet's arrival through the link noted by
+    its transport-wide number, and every 100 ms transport-cc feedback on those that arrived by then
+    (in order; a packet the link dropped is reported lost). Use as SimulcastRig.run's on_packet."""
+
+    def __init__(self, rig: SimulcastRig, link_bps: float, ext_id: int = 3):
+        self.rig, self.link, self.ext_id = rig, Bottleneck(link_bps), ext_id
+        self.waiting: list[tuple[int, int | None]] = []
+        self.next_feedback = 0
+        self.feedbacks = 0
+
+    def __call__(self, raw: bytes) -> None:
+        now = time.monotonic_ns() - self.rig.start_ns
+        self.waiting.append((extension_value(raw, self.ext_id), self.link.arrival(len(raw) + 28, now)))
+        if now < self.next_feedback:
+            return
+        self.next_feedback = now + 100_000_000
+        count = 0
+        while count < len(self.waiting) and (self.waiting[count][1] or 0) <= now:
+            count += 1
+        if count:
+            self.rig.send_rtcp(transport_feedback(self.waiting[:count], self.feedbacks))
+            self.feedbacks += 1
+            del self.waiting[:count]
+
+
 def test_a_slow_link_settles_the_consumer_on_the_layer_it_can_take(forwarder):
     """300 kbit/s to the viewer: layer 2 (~600k) builds a standing queue, the estimate drops under
     the link, and the consumer goes to layer 1 (~150k) and stays there."""
     fwd, server_addr, _ = forwarder
     rig = SimulcastRig(fwd, server_addr, twcc_ext_id=3)
-    link = Bottleneck(300_000)
-    pending: list[tuple[int, int | None]] = []
-    feedbacks = [0]
-
-    def receive(raw: bytes) -> None:
-        now = time.monotonic_ns() - rig.start_ns
-        pending.append((extension_value(raw, 3), link.arrival(len(raw) + 28, now)))
-        if len(pending) >= 2 and now - (pending[0][1] or now) >= 100_000_000:
-            pending.sort()
-            rig.send_rtcp(transport_feedback(pending, feedbacks[0]))
-            feedbacks[0] += 1
-            pending.clear()
-
-    rig.run(4.0, receive)
+    receiver = LinkReceiver(rig, 300_000)
+    rig.run(4.0, receiver)
     stats = fwd.transport_stats(rig.transport)
+    assert receiver.feedbacks >= 30, "feedback kept coming, every 100 ms"
     assert stats["bweDecreases"] >= 1
     assert 100_000 <= stats["availableOutgoingBitrate"] <= 300_000
     assert rig.layer() == 1
