@@ -17,12 +17,41 @@ cdef enum:
     BWE_HISTORY = 1024
     BWE_MIN_BPS = 30000
     BWE_MAX_BPS = 200000000
+    # a probe cluster's phases (probe.pyx paces it, bwe.pyx judges it)
+    BWE_PROBE_IDLE = 0
+    BWE_PROBE_SENDING = 1
+    BWE_PROBE_WAITING = 2       # sending ended; feedback on its last packets is still due
 
 # 8 bytes a packet: microseconds wrap every 71 minutes, and only differences are used
 cdef struct SentRecord:
     uint32_t send_us
     uint16_t seq
     uint16_t size               # 0: no packet remembered in this slot
+
+# the packets sent while a probe ran (media, probes and repairs alike) and what feedback said of them
+cdef struct ProbeCluster:
+    int phase
+    int result                  # 1 succeeded, -1 failed, 0 none yet (the prober takes it and clears it)
+    uint32_t target_bps
+    bint has_first
+    uint16_t first_seq          # transport-wide numbers sent while it ran: first..last
+    uint16_t last_seq
+    uint32_t packets
+    uint64_t sent_bytes
+    uint32_t first_send_us
+    uint32_t last_send_us
+    uint16_t last_size
+    uint32_t acked              # of them, reported received and lost
+    uint32_t lost
+    uint64_t acked_bytes
+    bint has_arrival
+    int64_t first_arrival_us
+    int64_t last_arrival_us
+    uint16_t first_arrival_size
+    uint64_t deadline_ns        # no verdict by then: failed
+    uint64_t quiet_until_ns     # a queue or loss a failed probe caused is no decrease before this
+    uint32_t send_bps           # the last verdict's measured rates, for stats and tests
+    uint32_t receive_bps
 
 cdef struct BandwidthEstimate:
     SentRecord* sent            # by transport-wide sequence number; NULL until transport-cc is used
@@ -43,6 +72,10 @@ cdef struct BandwidthEstimate:
     uint64_t last_change_ns
     uint64_t feedbacks
     uint64_t decreases
+    # this transport can probe: growth between signs stops at 1.5x the acknowledged rate
+    # (draft-ietf-rmcat-gcc-02 §5.5), and a probe is how the estimate goes further
+    bint growth_capped
+    ProbeCluster probe
 
 
 cdef int bwe_track_sent(BandwidthEstimate* e) noexcept nogil
@@ -55,3 +88,7 @@ cdef void bwe_on_remb(BandwidthEstimate* e, uint64_t bitrate, double sending_bps
 cdef void bwe_on_loss(BandwidthEstimate* e, double fraction_lost, double sending_bps,
                       uint64_t now_ns) noexcept nogil
 cdef uint64_t bwe_available(const BandwidthEstimate* e) noexcept nogil
+cdef void bwe_probe_begin(BandwidthEstimate* e, uint32_t target_bps, uint64_t now_ns) noexcept nogil
+cdef void bwe_probe_end_sending(BandwidthEstimate* e, uint64_t now_ns) noexcept nogil
+cdef void bwe_probe_check(BandwidthEstimate* e, uint64_t now_ns) noexcept nogil
+cdef bint bwe_may_probe(const BandwidthEstimate* e, uint64_t now_ns) noexcept nogil

@@ -131,6 +131,96 @@ def test_remb_below_what_we_send_is_a_limit_above_it_lets_the_estimate_grow():
     assert est.available == pytest.approx(300_000 * 1.08, rel=0.001)
 
 
+class Path:
+    """A FIFO link of link_bps that keeps its queue and numbering from one run() to the next, with
+    transport-cc feedback every 100 ms of what arrived by then."""
+
+    def __init__(self, est: BandwidthEstimator, link_bps: float, start_ns: int = SECOND):
+        self.est, self.link_bps = est, link_bps
+        self.t, self.seq, self.link_free, self.arrivals = float(start_ns), 0, 0.0, []
+        self.next_feedback = start_ns + SECOND / 10
+
+    def run(self, send_bps: float, seconds: float, on_feedback=None) -> None:
+        end, interval = self.t + seconds * SECOND, PACKET * 8 / send_bps * SECOND
+        while self.t < end:
+            self.est.on_sent(self.seq & 0xFFFF, PACKET, int(self.t))
+            self.link_free = max(self.t, self.link_free) + PACKET * 8 / self.link_bps * SECOND
+            self.arrivals.append((self.seq & 0xFFFF, self.link_free))
+            self.seq += 1
+            self.t += interval
+            while self.next_feedback <= self.t:
+                arrived = [(s, a) for s, a in self.arrivals if a <= self.next_feedback]
+                self.arrivals = self.arrivals[len(arrived):]
+                if arrived:
+                    feed(self.est, arrived, int(self.next_feedback), send_bps)
+                    if on_feedback is not None:
+                        on_feedback()
+                self.next_feedback += SECOND / 10
+
+    @property
+    def now(self) -> int:
+        return int(self.t)
+
+
+def limited_at(link_bps: float, media_bps: float) -> tuple[BandwidthEstimator, Path]:
+    """An estimate that a standing queue limited, then media_bps long enough for the queue to drain
+    and the hold to pass: a transport-cc transport's state when a probe may start."""
+    est = BandwidthEstimator()
+    est.growth_capped = True
+    path = Path(est, link_bps)
+    path.run(link_bps * 1.6, 1.5)
+    assert est.decreases >= 1
+    path.run(media_bps, 6)
+    assert est.may_probe(path.now)
+    return est, path
+
+
+def test_a_probe_acknowledged_without_a_queue_raises_the_estimate_to_its_rate():
+    est, path = limited_at(600_000, 300_000)
+    path.link_bps = 5_000_000  # the path recovered
+    before, decreases = est.available, est.decreases
+    assert before < 700_000
+    est.probe_begin(1_000_000, path.now)
+    path.run(1_000_000, 0.4)
+    est.probe_end_sending(path.now)
+    assert est.probe_phase == "waiting"
+    path.run(300_000, 0.3)
+    assert est.take_probe_result() == 1
+    send_bps, receive_bps = est.probe_rates
+    assert send_bps == pytest.approx(1_000_000, rel=0.05) and receive_bps == pytest.approx(1_000_000, rel=0.05)
+    assert est.available == min(send_bps, receive_bps) and est.decreases == decreases
+
+
+def test_a_probe_into_a_slow_link_fails_at_its_first_queue_and_changes_nothing():
+    est, path = limited_at(600_000, 300_000)
+    before, decreases = est.available, est.decreases
+    est.probe_begin(2 * before, path.now)
+    failed_after = []
+    started = path.now
+    path.run(2 * before, 0.4, lambda: failed_after.append(path.now - started)
+             if est.probe_phase == "idle" and not failed_after else None)
+    assert failed_after and failed_after[0] <= 300_000_000, "stopped at the first feedback with a queue"
+    assert est.take_probe_result() == -1
+    est.probe_end_sending(path.now)  # what the prober does at the probe's end: nothing more to judge
+    assert est.take_probe_result() == 0
+    # the queue the probe built drains: no decrease for it, no increase from it
+    path.run(300_000, 1.0)
+    assert est.available == before and est.decreases == decreases
+
+
+def test_growth_on_a_transport_that_probes_stops_at_one_and_a_half_times_the_acknowledged_rate():
+    est, path = limited_at(600_000, 400_000)
+    path.link_bps = 10_000_000
+    start = est.available
+    path.run(400_000, 20)  # 8 % a second for 20 s would be 4.7x
+    assert est.acked_bps == pytest.approx(400_000, rel=0.1)
+    assert est.available <= max(start, 1.5 * 400_000 * 1.05)
+    est.growth_capped = False
+    grown_from = est.available
+    path.run(400_000, 5)
+    assert est.available > 1.3 * grown_from, "without probing the estimate creeps on, 8 % a second"
+
+
 # ---- through a Forwarder: a simulcast consumer's layer follows its transport's estimate ----------
 
 LAYERS = ((100, 10, 400), (101, 20, 900), (102, 60, 1200))  # ssrc, packets/s, bytes: ~32k/144k/576k
@@ -371,8 +461,20 @@ def test_hostile_feedback_keeps_the_estimate_bounded():
             packets = [(rng.randrange(0, 2100) & 0xFFFF, rng.random() < 0.7, rng.randrange(-32768, 32768))
                        for _ in range(rng.randrange(0, 60))]
             est.on_feedback(packets, rng.randrange(-(1 << 23), 1 << 23), now, rng.uniform(0, 1e9))
-        elif kind < 0.9:
+        elif kind < 0.85:
             est.on_remb(rng.choice([0, 1, rng.randrange(0, 1 << 64)]), rng.uniform(0, 1e9), now)
+        elif kind < 0.9:
+            # probes judged on the same hostile feedback
+            est.growth_capped = rng.random() < 0.5
+            step = rng.randrange(4)
+            if step == 0:
+                est.probe_begin(rng.randrange(0, 1 << 32), now)
+            elif step == 1:
+                est.probe_end_sending(now)
+            elif step == 2:
+                est.probe_check(now)
+            else:
+                est.take_probe_result()
         else:
             est.on_loss(rng.random(), rng.uniform(0, 1e9), now)
         assert est.available == 0 or 30_000 <= est.available <= 200_000_000
