@@ -4,6 +4,7 @@
 from libc.stdint cimport int32_t, uint16_t, uint32_t, uint64_t
 
 from fastpath.codecs cimport PayloadInfo
+from fastpath.probe cimport ProbeState
 from fastpath.rtcp cimport RtcpItem
 from fastpath.rtp cimport RtpHeader
 from fastpath.state cimport ConsumerState, ForwarderState, PendingPacket
@@ -17,3 +18,5 @@ cdef class Fanout(ForwarderState):
     cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
                          const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts, bint as_rtx) noexcept nogil
     cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil
+    cdef void _pace_probes(self, uint64_t now) noexcept nogil
+    cdef int _send_probe(self, int32_t t, ProbeState* p) noexcept nogil

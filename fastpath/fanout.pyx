@@ -4,16 +4,23 @@
 Per packet and consumer: the layer decision (a switch waits for a key frame of the target
 layer), the rewrite (SSRC, payload type, continuous sequence number and timestamp, VP8 picture
 id, transport-wide sequence), SRTP protect, and the copy queued in the socket's send batch.
-A consumer's NACK is answered here too, from the stream's history (as RTX when negotiated).
+A consumer's NACK is answered here too, from the stream's history (as RTX when negotiated),
+and a running probe's packets are sent from there too (probe.pyx).
 """
 
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memmove
 
-from fastpath.bwe cimport bwe_on_sent
+from fastpath.bwe cimport (
+    BWE_PROBE_SENDING,
+    bwe_on_sent,
+    bwe_probe_check,
+    bwe_probe_end_sending,
+)
 from fastpath.clock cimport monotonic_ns
 from fastpath.codecs cimport CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
 from fastpath.netdefs cimport sockaddr
+from fastpath.probe cimport PROBE_RESEND_DEPTH, ProbeState, probe_due, probe_finish
 from fastpath.red cimport RED_ERR_UNKNOWN_PT, RED_STRIP, red_rewrite
 from fastpath.rewrite cimport (
     drop_log_add,
@@ -317,3 +324,101 @@ cdef class Fanout(ForwarderState):
                                c.rtx_ssrc != 0):
                 c.retransmitted += 1
             c.last_picture_id, c.last_tl0picidx = last_picture_id, last_tl0picidx
+
+    cdef void _pace_probes(self, uint64_t now) noexcept nogil:
+        """Send what each running probe is due, and settle the probes bwe.pyx has judged. Runs after
+        every receive batch while a probe runs, and from update_layers()."""
+        cdef int t, active = 0
+        cdef int64_t due
+        cdef int sent
+        cdef TransportState* tr
+        cdef ProbeState* p
+        for t in range(self.transport_capacity):
+            tr = &self.transports[t]
+            p = &tr.probe
+            if not tr.used or p.target_bps == 0:
+                continue
+            bwe_probe_check(&tr.bwe, now)
+            if tr.bwe.probe.result != 0:
+                probe_finish(p, tr.bwe.probe.result > 0, now)
+                tr.bwe.probe.result = 0
+                continue
+            active += 1
+            if tr.bwe.probe.phase != BWE_PROBE_SENDING:
+                continue  # its verdict waits for feedback on its last packets
+            if now >= p.end_ns or not (tr.has_tuple and tr.has_srtp):
+                bwe_probe_end_sending(&tr.bwe, now)
+                continue
+            due = probe_due(p, tr.rtp_out_bytes, now)
+            while due > 0:
+                sent = self._send_probe(t, p)
+                if sent <= 0:
+                    break
+                due -= sent
+        self.probes_active = active
+
+    cdef int _send_probe(self, int32_t t, ProbeState* p) noexcept nogil:
+        """One probe packet: a recent packet of the probe's consumer resent on its RTX stream (RFC 4588),
+        which the receiver counts for transport-cc and discards as a duplicate. Its size, or 0.
+
+        Packets are taken by output number back from the newest, mapped to their input as a
+        NACK's are (seq_rewrite_in), so the original sequence number it carries is the one the
+        receiver saw; a number that maps to nothing or to a layer above the consumer's is passed."""
+        cdef ConsumerState* c
+        cdef ProducerStream* s
+        cdef int k, slot, mapped
+        cdef uint16_t out_seq, in_seq
+        cdef uint64_t before
+        cdef RtpHeader h
+        cdef PayloadInfo info
+        cdef unsigned char* stored
+        cdef int32_t last_picture_id
+        cdef int last_tl0picidx
+        cdef bint sent
+        if not 0 <= p.source < self.consumer_capacity:
+            return 0
+        c = &self.consumers[p.source]
+        if not (c.used and c.transport == t and c.rtx_ssrc and c.seq.started) or c.paused or c.producer_paused:
+            return 0
+        if not (0 <= c.current_layer < c.layer_count) or c.streams[c.current_layer] < 0:
+            return 0
+        s = &self.streams[c.streams[c.current_layer]]
+        if s.history == NULL:
+            return 0
+        for k in range(PROBE_RESEND_DEPTH):
+            if p.cursor >= PROBE_RESEND_DEPTH:
+                p.cursor = 0
+            out_seq = <uint16_t>(c.seq.last_out - p.cursor)
+            p.cursor += 1
+            mapped = seq_rewrite_in(&c.seq, out_seq)
+            if mapped < 0:
+                p.cursor = 0  # older than the last switch: start over from the newest
+                continue
+            in_seq = <uint16_t>mapped
+            slot = in_seq % HISTORY_PACKETS
+            if s.history_len[slot] == 0 or s.history_seq[slot] != in_seq:
+                continue
+            stored = s.history + <size_t>slot * HISTORY_PACKET_BYTES
+            if parse_rtp(stored, s.history_len[slot], &h) < 0:
+                continue
+            c.params.payload_type = c.pt_map[h.payload_type & 0x7F]
+            if c.params.payload_type == 0xFF:
+                continue
+            info.picture_id = -1
+            parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
+            if c.temporal_count > 1 or c.svc_layers > 1:
+                if (c.temporal_count > 1 and info.temporal_id > c.current_temporal) or \
+                        (c.svc_layers > 1 and info.spatial_id > c.svc_current):
+                    continue
+                c.params.set_marker = c.svc_layers > 1 and info.ends_frame > 0 and \
+                    info.spatial_id == c.svc_current
+            last_picture_id, last_tl0picidx = c.last_picture_id, c.last_tl0picidx
+            before = self.transports[t].rtp_out_bytes
+            sent = self._send_copy(c, stored, &h, &info, out_seq, <uint32_t>(h.timestamp + c.ts.offset), 1)
+            c.last_picture_id, c.last_tl0picidx = last_picture_id, last_tl0picidx
+            if not sent:
+                return 0
+            p.packets += 1
+            p.bytes += self.transports[t].rtp_out_bytes - before
+            return <int>(self.transports[t].rtp_out_bytes - before)
+        return 0

@@ -15,3 +15,5 @@ cdef class LayerSelection(Receiver):
     cdef void _choose_target(self, int slot, uint64_t now, int max_layer, int max_temporal) noexcept
     cdef void _request_target_keyframe(self, ConsumerState* c) noexcept
     cdef void _transport_ready(self, int slot) noexcept
+    cdef int _next_step(self, ConsumerState* c, uint64_t now, int* temporal) noexcept
+    cdef void _plan_probes(self, uint64_t now) noexcept

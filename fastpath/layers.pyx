@@ -8,12 +8,15 @@ consumer (simulcast, temporal layers, SVC): the highest flowing (spatial, tempor
 its preferred ones that fits, spatial first, so a path that cannot take 30 fps of a layer gets
 15 or 7.5 fps of it before it loses resolution. A new spatial target, or a transport that becomes
 ready, asks the producer for a key frame; a temporal one waits for the stream's next switching point.
+Where the estimate holds a consumer below the layers it prefers, a probe (probe.pyx) tests whether
+the path takes the next step up now.
 """
 
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
-from fastpath.bwe cimport bwe_available
+from fastpath.bwe cimport bwe_available, bwe_may_probe, bwe_probe_begin
 from fastpath.clock cimport monotonic_ns
+from fastpath.probe cimport probe_may_start, probe_start, probe_target
 from fastpath.receive cimport Receiver
 from fastpath.state cimport (
     MAX_SPATIAL_LAYERS,
@@ -70,6 +73,7 @@ cdef class LayerSelection(Receiver):
                 if _layered(c):
                     spatial = self._affordable_layer(c, now, &temporal)
                 self._choose_target(i, now, spatial, temporal)
+        self._plan_probes(now)
         self.sock.flush()
 
     cdef void _update_bitrates(self, uint64_t now) noexcept:
@@ -238,3 +242,82 @@ cdef class LayerSelection(Receiver):
             if c.used and c.transport == slot and c.is_video and c.current_layer < 0 \
                     and not (c.paused or c.producer_paused):
                 self._request_target_keyframe(c)
+
+    cdef int _next_step(self, ConsumerState* c, uint64_t now, int* temporal) noexcept:
+        """The (spatial, temporal) pair right above the consumer's current one in the order
+        _affordable_layer() tries them, up to its preferred ones: its next temporal layer, else the
+        next flowing spatial layer (at its lowest temporal one); -1 if there is none."""
+        cdef int layer
+        cdef int current = c.svc_current if c.svc_layers > 1 else c.current_layer
+        cdef int preferred = c.svc_preferred if c.svc_layers > 1 else c.preferred_layer
+        cdef int top_t = c.preferred_temporal if c.temporal_count > 1 else 0
+        cdef int current_t = c.current_temporal if c.temporal_count > 1 else 0
+        if current_t < top_t:
+            temporal[0] = current_t + 1
+            return current
+        for layer in range(current + 1, preferred + 1):
+            if self._layer_flowing(c, layer, now) and self._layer_bitrate(c, layer, 0) > 0:
+                temporal[0] = 0
+                return layer
+        return -1
+
+    cdef void _plan_probes(self, uint64_t now) noexcept:
+        """After the budgets are spent: start a probe on each transport where a layered consumer is
+        held below the layers it prefers, the next step up is flowing, and the estimate may probe
+        (limited, transport-cc, past the hold after a decrease and any back-off). The probe aims
+        the transport's total rate at what the budget would need with that consumer one step up;
+        its packets are RTX resends of a consumer's recent packets, so a transport probes only
+        when one of its consumers has RTX. Then every running probe is paced."""
+        cdef int i, spatial, temporal, next_spatial, next_temporal
+        cdef double need
+        cdef uint32_t target
+        cdef ConsumerState* c
+        cdef TransportState* tr
+        for i in range(self.transport_capacity):
+            self.transports[i].probe.want_bps = 0
+            self.transports[i].probe.want_source = -1
+        for i in range(self.consumer_capacity):
+            c = &self.consumers[i]
+            if not (c.used and c.is_video) or c.paused or c.producer_paused or c.current_layer < 0:
+                continue
+            tr = &self.transports[c.transport]
+            if c.rtx_ssrc and c.twcc_ext_id and tr.probe.want_source < 0:
+                tr.probe.want_source = i  # any consumer with RTX can carry the transport's probe
+            if not _layered(c) or tr.budget_bps < 0:
+                continue
+            spatial = c.svc_current if c.svc_layers > 1 else c.current_layer
+            temporal = c.current_temporal if c.temporal_count > 1 else 0
+            # settled where update_layers() put it, not on its way to another layer
+            if spatial < 0 or temporal < 0 or c.target_layer != c.current_layer or \
+                    (c.svc_layers > 1 and c.svc_target != c.svc_current) or \
+                    (c.temporal_count > 1 and c.target_temporal != c.current_temporal):
+                continue
+            next_spatial = self._next_step(c, now, &next_temporal)
+            if next_spatial < 0:
+                continue
+            # what the others were given, with this consumer's layers traded for the next step up
+            need = (<double>bwe_available(&tr.bwe) - tr.budget_bps
+                    - self._layer_bitrate(c, spatial, temporal)
+                    + UPGRADE_MARGIN * self._layer_bitrate(c, next_spatial, next_temporal))
+            if need > tr.probe.want_bps:
+                tr.probe.want_bps = <uint32_t>need if need < 4e9 else 4000000000u
+                if c.rtx_ssrc and c.twcc_ext_id:
+                    tr.probe.want_source = i
+        for i in range(self.transport_capacity):
+            tr = &self.transports[i]
+            if not tr.used:
+                continue
+            # where probes can run, the estimate grows past what is acknowledged only by probing
+            tr.bwe.growth_capped = not self.probing_off and tr.probe.want_source >= 0 and not tr.is_tcp
+            if not tr.bwe.growth_capped or tr.probe.want_bps <= bwe_available(&tr.bwe):
+                continue
+            if not (tr.has_tuple and tr.has_srtp and bwe_may_probe(&tr.bwe, now)
+                    and probe_may_start(&tr.probe, now)):
+                continue
+            target = probe_target(bwe_available(&tr.bwe), tr.probe.want_bps)
+            if target <= bwe_available(&tr.bwe):
+                continue
+            probe_start(&tr.probe, target, tr.probe.want_source, tr.rtp_out_bytes, now)
+            bwe_probe_begin(&tr.bwe, target, now)
+            self.probes_active += 1
+        self._pace_probes(now)

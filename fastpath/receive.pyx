@@ -129,6 +129,8 @@ cdef class Receiver(Feedback):
                     self.drops[DROP_UNKNOWN_CLASS] += 1
             # interleave: what this batch produced leaves before the next batch is read
             self._fan_out(now)
+            if self.probes_active:
+                self._pace_probes(now)
             self._send_due_feedback(now)
             sock.flush()
             if n < sock.rx_slots or monotonic_ns() - started > MAX_DRAIN_NS:

@@ -189,6 +189,12 @@ cdef class Forwarder(LayerSelection):
         if bitrate and tr.incoming.estimate_bps > bitrate:
             tr.incoming.estimate_bps = bitrate
 
+    def set_probing(self, bint enabled):
+        """Probe the paths to receivers held below their preferred layer (probe.pyx; on by default).
+
+        Off, an estimate grows only 8 % a second between signs of congestion, uncapped."""
+        self.probing_off = not enabled
+
     def set_comedia_waiting(self, int count):
         """How many transports wait to learn their remote from a first packet (unknown tuples go up)."""
         self.comedia_waiting = count
@@ -525,6 +531,10 @@ cdef class Forwarder(LayerSelection):
             "incomingFeedbacks": tr.arrivals.feedbacks_sent, "rembsSent": tr.incoming.rembs_sent,
             "incomingBitrateEstimate": tr.incoming.estimate_bps or None,
             "maxIncomingBitrate": tr.incoming.max_bps or None,
+            # probing the path to the receiver (probe.pyx): how often, with what outcome, at what cost
+            "probesStarted": tr.probe.started, "probesSucceeded": tr.probe.succeeded,
+            "probesFailed": tr.probe.failed, "probePacketsSent": tr.probe.packets,
+            "probeBytesSent": tr.probe.bytes, "probeTargetBitrate": tr.probe.target_bps or None,
         }
 
     def stream_stats(self, int slot) -> dict:

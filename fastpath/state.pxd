@@ -10,6 +10,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from fastpath.bwe cimport BandwidthEstimate
 from fastpath.congestion cimport ArrivalLog, IncomingEstimate
 from fastpath.netdefs cimport sockaddr_storage, socklen_t
+from fastpath.probe cimport ProbeState
 from fastpath.codecs cimport PayloadInfo
 from fastpath.rewrite cimport DropLog, RewriteParams, SeqRewriter, TsRewriter
 from fastpath.rtcp cimport RecvStats, TwccPacketStatus
@@ -102,6 +103,7 @@ cdef struct TransportState:
     uint64_t loss_lost          # lost before any repair (what the path lost, not what RTX left)
     uint32_t remb_ssrcs[MAX_REMB_SSRCS]  # the media SSRCs a REMB names (filled per report interval)
     int remb_ssrc_count
+    ProbeState probe            # probing the path to its receiver (probe.pxd; judged in bwe)
 
 
 cdef struct ProducerStream:
@@ -266,6 +268,8 @@ cdef class ForwarderState:
     cdef TwccPacketStatus* twcc_statuses  # scratch for one transport-cc feedback
     cdef uint64_t rates_ns          # when bitrates were last updated
     cdef list _events
+    cdef int probes_active          # transports with a probe running (the drain paces them)
+    cdef bint probing_off           # set_probing(False): no probe starts
 
     cdef int _grow(self, int kind) except -1
     cdef TransportState* _transport(self, int slot) except NULL

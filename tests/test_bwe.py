@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
 from aiortc.rtp import RtcpPsfbPacket, RtpPacket, pack_remb_fci
 from fastpath.bwe import BandwidthEstimator
 from fastpath.codecs import CODEC_VP8
+from fastpath.probe import ProbeSchedule
 from fastpath.rtcp import build_compound
 
 from tests import test_forwarder
@@ -221,15 +223,47 @@ def test_growth_on_a_transport_that_probes_stops_at_one_and_a_half_times_the_ack
     assert est.available > 1.3 * grown_from, "without probing the estimate creeps on, 8 % a second"
 
 
+def test_probe_schedule_paces_and_backs_off_two_four_eight_seconds():
+    probe = ProbeSchedule()
+    assert probe.target(300_000, 700_000) == 600_000, "at most twice the estimate"
+    assert probe.target(300_000, 400_000) == pytest.approx(460_000, abs=1), "what is wanted x 1.15"
+    t = SECOND
+    assert probe.may_start(t)
+    probe.start(800_000, 0, t)
+    assert probe.end_ns == t + 400_000_000
+    # the target's rate accrues, what the transport sends spends it: 5 ms at 800k is 500 bytes
+    assert probe.due(0, t + 5_000_000) == 500
+    assert probe.due(300, t + 10_000_000) == 700
+    # a long pause is not made up at once (40 ms at most)
+    assert probe.due(1000, t + SECOND) == 4000 + 700 - 700
+    probe.finish(False, t)
+    waits = []
+    for _ in range(4):
+        waits.append((probe.next_ns - t) / SECOND)
+        assert not probe.may_start(probe.next_ns - 1)
+        t = probe.next_ns
+        probe.start(800_000, 0, t)
+        probe.finish(False, t)
+    assert waits == [2, 4, 8, 8]
+    probe.finish(True, t)
+    assert probe.may_start(t), "after a success the next probe may start at once"
+    probe.start(800_000, 0, t)
+    probe.finish(False, t)
+    assert probe.next_ns - t == 2 * SECOND, "and the back-off starts over"
+
+
 # ---- through a Forwarder: a simulcast consumer's layer follows its transport's estimate ----------
 
 LAYERS = ((100, 10, 400), (101, 20, 900), (102, 60, 1200))  # ssrc, packets/s, bytes: ~32k/144k/576k
+RTX_PT = 102
+RTX_SSRC = 9001
 
 
 class SimulcastRig:
     """A VP8 producer with three layers (key frames twice a second) and one simulcast viewer."""
 
-    def __init__(self, fwd, server_addr, twcc_ext_id: int = 0, producer_sends_transport_seq: bool = True):
+    def __init__(self, fwd, server_addr, twcc_ext_id: int = 0, producer_sends_transport_seq: bool = True,
+                 rtx_ssrc: int = 0):
         self.fwd, self.server_addr = fwd, server_addr
         self.producer_sends_transport_seq = producer_sends_transport_seq
         self.producer, self.viewer = Peer(), Peer()
@@ -240,7 +274,7 @@ class SimulcastRig:
         ext_map = {5: twcc_ext_id} if twcc_ext_id else {}
         self.transport = connect(fwd, self.viewer)
         self.consumer = fwd.add_consumer(self.transport, 9000, 3, {96: 101}, ext_map, twcc_ext_id,
-                                         CODEC_VP8, 90000, True, False)
+                                         CODEC_VP8, 90000, True, False, 2, rtx_ssrc, RTX_PT if rtx_ssrc else -1)
         for layer, stream in enumerate(self.streams):
             fwd.attach_stream(self.consumer, layer, stream)
         self.seq = {ssrc: 1 for ssrc, _, _ in LAYERS}
@@ -249,8 +283,9 @@ class SimulcastRig:
         self.start_ns = time.monotonic_ns()
         self.received: list[RtpPacket] = []
 
-    def run(self, seconds: float, on_packet=None) -> None:
-        """Send every layer at its pace, drain, and pick layers every 250 ms, for `seconds`."""
+    def run(self, seconds: float, on_packet=None, until=None) -> bool:
+        """Send every layer at its pace, drain, and pick layers every 250 ms, for `seconds` or until
+        `until()` holds (checked after each pick; returns whether it did)."""
         end = time.monotonic() + seconds
         next_layers = time.monotonic()
         while time.monotonic() < end:
@@ -277,7 +312,10 @@ class SimulcastRig:
             if now >= next_layers:
                 self.fwd.update_layers()
                 next_layers = now + 0.25
+                if until is not None and until():
+                    return True
             time.sleep(0.002)
+        return False
 
     def send_rtcp(self, packet: bytes) -> None:
         self.viewer.sock.sendto(self.viewer.tx.rtcp_protect(packet), self.server_addr)
@@ -414,9 +452,12 @@ class LinkReceiver:
         self.waiting: list[tuple[int, int | None]] = []
         self.next_feedback = 0
         self.feedbacks = 0
+        self.rtx_sent: list[int] = []  # when each RTX packet (a probe's) left the server, ns from start
 
     def __call__(self, raw: bytes) -> None:
         now = time.monotonic_ns() - self.rig.start_ns
+        if int.from_bytes(raw[8:12], "big") == RTX_SSRC:
+            self.rtx_sent.append(now)
         self.waiting.append((extension_value(raw, self.ext_id), self.link.arrival(len(raw) + 28, now)))
         if now < self.next_feedback:
             return
@@ -479,3 +520,108 @@ def test_hostile_feedback_keeps_the_estimate_bounded():
             est.on_loss(rng.random(), rng.uniform(0, 1e9), now)
         assert est.available == 0 or 30_000 <= est.available <= 200_000_000
         assert 0 <= est.queue_ms <= 10_000
+
+
+# ---- probing: a receiver whose path recovered climbs back; one whose path did not, stays ---------
+
+def layer_2_need(fwd, rig: SimulcastRig) -> float:
+    """The estimate at which update_layers() lets the consumer go up to layer 2 (with the margin)."""
+    return 1.15 * fwd.stream_stats(rig.streams[2])["bitrate"]
+
+
+def test_a_recovered_link_is_probed_and_the_consumer_climbs_back_within_seconds(forwarder):
+    """300 kbit/s drives the consumer to layer 1, and a probe there fails. The link opens to
+    3 Mbit/s right after that failure, the worst moment: a full back-off (2 s) before the next
+    probe. Paced probes then raise the estimate (at most 2x each) and the consumer is back on
+    layer 2 within ~4 s (measured 3.7-3.9 s; without probing 19 s, next test)."""
+    fwd, server_addr, _ = forwarder
+    rig = SimulcastRig(fwd, server_addr, twcc_ext_id=3, rtx_ssrc=RTX_SSRC)
+    receiver = LinkReceiver(rig, 300_000)
+
+    def stats() -> dict:
+        return fwd.transport_stats(rig.transport)
+
+    assert rig.run(10.0, receiver, until=lambda: stats()["probesFailed"] >= 1)
+    slow = stats()
+    assert rig.layer() < 2 and slow["probesSucceeded"] == 0 and slow["probesStarted"] == 1
+    assert slow["availableOutgoingBitrate"] <= 300_000, "the failed probe raised nothing"
+    probes_at_slow_link = len(receiver.rtx_sent)
+
+    receiver.link.link_bps = 3_000_000
+    opened = time.monotonic()
+    assert rig.run(8.0, receiver, until=lambda: rig.layer() == 2), "back on layer 2"
+    climb = time.monotonic() - opened
+    print(f"climbed back to layer 2 in {climb:.2f} s")
+    assert climb < 5.0
+    recovered = stats()
+    assert recovered["probesSucceeded"] >= 1
+    assert recovered["availableOutgoingBitrate"] >= layer_2_need(fwd, rig)
+    assert recovered["probeBytesSent"] > slow["probeBytesSent"]
+    # paced, not one burst: the probes' packets left over their 400 ms each, a few at a time
+    sent = receiver.rtx_sent[probes_at_slow_link:]
+    assert len(sent) >= 16
+    assert sent[-1] - sent[0] >= 400_000_000 * (recovered["probesSucceeded"] - 0.5)
+    busiest = max(sum(1 for t in sent if start <= t < start + 50_000_000) for start in sent)
+    assert busiest <= 0.2 * len(sent), f"{busiest} of {len(sent)} probe packets within 50 ms"
+
+
+def test_without_probing_the_same_recovery_waits_for_eight_percent_a_second(forwarder):
+    """The run above with probing off (Forwarder.set_probing(False)): 5 s after the link opened the
+    consumer is still on layer 1, the estimate growing 8 % a second, layer 2 still seconds away
+    (the whole climb measured 19 s)."""
+    fwd, server_addr, _ = forwarder
+    fwd.set_probing(False)
+    rig = SimulcastRig(fwd, server_addr, twcc_ext_id=3, rtx_ssrc=RTX_SSRC)
+    receiver = LinkReceiver(rig, 300_000)
+    rig.run(3.5, receiver)
+    assert rig.layer() < 2
+    receiver.link.link_bps = 3_000_000
+    opened_estimate = fwd.transport_stats(rig.transport)["availableOutgoingBitrate"]
+    rig.run(5.0, receiver)
+    stats = fwd.transport_stats(rig.transport)
+    assert stats["probesStarted"] == 0 and receiver.rtx_sent == []
+    assert rig.layer() < 2
+    estimate = stats["availableOutgoingBitrate"]
+    assert estimate <= opened_estimate * 1.08 ** 5.5
+    still_to_go = math.log(layer_2_need(fwd, rig) / estimate) / math.log(1.08)
+    print(f"estimate {estimate} 5 s after the link opened: layer 2 is {still_to_go:.1f} s further")
+    assert still_to_go > 3
+
+
+def test_a_link_that_stays_slow_fails_its_probes_and_backs_off(forwarder):
+    """300 kbit/s for 14 s: every probe fails at its first queue, the estimate stays under the link,
+    the waits between probes double (2 s, 4 s, then 8 s), and the consumer never goes back to
+    layer 2 (no oscillation)."""
+    fwd, server_addr, _ = forwarder
+    rig = SimulcastRig(fwd, server_addr, twcc_ext_id=3, rtx_ssrc=RTX_SSRC)
+    receiver = LinkReceiver(rig, 300_000)
+    starts: list[float] = []
+    layers: list[int] = []
+    estimates: list[int] = []
+    begin = time.monotonic()
+
+    def sample() -> bool:
+        stats = fwd.transport_stats(rig.transport)
+        if stats["probesStarted"] > len(starts):
+            starts.append(time.monotonic() - begin)
+        if not layers or layers[-1] != rig.layer():
+            layers.append(rig.layer())
+        if starts:  # from the first probe on (the estimate settles under the link before it)
+            estimates.append(stats["availableOutgoingBitrate"])
+        return False
+
+    rig.run(14.0, receiver, until=sample)
+    end = time.monotonic() - begin
+    stats = fwd.transport_stats(rig.transport)
+    print(f"probes started at {[round(t, 2) for t in starts]} s, layers {layers}")
+    assert stats["probesSucceeded"] == 0 and stats["probesFailed"] >= 2
+    assert estimates and max(estimates) <= 300_000, "probes into a full link raise nothing"
+    assert 2 <= len(starts) <= 3
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert gaps[0] >= 2.0
+    if len(gaps) > 1:
+        assert gaps[1] >= 4.0
+    assert end - starts[-1] >= 3.5, "the next wait is longer still"
+    assert layers[0] == 2 and 2 not in layers[1:], "down once, never back up"
+    assert len(layers) <= 3
+    assert stats["probeBytesSent"] <= 20_000 * stats["probesStarted"], "a failed probe is cheap"
