@@ -21,8 +21,9 @@ one-second hold. On a transport that can probe (probe.pyx) that growth stops at
 goes further: the packets sent while a probe runs are judged here. The first
 feedback during it that shows a queue (floor above BWE_QUEUE_TARGET_US) or
 loss fails it, and what it caused is no decrease for a second; a cluster whose
-feedback shows neither raises the estimate at once to the rate it was
-acknowledged at (the lower of its send and receive rates).
+feedback shows neither, and that came near its target, raises the estimate
+at once to the rate it was acknowledged at (the lower of its send and
+receive rates).
 """
 
 
@@ -60,6 +61,8 @@ cdef double QUEUE_DECAY = 0.99
 cdef double GROWTH_CAP = 1.5
 # a probe that measures less than this over the estimate has not shown more room
 cdef double PROBE_MIN_GAIN = 1.02
+# ...nor one that fell this far short of its target (it did not send what it was to test)
+cdef double PROBE_MIN_REACHED = 0.85
 
 
 cdef inline uint32_t _clamp(double bps) noexcept nogil:
@@ -156,7 +159,8 @@ cdef void _probe_fail(BandwidthEstimate* e, uint64_t now_ns) noexcept nogil:
 
 cdef void _probe_verdict(BandwidthEstimate* e, uint64_t now_ns) noexcept nogil:
     """Every packet of the cluster is reported, none with a queue: the rate it was acknowledged at
-    (the lower of its send and receive rates, each without the packet that opens its span)."""
+    (the lower of its send and receive rates, each without the packet that opens its span), if
+    that is near the probe's target; short of it (pacing starved, a stall) it proves nothing."""
     cdef ProbeCluster* c = &e.probe
     cdef int64_t send_span = <int32_t>(c.last_send_us - c.first_send_us)
     cdef int64_t receive_span = c.last_arrival_us - c.first_arrival_us
@@ -171,7 +175,7 @@ cdef void _probe_verdict(BandwidthEstimate* e, uint64_t now_ns) noexcept nogil:
     c.send_bps = _clamp(send_bps)
     c.receive_bps = _clamp(receive_bps)
     rate = send_bps if send_bps < receive_bps else receive_bps
-    if rate <= PROBE_MIN_GAIN * e.estimate_bps:
+    if rate <= PROBE_MIN_GAIN * e.estimate_bps or rate < PROBE_MIN_REACHED * c.target_bps:
         c.result = -1
         return
     e.estimate_bps = _clamp(rate)

@@ -210,6 +210,21 @@ def test_a_probe_into_a_slow_link_fails_at_its_first_queue_and_changes_nothing()
     assert est.available == before and est.decreases == decreases
 
 
+def test_a_probe_that_fell_short_of_its_target_proves_nothing():
+    """Its packets were acknowledged without a queue, but it sent well under its target (pacing
+    starved, the worker stalled): no increase, a failure like any other."""
+    est, path = limited_at(600_000, 300_000)
+    path.link_bps = 5_000_000
+    before = est.available
+    est.probe_begin(2 * before, path.now)
+    path.run(1.3 * before, 0.4)
+    est.probe_end_sending(path.now)
+    path.run(300_000, 0.3)
+    assert est.take_probe_result() == -1
+    assert est.probe_rates[0] == pytest.approx(1.3 * before, rel=0.05)
+    assert est.available == before
+
+
 def test_growth_on_a_transport_that_probes_stops_at_one_and_a_half_times_the_acknowledged_rate():
     est, path = limited_at(600_000, 400_000)
     path.link_bps = 10_000_000
