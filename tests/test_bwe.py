@@ -649,3 +649,86 @@ def test_a_link_that_stays_slow_fails_its_probes_and_backs_off(forwarder):
     assert layers[0] == 2 and 2 not in layers[1:], "down once, never back up"
     assert len(layers) <= 3
     assert stats["probeBytesSent"] <= 20_000 * stats["probesStarted"], "a failed probe is cheap"
+
+
+class TemporalRig:
+    """One VP8 L1T3 stream at 30 fps (TL0 7.5, TL0+1 15, all 30 fps: ~180/360/720 kbit/s) to a
+    viewer with RTX and transport-cc, picking layers every 250 ms."""
+
+    def __init__(self, fwd, server_addr):
+        from tests.test_temporal_layers import L1T3Source
+
+        self.fwd = fwd
+        self.producer, self.viewer = Peer(), Peer()
+        self.viewer.sock.setblocking(False)
+        stream = fwd.add_producer_stream(connect(fwd, self.producer), 4000, 0, CODEC_VP8, 90000, 0, True)
+        self.transport = connect(fwd, self.viewer)
+        self.consumer = fwd.add_consumer(self.transport, 8000, 1, {96: 101}, {}, 3, CODEC_VP8, 90000, True,
+                                         False, rtx_ssrc=RTX_SSRC, rtx_payload_type=RTX_PT, temporal_layers=3)
+        fwd.attach_stream(self.consumer, 0, stream)
+        self.source = L1T3Source(self.producer, server_addr, 4000, packets=3, size=1000, sync_every=1)
+        self.server_addr = server_addr
+        self.start = time.monotonic()
+        self.start_ns = time.monotonic_ns()
+        self.media: dict[int, bytes] = {}  # what the viewer got, by sequence number: its payload
+        self.resent: list[tuple[int, bytes]] = []  # RTX: (original sequence number, payload)
+
+    def run(self, seconds: float, on_packet, until=None) -> bool:
+        end = time.monotonic() + seconds
+        next_layers = time.monotonic()
+        while time.monotonic() < end:
+            now = time.monotonic()
+            while self.source.frame < (now - self.start) * 30:
+                self.source.send_frame()
+            self.fwd.drain()
+            while True:
+                try:
+                    raw = self.viewer.rx.unprotect(self.viewer.sock.recv(2048))
+                except BlockingIOError:
+                    break
+                packet = RtpPacket.parse(raw)
+                if packet.ssrc == RTX_SSRC:
+                    self.resent.append((int.from_bytes(packet.payload[:2], "big"), packet.payload[2:]))
+                else:
+                    self.media[packet.sequence_number] = packet.payload
+                on_packet(raw)
+            if now >= next_layers:
+                self.fwd.update_layers()
+                next_layers = now + 0.25
+                if until is not None and until():
+                    return True
+            time.sleep(0.002)
+        return False
+
+    def send_rtcp(self, packet: bytes) -> None:
+        self.viewer.sock.sendto(self.viewer.tx.rtcp_protect(packet), self.server_addr)
+
+    def temporal(self) -> int:
+        return self.fwd.consumer_stats(self.consumer)["currentTemporalLayer"]
+
+
+def test_a_recovered_link_brings_back_the_frame_rate_and_probes_resend_what_was_sent(forwarder):
+    """Temporal layers: 300 kbit/s holds an L1T3 consumer at 7.5 fps, and when the link opens to
+    3 Mbit/s probes bring it back to 30 fps within seconds. Every probe packet resends a packet
+    the viewer got, under the number it got it (skipped frames leave no holes in the numbering,
+    and a probe never names a skipped packet nor shifts one)."""
+    fwd, server_addr, _ = forwarder
+    rig = TemporalRig(fwd, server_addr)
+    receiver = LinkReceiver(rig, 300_000)
+
+    def stats() -> dict:
+        return fwd.transport_stats(rig.transport)
+
+    assert rig.run(12.0, receiver, until=lambda: stats()["probesFailed"] >= 1)
+    assert rig.temporal() == 0 and stats()["probesSucceeded"] == 0
+    receiver.link.link_bps = 3_000_000
+    opened = time.monotonic()
+    assert rig.run(8.0, receiver, until=lambda: rig.temporal() == 2), "back to 30 fps"
+    climb = time.monotonic() - opened
+    print(f"back to 30 fps in {climb:.2f} s")
+    assert climb < 5.0 and stats()["probesSucceeded"] >= 1
+    seqs = sorted(rig.media)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no holes"
+    assert len(rig.resent) >= 16
+    for osn, payload in rig.resent:
+        assert rig.media.get(osn) == payload, f"probe packet for {osn} is not what was sent as {osn}"
