@@ -7,7 +7,7 @@ from fastpath.codecs cimport PayloadInfo
 from fastpath.probe cimport ProbeState
 from fastpath.rtcp cimport RtcpItem
 from fastpath.rtp cimport RtpHeader
-from fastpath.state cimport ConsumerState, ForwarderState, PendingPacket
+from fastpath.state cimport ConsumerState, ForwarderState, PendingPacket, ProducerStream
 
 
 cdef class Fanout(ForwarderState):
@@ -17,6 +17,7 @@ cdef class Fanout(ForwarderState):
     cdef void _forward_to(self, ConsumerState* c, int layer, const PendingPacket* p, uint64_t now) noexcept nogil
     cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
                          const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts, bint as_rtx) noexcept nogil
+    cdef int _resend(self, ConsumerState* c, ProducerStream* s, uint16_t out_seq, bint as_rtx) noexcept nogil
     cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil
     cdef void _pace_probes(self, uint64_t now) noexcept nogil
     cdef int _send_probe(self, int32_t t, ProbeState* p) noexcept nogil

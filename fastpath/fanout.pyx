@@ -107,6 +107,14 @@ cdef inline int tl0picidx_out(ConsumerState* c, const PayloadInfo* info) noexcep
     return c.last_tl0picidx
 
 
+cdef enum:
+    # what _resend() did
+    RESEND_UNMAPPED = -1
+    RESEND_SKIPPED = 0
+    RESEND_SENT = 1
+    RESEND_FAILED = 2
+
+
 cdef class Fanout(ForwarderState):
     """Media out: each held packet to every consumer of its stream, and resends from history."""
 
@@ -272,58 +280,65 @@ cdef class Fanout(ForwarderState):
         self.forwarded_bytes += n
         return 1
 
-    cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil:
-        """Answer a generic NACK (RFC 4585 §6.2.1) from the stream's history, with the original numbering.
+    cdef int _resend(self, ConsumerState* c, ProducerStream* s, uint16_t out_seq, bint as_rtx) noexcept nogil:
+        """Send again, from the stream's history, what the consumer got under output number `out_seq`.
 
-        An output sequence number maps back to the input one through the consumer's current
-        offset; packets sent before the last layer switch or resume are not resent.
+        The number maps back to the input one as the consumer's rewriting numbered it
+        (seq_rewrite_in), so the copy carries the number the receiver saw. RESEND_UNMAPPED: it
+        maps to nothing forwarded since the last switch or resume; RESEND_SKIPPED: not in the
+        history, or of a layer above the consumer's (a hole it was given stays one); RESEND_SENT;
+        RESEND_FAILED: the send itself failed.
         """
-        cdef uint16_t lost[MAX_NACKED_PER_PACKET]
-        cdef int count, k, stream, slot, mapped
+        cdef int slot, mapped
         cdef uint16_t in_seq
-        cdef ProducerStream* s
         cdef RtpHeader h
         cdef PayloadInfo info
         cdef unsigned char* stored
         cdef int32_t last_picture_id
         cdef int last_tl0picidx
+        cdef bint sent
+        mapped = seq_rewrite_in(&c.seq, out_seq)
+        if mapped < 0:
+            return RESEND_UNMAPPED
+        in_seq = <uint16_t>mapped
+        slot = in_seq % HISTORY_PACKETS
+        if s.history_len[slot] == 0 or s.history_seq[slot] != in_seq:
+            return RESEND_SKIPPED
+        stored = s.history + <size_t>slot * HISTORY_PACKET_BYTES
+        if parse_rtp(stored, s.history_len[slot], &h) < 0:
+            return RESEND_SKIPPED
+        c.params.payload_type = c.pt_map[h.payload_type & 0x7F]
+        if c.params.payload_type == 0xFF:
+            return RESEND_SKIPPED
+        info.picture_id = -1
+        parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
+        if c.temporal_count > 1 or c.svc_layers > 1:
+            if (c.temporal_count > 1 and info.temporal_id > c.current_temporal) or \
+                    (c.svc_layers > 1 and info.spatial_id > c.svc_current):
+                return RESEND_SKIPPED
+            c.params.set_marker = c.svc_layers > 1 and info.ends_frame > 0 and \
+                info.spatial_id == c.svc_current
+        # a resend rewrites its picture id like the original but must not move the running one
+        last_picture_id, last_tl0picidx = c.last_picture_id, c.last_tl0picidx
+        sent = self._send_copy(c, stored, &h, &info, out_seq, <uint32_t>(h.timestamp + c.ts.offset), as_rtx)
+        c.last_picture_id, c.last_tl0picidx = last_picture_id, last_tl0picidx
+        return RESEND_SENT if sent else RESEND_FAILED
+
+    cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil:
+        """Answer a generic NACK (RFC 4585 §6.2.1) from the stream's history, with the original numbering;
+        packets sent before the last layer switch or resume, or skipped for their layer, are not resent."""
+        cdef uint16_t lost[MAX_NACKED_PER_PACKET]
+        cdef int count, k
+        cdef ProducerStream* s
         if c.current_layer < 0 or c.streams[c.current_layer] < 0:
             return
-        stream = c.streams[c.current_layer]
-        s = &self.streams[stream]
+        s = &self.streams[c.streams[c.current_layer]]
         if s.history == NULL:
             return
         count = rtcp_parse_nack(data, item, lost, MAX_NACKED_PER_PACKET)
         for k in range(count if count > 0 else 0):
-            # only what was forwarded since the last sync, never a skipped packet
-            mapped = seq_rewrite_in(&c.seq, lost[k])
-            if mapped < 0:
-                continue
-            in_seq = <uint16_t>mapped
-            slot = in_seq % HISTORY_PACKETS
-            if s.history_len[slot] == 0 or s.history_seq[slot] != in_seq:
-                continue
-            stored = s.history + <size_t>slot * HISTORY_PACKET_BYTES
-            if parse_rtp(stored, s.history_len[slot], &h) < 0:
-                continue
-            c.params.payload_type = c.pt_map[h.payload_type & 0x7F]
-            if c.params.payload_type == 0xFF:
-                continue
-            info.picture_id = -1
-            parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
-            if c.temporal_count > 1 or c.svc_layers > 1:
-                # a late packet of a layer above the consumer's left a hole: it stays one
-                if (c.temporal_count > 1 and info.temporal_id > c.current_temporal) or \
-                        (c.svc_layers > 1 and info.spatial_id > c.svc_current):
-                    continue
-                c.params.set_marker = c.svc_layers > 1 and info.ends_frame > 0 and \
-                    info.spatial_id == c.svc_current
-            # a resend rewrites its picture id like the original but must not move the running one
-            last_picture_id, last_tl0picidx = c.last_picture_id, c.last_tl0picidx
-            if self._send_copy(c, stored, &h, &info, lost[k], <uint32_t>(h.timestamp + c.ts.offset),
-                               c.rtx_ssrc != 0):
+            if self._resend(c, s, lost[k], c.rtx_ssrc != 0) == RESEND_SENT:
                 c.retransmitted += 1
-            c.last_picture_id, c.last_tl0picidx = last_picture_id, last_tl0picidx
 
     cdef void _pace_probes(self, uint64_t now) noexcept nogil:
         """Send what each running probe is due, and settle the probes bwe.pyx has judged. Runs after
@@ -366,15 +381,9 @@ cdef class Fanout(ForwarderState):
         receiver saw; a number that maps to nothing or to a layer above the consumer's is passed."""
         cdef ConsumerState* c
         cdef ProducerStream* s
-        cdef int k, slot, mapped
-        cdef uint16_t out_seq, in_seq
+        cdef int k, outcome
+        cdef uint16_t out_seq
         cdef uint64_t before
-        cdef RtpHeader h
-        cdef PayloadInfo info
-        cdef unsigned char* stored
-        cdef int32_t last_picture_id
-        cdef int last_tl0picidx
-        cdef bint sent
         if not 0 <= p.source < self.consumer_capacity:
             return 0
         c = &self.consumers[p.source]
@@ -390,33 +399,14 @@ cdef class Fanout(ForwarderState):
                 p.cursor = 0
             out_seq = <uint16_t>(c.seq.last_out - p.cursor)
             p.cursor += 1
-            mapped = seq_rewrite_in(&c.seq, out_seq)
-            if mapped < 0:
+            before = self.transports[t].rtp_out_bytes
+            outcome = self._resend(c, s, out_seq, 1)
+            if outcome == RESEND_UNMAPPED:
                 p.cursor = 0  # older than the last switch: start over from the newest
                 continue
-            in_seq = <uint16_t>mapped
-            slot = in_seq % HISTORY_PACKETS
-            if s.history_len[slot] == 0 or s.history_seq[slot] != in_seq:
+            if outcome == RESEND_SKIPPED:
                 continue
-            stored = s.history + <size_t>slot * HISTORY_PACKET_BYTES
-            if parse_rtp(stored, s.history_len[slot], &h) < 0:
-                continue
-            c.params.payload_type = c.pt_map[h.payload_type & 0x7F]
-            if c.params.payload_type == 0xFF:
-                continue
-            info.picture_id = -1
-            parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
-            if c.temporal_count > 1 or c.svc_layers > 1:
-                if (c.temporal_count > 1 and info.temporal_id > c.current_temporal) or \
-                        (c.svc_layers > 1 and info.spatial_id > c.svc_current):
-                    continue
-                c.params.set_marker = c.svc_layers > 1 and info.ends_frame > 0 and \
-                    info.spatial_id == c.svc_current
-            last_picture_id, last_tl0picidx = c.last_picture_id, c.last_tl0picidx
-            before = self.transports[t].rtp_out_bytes
-            sent = self._send_copy(c, stored, &h, &info, out_seq, <uint32_t>(h.timestamp + c.ts.offset), 1)
-            c.last_picture_id, c.last_tl0picidx = last_picture_id, last_tl0picidx
-            if not sent:
+            if outcome == RESEND_FAILED:
                 return 0
             p.packets += 1
             p.bytes += self.transports[t].rtp_out_bytes - before
