@@ -10,6 +10,7 @@ import time
 
 from app import config
 from app.config import ConfigError, Settings
+from media.limits import DEFAULT_MAX_INCOMING_BITRATE
 
 EXIT_CONFIG = 2
 
@@ -40,7 +41,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--public-url", default=env("PUBLIC_URL"),
                    help="this node's base URL, where other nodes send its rooms' clients "
                         "(SWITCHYARD_PUBLIC_URL; default http://<announced-ip>:<port>)")
-    p.add_argument("--max-incoming-bitrate", default=env("MAX_INCOMING_BITRATE", "10000000"),
+    p.add_argument("--max-incoming-bitrate", default=env("MAX_INCOMING_BITRATE", str(DEFAULT_MAX_INCOMING_BITRATE)),
                    help="bits/s a publisher may send on one transport, told by REMB "
                         "(SWITCHYARD_MAX_INCOMING_BITRATE; 0: no ceiling)")
     add_logging_arguments(p)

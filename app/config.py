@@ -9,6 +9,8 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from media.limits import DEFAULT_MAX_INCOMING_BITRATE, MAX_INCOMING_BITRATE
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchyard.db"
 
 
@@ -36,7 +38,7 @@ class Settings:
     allow_guests: bool = True
     # what a publisher is told it may send on one transport at most (transport.setMaxIncomingBitrate
     # changes it per transport); 0: no ceiling
-    max_incoming_bitrate: int = 10_000_000
+    max_incoming_bitrate: int = DEFAULT_MAX_INCOMING_BITRATE
 
     @property
     def rtc_ports(self) -> list[int]:
@@ -125,7 +127,7 @@ def validate(settings: Settings) -> Settings:
     check_port(settings.signaling_port, "signaling port", allow_zero=True)
     if settings.signaling_port and settings.signaling_port == settings.port:
         raise ConfigError("signaling port must differ from the HTTP port (or be 0 to turn it off)")
-    if not 0 <= settings.max_incoming_bitrate <= 4_000_000_000:
+    if not 0 <= settings.max_incoming_bitrate <= MAX_INCOMING_BITRATE:
         raise ConfigError("max incoming bitrate must be 0 (no ceiling) or up to 4 Gbit/s, "
                           f"got {settings.max_incoming_bitrate}")
     if settings.workers < 1 or settings.workers > 256:

@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
 )
 
+from media.limits import MAX_INCOMING_BITRATE
 from signaling.errors import invalid_input
 
 Id = Annotated[str, Field(min_length=1, max_length=64)]
@@ -46,12 +47,12 @@ class CreateWebRtcTransport(Payload):
     sctpCapabilities: dict[str, Any] | None = None
     forceTcp: StrictBool = False
     # mediasoup's transport.setMaxIncomingBitrate(), at creation; None: the server's default
-    maxIncomingBitrate: Annotated[StrictInt, Field(ge=0, le=4_000_000_000)] | None = None
+    maxIncomingBitrate: Annotated[StrictInt, Field(ge=0, le=MAX_INCOMING_BITRATE)] | None = None
 
 
 class SetMaxIncomingBitrate(Payload):
     transportId: Id
-    bitrate: Annotated[StrictInt, Field(ge=0, le=4_000_000_000)]
+    bitrate: Annotated[StrictInt, Field(ge=0, le=MAX_INCOMING_BITRATE)]
 
 
 class ConnectWebRtcTransport(Payload):

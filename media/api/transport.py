@@ -30,6 +30,7 @@ from media.api.errors import (
     worker_request,
 )
 from media.api.producer import Producer
+from media.limits import MAX_INCOMING_BITRATE
 
 if TYPE_CHECKING:
     from media.api.router import Router
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 MEDIA_KINDS = ("audio", "video")
 # mediasoup keeps consumer MIDs to 8 characters and starts over after that.
 MAX_MID = 100_000_000
-# the worker keeps a transport's incoming ceiling in 32 bits
-MAX_INCOMING_BITRATE = 4_000_000_000
 
 
 def app_data_of(app_data: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from common.log import get_logger
 from media.api.errors import InvalidStateError
 from media.api.router import Router
 from media.channel import Channel, ChannelClosed, open_pipe_streams
+from media.limits import DEFAULT_MAX_INCOMING_BITRATE
 
 log = get_logger("worker")
 
@@ -41,7 +42,7 @@ class WorkerSettings:
     log_format: str = "text"
     consent_timeout: float = 30.0
     # the ceiling every new transport starts with (bits/s; 0: none)
-    max_incoming_bitrate: int = 10_000_000
+    max_incoming_bitrate: int = DEFAULT_MAX_INCOMING_BITRATE
 
 
 def bind_rtc_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:

@@ -18,8 +18,8 @@ from media.engine.ice import CONSENT_TIMEOUT, ufrag_of
 from media.engine.plain_transport import PlainTransport
 from media.engine.router import Router
 from media.engine.tcp import IceTcpConnection
-from media.engine.transport import DEFAULT_MAX_INCOMING_BITRATE
 from media.engine.webrtc_transport import WebRtcTransport
+from media.limits import DEFAULT_MAX_INCOMING_BITRATE
 
 log = get_logger("engine")
 

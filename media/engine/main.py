@@ -13,7 +13,7 @@ from common.log import get_logger, setup_logging
 from media.channel import Channel, open_pipe_streams
 from media.engine.core import Engine
 from media.engine.ice import CONSENT_TIMEOUT
-from media.engine.transport import DEFAULT_MAX_INCOMING_BITRATE
+from media.limits import DEFAULT_MAX_INCOMING_BITRATE
 
 PR_SET_PDEATHSIG = 1
 

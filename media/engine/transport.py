@@ -10,16 +10,12 @@ from fastpath.rtp import parse_rtp_py
 from media.engine.consumer import Consumer
 from media.engine.errors import invalid_input, invalid_state, not_found
 from media.engine.producer import Producer, extension_ids, rid_of
+from media.limits import MAX_INCOMING_BITRATE
 from media.ortc.capabilities import TRANSPORT_WIDE_CC_URI
 
 if TYPE_CHECKING:
     from media.engine.core import Engine
     from media.engine.router import Router
-
-# bits/s a publisher is told it may send on one transport unless configured otherwise
-DEFAULT_MAX_INCOMING_BITRATE = 10_000_000
-# the Forwarder keeps the ceiling in 32 bits
-MAX_INCOMING_BITRATE = 4_000_000_000
 
 
 def incoming_feedback(producers: list[Producer]) -> tuple[int, bool]:

@@ -22,7 +22,7 @@ from media.engine.ice import (
     ice_candidates,
 )
 from media.engine.transport import Transport
-from media.ortc.capabilities import SUPPORTED_RTP_CAPABILITIES, TRANSPORT_WIDE_CC_URI
+from media.ortc.capabilities import TRANSPORT_WIDE_CC_ID
 
 if TYPE_CHECKING:
     from media.engine.core import Engine
@@ -37,15 +37,6 @@ def tuple_shape(ice_tuple: IceTuple, local_ip: str, local_port: int) -> dict:
     """mediasoup's TransportTuple."""
     return {"localIp": local_ip, "localPort": local_port, "remoteIp": ice_tuple.remote_ip,
             "remotePort": ice_tuple.remote_port, "protocol": ice_tuple.protocol}
-
-
-def _router_extension_id(uri: str) -> int:
-    """The id the router's capabilities give a header extension (mediasoup-client uses it)."""
-    return next(ext["preferredId"] for ext in SUPPORTED_RTP_CAPABILITIES["headerExtensions"]
-                if ext["uri"] == uri and ext["kind"] == "video")
-
-
-DEFAULT_TWCC_EXTENSION_ID = _router_extension_id(TRANSPORT_WIDE_CC_URI)
 
 
 class WebRtcTransport(Transport):
@@ -65,7 +56,7 @@ class WebRtcTransport(Transport):
         # its first `produce` reaches us; mediasoup-client numbers header extensions as the
         # router's capabilities say, so report transport-cc on that id from the start. The first
         # producer then sets what the transport's senders really negotiated.
-        engine.forwarder.set_transport_incoming_feedback(self.slot, DEFAULT_TWCC_EXTENSION_ID, False)
+        engine.forwarder.set_transport_incoming_feedback(self.slot, TRANSPORT_WIDE_CC_ID, False)
 
     def answer(self) -> dict:
         """The parameters the client needs: ICE, candidates, DTLS (mediasoup's shapes)."""

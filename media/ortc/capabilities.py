@@ -16,6 +16,8 @@ RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 TRANSPORT_WIDE_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+# the router's id for it, which mediasoup-client numbers its packets with
+TRANSPORT_WIDE_CC_ID = 5
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 VIDEO_ORIENTATION_URI = "urn:3gpp:video-orientation"
 TOFFSET_URI = "urn:ietf:params:rtp-hdrext:toffset"
@@ -93,8 +95,8 @@ SUPPORTED_RTP_CAPABILITIES: dict[str, Any] = {
         _extension("video", ABS_SEND_TIME_URI, 4),
         # Audio consumers are not counted in the send-side bandwidth estimate,
         # as in mediasoup: transport-wide CC is only received for audio.
-        _extension("audio", TRANSPORT_WIDE_CC_URI, 5, "recvonly"),
-        _extension("video", TRANSPORT_WIDE_CC_URI, 5),
+        _extension("audio", TRANSPORT_WIDE_CC_URI, TRANSPORT_WIDE_CC_ID, "recvonly"),
+        _extension("video", TRANSPORT_WIDE_CC_URI, TRANSPORT_WIDE_CC_ID),
         _extension("audio", AUDIO_LEVEL_URI, 10),
         _extension("video", VIDEO_ORIENTATION_URI, 11),
         _extension("video", TOFFSET_URI, 12),
