@@ -274,7 +274,43 @@ RTX_PT = 102
 RTX_SSRC = 9001
 
 
-class SimulcastRig:
+class ViewerRig:
+    """A producer and one viewer through the Forwarder: send what is due, drain, read what the viewer
+    got, and pick layers every 250 ms. Subclasses send (send_due) and keep (keep) their own way."""
+
+    fwd: object
+    server_addr: tuple
+    viewer: Peer
+
+    def run(self, seconds: float, on_packet=None, until=None) -> bool:
+        """Run for `seconds` or until `until()` holds (checked after each pick; returns whether it did)."""
+        end = time.monotonic() + seconds
+        next_layers = time.monotonic()
+        while time.monotonic() < end:
+            now = time.monotonic()
+            self.send_due(now)
+            self.fwd.drain()
+            while True:
+                try:
+                    raw = self.viewer.rx.unprotect(self.viewer.sock.recv(2048))
+                except BlockingIOError:
+                    break
+                self.keep(raw)
+                if on_packet is not None:
+                    on_packet(raw)
+            if now >= next_layers:
+                self.fwd.update_layers()
+                next_layers = now + 0.25
+                if until is not None and until():
+                    return True
+            time.sleep(0.002)
+        return False
+
+    def send_rtcp(self, packet: bytes) -> None:
+        self.viewer.sock.sendto(self.viewer.tx.rtcp_protect(packet), self.server_addr)
+
+
+class SimulcastRig(ViewerRig):
     """A VP8 producer with three layers (key frames twice a second) and one simulcast viewer."""
 
     def __init__(self, fwd, server_addr, twcc_ext_id: int = 0, producer_sends_transport_seq: bool = True,
@@ -298,42 +334,21 @@ class SimulcastRig:
         self.start_ns = time.monotonic_ns()
         self.received: list[RtpPacket] = []
 
-    def run(self, seconds: float, on_packet=None, until=None) -> bool:
-        """Send every layer at its pace, drain, and pick layers every 250 ms, for `seconds` or until
-        `until()` holds (checked after each pick; returns whether it did)."""
-        end = time.monotonic() + seconds
-        next_layers = time.monotonic()
-        while time.monotonic() < end:
-            now = time.monotonic()
-            for ssrc, pps, size in LAYERS:
-                while self.sent[ssrc] < (now - self.start) * pps:
-                    keyframe = self.sent[ssrc] % (pps // 2) == 0
-                    payload = vp8(keyframe) + bytes(size - 23)
-                    packet = rtp(self.seq[ssrc], int((now - self.start) * 90000), ssrc, 96, payload)
-                    if self.producer_sends_transport_seq:
-                        packet = with_transport_seq(packet, self.seq[ssrc])
-                    self.producer.sock.sendto(self.producer.tx.protect(packet), self.server_addr)
-                    self.seq[ssrc] += 1
-                    self.sent[ssrc] += 1
-            self.fwd.drain()
-            while True:
-                try:
-                    raw = self.viewer.rx.unprotect(self.viewer.sock.recv(2048))
-                except BlockingIOError:
-                    break
-                self.received.append(RtpPacket.parse(raw))
-                if on_packet is not None:
-                    on_packet(raw)
-            if now >= next_layers:
-                self.fwd.update_layers()
-                next_layers = now + 0.25
-                if until is not None and until():
-                    return True
-            time.sleep(0.002)
-        return False
+    def send_due(self, now: float) -> None:
+        """Every layer at its pace (key frames twice a second)."""
+        for ssrc, pps, size in LAYERS:
+            while self.sent[ssrc] < (now - self.start) * pps:
+                keyframe = self.sent[ssrc] % (pps // 2) == 0
+                payload = vp8(keyframe) + bytes(size - 23)
+                packet = rtp(self.seq[ssrc], int((now - self.start) * 90000), ssrc, 96, payload)
+                if self.producer_sends_transport_seq:
+                    packet = with_transport_seq(packet, self.seq[ssrc])
+                self.producer.sock.sendto(self.producer.tx.protect(packet), self.server_addr)
+                self.seq[ssrc] += 1
+                self.sent[ssrc] += 1
 
-    def send_rtcp(self, packet: bytes) -> None:
-        self.viewer.sock.sendto(self.viewer.tx.rtcp_protect(packet), self.server_addr)
+    def keep(self, raw: bytes) -> None:
+        self.received.append(RtpPacket.parse(raw))
 
     def layer(self) -> int:
         return self.fwd.consumer_stats(self.consumer)["currentLayer"]
@@ -651,7 +666,7 @@ def test_a_link_that_stays_slow_fails_its_probes_and_backs_off(forwarder):
     assert stats["probeBytesSent"] <= 20_000 * stats["probesStarted"], "a failed probe is cheap"
 
 
-class TemporalRig:
+class TemporalRig(ViewerRig):
     """One VP8 L1T3 stream at 30 fps (TL0 7.5, TL0+1 15, all 30 fps: ~180/360/720 kbit/s) to a
     viewer with RTX and transport-cc, picking layers every 250 ms."""
 
@@ -673,35 +688,16 @@ class TemporalRig:
         self.media: dict[int, bytes] = {}  # what the viewer got, by sequence number: its payload
         self.resent: list[tuple[int, bytes]] = []  # RTX: (original sequence number, payload)
 
-    def run(self, seconds: float, on_packet, until=None) -> bool:
-        end = time.monotonic() + seconds
-        next_layers = time.monotonic()
-        while time.monotonic() < end:
-            now = time.monotonic()
-            while self.source.frame < (now - self.start) * 30:
-                self.source.send_frame()
-            self.fwd.drain()
-            while True:
-                try:
-                    raw = self.viewer.rx.unprotect(self.viewer.sock.recv(2048))
-                except BlockingIOError:
-                    break
-                packet = RtpPacket.parse(raw)
-                if packet.ssrc == RTX_SSRC:
-                    self.resent.append((int.from_bytes(packet.payload[:2], "big"), packet.payload[2:]))
-                else:
-                    self.media[packet.sequence_number] = packet.payload
-                on_packet(raw)
-            if now >= next_layers:
-                self.fwd.update_layers()
-                next_layers = now + 0.25
-                if until is not None and until():
-                    return True
-            time.sleep(0.002)
-        return False
+    def send_due(self, now: float) -> None:
+        while self.source.frame < (now - self.start) * 30:
+            self.source.send_frame()
 
-    def send_rtcp(self, packet: bytes) -> None:
-        self.viewer.sock.sendto(self.viewer.tx.rtcp_protect(packet), self.server_addr)
+    def keep(self, raw: bytes) -> None:
+        packet = RtpPacket.parse(raw)
+        if packet.ssrc == RTX_SSRC:
+            self.resent.append((int.from_bytes(packet.payload[:2], "big"), packet.payload[2:]))
+        else:
+            self.media[packet.sequence_number] = packet.payload
 
     def temporal(self) -> int:
         return self.fwd.consumer_stats(self.consumer)["currentTemporalLayer"]
