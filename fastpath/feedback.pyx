@@ -267,11 +267,8 @@ cdef class Feedback(Fanout):
         cdef ProducerStream* s
         cdef ConsumerState* c
         cdef TransportState* tr
-        for i in range(self.transport_capacity):
-            tr = &self.transports[i]
-            tr.loss_expected = 0
-            tr.loss_lost = 0
-            tr.remb_ssrc_count = 0
+        # the per-transport sums below start at zero: a new transport's slot is zeroed, and each
+        # interval's sums are cleared once they are used
         for i in range(self.stream_capacity):
             s = &self.streams[i]
             if not s.used or s.packets == 0:
@@ -298,6 +295,9 @@ cdef class Feedback(Fanout):
             if not tr.used:
                 continue
             self._send_incoming_estimate(i, now)
+            tr.loss_expected = 0
+            tr.loss_lost = 0
+            tr.remb_ssrc_count = 0
             if tr.twcc_in_ext_id and arrival_log_due(&tr.arrivals, now):
                 self._send_transport_feedback(i, now)
         for i in range(self.consumer_capacity):

@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 def incoming_feedback(producers: list[Producer]) -> tuple[int, bool]:
     """What the senders on a transport expect to hear about the path from them.
 
-    (transport-cc extension id, REMB): transport-cc when a producer negotiated both the
-    feedback and the header extension (browsers), else REMB when one negotiated goog-remb
-    (aiortc); the header extension id is the transport's (mediasoup-client uses one per
-    transport, as the router's capabilities give it).
+    (transport-cc extension id, REMB): the id when a producer negotiated both the transport-cc
+    feedback and its header extension (browsers), REMB when one negotiated goog-remb (aiortc);
+    the Forwarder sends REMB estimates only where there is no transport-cc. The header extension
+    id is the transport's (mediasoup-client uses one per transport, as the router's capabilities
+    give it).
     """
     twcc_id, remb = 0, False
     for producer in producers:
@@ -34,7 +35,7 @@ def incoming_feedback(producers: list[Producer]) -> tuple[int, bool]:
         if "transport-cc" in feedback and ext_id and not twcc_id:
             twcc_id = int(ext_id)
         remb = remb or "goog-remb" in feedback
-    return twcc_id, remb and not twcc_id
+    return twcc_id, remb
 
 
 class Transport:
