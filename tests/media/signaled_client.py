@@ -6,8 +6,8 @@ import copy
 
 from pymediasoup import AiortcHandler, Device
 from pymediasoup.rtp_parameters import RtpCapabilities
+from switchyard_client import SwitchyardClient
 
-from signaling.client import SwitchyardClient
 from tests.media.client import wire
 
 
