@@ -25,6 +25,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from aiortc.contrib.media import MediaRelay
 
 from switchyard_client.events import Emitter, Handler
 from switchyard_client.media import MediaSession, load_device, new_device
@@ -91,6 +92,9 @@ class Room:
         self.closed = False
         self._events = Emitter()
         self._device = new_device()
+        # aiortc stops a track when the RTCPeerConnection sending it closes; each producer sends a
+        # relay of the caller's track instead, so a reconnection can publish the track again
+        self._relay = MediaRelay()
         self._media: MediaSession | None = None
         self._consumers: dict[str, Consumer] = {}  # by producer id
         self._wanted: dict[str, int | None] = {}  # producer id -> preferred spatial layer
@@ -110,7 +114,7 @@ class Room:
         `reconnect` rejoins after a dropped connection.
         """
         if token is None:
-            signer = SwitchyardClient(url, handle_sigint=False)
+            signer = SwitchyardClient(url, handle_sigint=False, queue_events=False)
             try:
                 await signer.sign_in(name, email, password)
             finally:
@@ -124,7 +128,7 @@ class Room:
 
     async def _establish(self) -> None:
         """Connect, join, and subscribe to what is wanted; publications are redone by the caller."""
-        client = SwitchyardClient(self.url, self.token, handle_sigint=False)
+        client = SwitchyardClient(self.url, self.token, handle_sigint=False, queue_events=False)
         for event in (*SERVER_EVENTS, "disconnect"):
             client.on(event, self._dispatcher(client, event))
         try:
@@ -249,7 +253,8 @@ class Room:
 
     async def _produce(self, publication: Publication) -> None:
         assert self._media is not None, "not joined"
-        publication.producer = await self._media.produce(publication.track, publication.app_data)
+        relayed = self._relay.subscribe(publication.track, buffered=False)
+        publication.producer = await self._media.produce(relayed, publication.app_data)
         if publication.muted:
             await self._set_paused(publication, True)
 

@@ -54,7 +54,8 @@ class SignalingError(Exception):
 class SwitchyardClient:
     """One user's REST session and Socket.IO connection to a Switchyard node."""
 
-    def __init__(self, base_url: str, token: str | None = None, handle_sigint: bool = True):
+    def __init__(self, base_url: str, token: str | None = None, handle_sigint: bool = True,
+                 queue_events: bool = True):
         self.base_url = base_url.rstrip("/")
         self.token = token
         # python-socketio's own Ctrl-C handling (disconnect, cancel every task); off for programs
@@ -65,6 +66,9 @@ class SwitchyardClient:
         self._http: aiohttp.ClientSession | None = None
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        # events() and wait_for() read this queue; a program that only uses on() turns it off, or
+        # the queue would grow for as long as the connection lives
+        self.queue_events = queue_events
 
     # ---- REST ------------------------------------------------------------------------------------
 
@@ -153,7 +157,8 @@ class SwitchyardClient:
 
     def _handler(self, event: str) -> Callable:
         async def handle(data: Any = None) -> None:
-            self._queue.put_nowait((event, data))
+            if self.queue_events:
+                self._queue.put_nowait((event, data))
             for callback in list(self._listeners.get(event, [])):
                 result = callback(data)
                 if asyncio.iscoroutine(result):
