@@ -39,9 +39,10 @@ class Emitter:
 
     def emit(self, event: str, *args: Any) -> None:
         for handler in list(self._handlers.get(event, [])):
-            self._call(event, handler, *args)
+            self.call(event, handler, *args)
 
-    def _call(self, event: str, handler: Handler, *args: Any) -> None:
+    def call(self, event: str, handler: Handler, *args: Any) -> None:
+        """Call one handler now (a coroutine handler as a task)."""
         try:
             result = handler(*args)
         except Exception:

@@ -182,7 +182,7 @@ class Room:
         self._events.on(event, handler)
         if event == "track":
             for remote in list(self.subscriptions.values()):
-                self._events._call(event, handler, remote)
+                self._events.call(event, handler, remote)
         return handler
 
     def off(self, event: str, handler: Handler) -> None:
