@@ -24,7 +24,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from aiortc.contrib.media import MediaRelay
 
 from switchyard_client.events import Emitter, Handler
@@ -100,6 +99,7 @@ class Room:
         self._wanted: dict[str, int | None] = {}  # producer id -> preferred spatial layer
         self._pending: dict[str, asyncio.Future[RemoteTrack]] = {}  # subscriptions under way
         self._reconnecting: asyncio.Task[None] | None = None
+        self._held: list[tuple[str, Any]] | None = None
 
     # ---- joining and leaving ---------------------------------------------------------------------
 
@@ -131,14 +131,16 @@ class Room:
         client = SwitchyardClient(self.url, self.token, handle_sigint=False, queue_events=False)
         for event in (*SERVER_EVENTS, "disconnect"):
             client.on(event, self._dispatcher(client, event))
+        # events that arrive before the join's answer is applied wait for it: they are newer
+        self.client, self._held = client, []
         try:
             await client.connect()
             joined = await client.join(self.room_id, self.display_name)
             await load_device(self._device, joined["routerRtpCapabilities"])
         except BaseException:
+            self._held = None
             await client.close()
             raise
-        self.client = client
         self._media = MediaSession(client, self._device, self.force_tcp)
         self.peer_id = joined["peerId"]
         self.peers = {p["peerId"]: Peer.from_wire(p) for p in joined.get("peers", [])
@@ -148,6 +150,9 @@ class Room:
         for producer_id in self.producers:
             if self.auto_subscribe or producer_id in self._wanted:
                 self._subscribe_later(producer_id, self._wanted.get(producer_id))
+        held, self._held = self._held, None
+        for event, data in held:
+            self._handle(event, data)
 
     async def leave(self) -> None:
         """Leave the room: close every producer, consumer and transport, then the connection."""
@@ -192,11 +197,17 @@ class Room:
         def dispatch(data: Any = None) -> None:
             if client is not self.client or self.closed:
                 return  # an event of a connection this Room has given up
-            try:
-                self._on_server_event(event, data)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning("ignored a malformed %s event (%r): %s", event, data, exc)
+            if self._held is not None:
+                self._held.append((event, data))
+            else:
+                self._handle(event, data)
         return dispatch
+
+    def _handle(self, event: str, data: Any) -> None:
+        try:
+            self._on_server_event(event, data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("ignored a malformed %s event (%r): %s", event, data, exc)
 
     def _on_server_event(self, event: str, data: Any) -> None:
         if event == "user-joined":
@@ -400,8 +411,8 @@ class Room:
                     await self._establish()
                     for publication in self.publications:
                         await self._produce(publication)
-                except (SignalingError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    log.info("reconnection attempt %d failed: %s", attempt, exc)
+                except Exception as exc:  # whatever failed in this attempt, the next one starts clean
+                    log.info("reconnection attempt %d failed: %r", attempt, exc)
                     await self._drop_media()
                     if self.client is not None:
                         await self.client.close()
