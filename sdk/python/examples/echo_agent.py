@@ -8,12 +8,11 @@ Python, a track out.
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 
 from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
-from example_common import join, parser, run_until_stopped
+from example_common import join, parser, run, run_until_stopped
 from switchyard_client import RemoteTrack
 
 
@@ -76,4 +75,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

@@ -7,8 +7,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
+from collections.abc import Awaitable, Callable
 
-from switchyard_client import Room, SwitchyardClient
+import aiohttp
+from switchyard_client import ApiError, Room, SignalingError, SwitchyardClient
 
 
 def parser(description: str, name: str) -> argparse.ArgumentParser:
@@ -49,3 +52,12 @@ async def run_until_stopped(room: Room, duration: float | None) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), duration)
     await room.leave()
+
+
+def run(main: Callable[[], Awaitable[None]]) -> None:
+    """asyncio.run(main()); a refusal by the server or an unreachable one is one line and exit code 1."""
+    try:
+        asyncio.run(main())
+    except (ApiError, SignalingError, aiohttp.ClientError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiortc.contrib.media import MediaPlayer
-from example_common import join, parser, run_until_stopped
+from example_common import join, parser, run, run_until_stopped
 
 
 async def main() -> None:
@@ -26,4 +24,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)

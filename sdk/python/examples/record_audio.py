@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiortc.mediastreams import MediaStreamError
 from av import AudioResampler
-from example_common import join, parser, run_until_stopped
+from example_common import join, parser, run, run_until_stopped
 from switchyard_client import RemoteTrack
 
 RATE, CHANNELS = 48000, 2
@@ -62,4 +62,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main)
