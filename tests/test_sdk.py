@@ -91,6 +91,8 @@ async def test_two_rooms_exchange_decoded_video_and_audio_chat_mute_and_leave(se
         assert (remote_audio.kind, remote_audio.peer.display_name) == ("audio", "Bob")
         audio_frames, _ = await receive_frames(remote_audio.track, 50)
         assert abs(dominant_frequency(audio_frames[10:]) - 440) < 10  # the tone, decoded
+        late = queue_of(alice, "track")  # a handler registered late hears of the tracks already there
+        assert late.get_nowait() is remote_audio
 
         sent = await alice.chat("hello from the SDK")
         received = await next_item(bob_chat)
