@@ -11,6 +11,7 @@ from fastpath.state cimport ProducerStream
 
 cdef class Receiver(Feedback):
     cdef void _unknown_tuple(self, unsigned char* data, int length, const sockaddr* addr) noexcept
-    cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept
+    cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now,
+                          uint64_t arrival) noexcept
     cdef bint _unwrap_rtx(self, ProducerStream* s, unsigned char* data, int* length, RtpHeader* h) noexcept nogil
     cdef void _collect_events(self) noexcept

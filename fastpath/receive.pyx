@@ -116,7 +116,7 @@ cdef class Receiver(Feedback):
                     elif is_rtcp(data, length):
                         self._handle_rtcp(t, data, length, now)
                     else:
-                        self._handle_rtp(t, data, length, now)
+                        self._handle_rtp(t, data, length, now, sock.rx_arrival_ns(i, now))
                 elif kind == PACKET_STUN or kind == PACKET_DTLS:
                     if len(self._control) < MAX_CONTROL_PER_DRAIN:
                         self._control.append((
@@ -159,7 +159,10 @@ cdef class Receiver(Feedback):
         else:
             self.drops[DROP_UNKNOWN_TUPLE] += 1
 
-    cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now) noexcept:
+    cdef void _handle_rtp(self, int32_t t, unsigned char* data, int length, uint64_t now,
+                          uint64_t arrival) noexcept:
+        """One RTP packet from transport t; `arrival` is when the kernel got it (udp.pyx), `now` when
+        this batch is handled."""
         cdef TransportState* tr = &self.transports[t]
         cdef RtpHeader h
         cdef TableKey key
@@ -184,7 +187,7 @@ cdef class Receiver(Feedback):
         # every packet with a transport-wide number is reported, padding probes and RTX included:
         # one the sender never hears of counts as lost in its estimate
         if tr.twcc_in_ext_id and find_extension(data, &h, tr.twcc_in_ext_id, &twcc_offset) >= 2:
-            arrival_log_record(&tr.arrivals, read_u16(data + twcc_offset), h.ssrc, now)
+            arrival_log_record(&tr.arrivals, read_u16(data + twcc_offset), h.ssrc, arrival)
             if arrival_log_due(&tr.arrivals, now) and not tr.feedback_queued:
                 if self.feedback_due_count < MAX_FEEDBACK_DUE:
                     tr.feedback_queued = 1
@@ -222,7 +225,7 @@ cdef class Receiver(Feedback):
             s.rtx_received += 1
         if s.nack_enabled:
             self._detect_loss(s, h.sequence_number, now)
-        recv_stats_update(&s.stats, h.sequence_number, h.timestamp, clock_units(now, s.clock_rate))
+        recv_stats_update(&s.stats, h.sequence_number, h.timestamp, clock_units(arrival, s.clock_rate))
         s.packets += 1
         s.bytes += length
         s.last_packet_ns = now
@@ -274,6 +277,7 @@ cdef class Receiver(Feedback):
         queued so far is fanned out first, so each consumer still sees arrival order."""
         cdef unsigned char buf[2048]
         cdef int length = len(data)
+        cdef uint64_t now
         self._transport(slot)
         if length > 2048 - 64 or length < 2:
             raise ValueError("packet size out of range")
@@ -281,7 +285,8 @@ cdef class Receiver(Feedback):
         if is_rtcp(buf, length):
             self._handle_rtcp(slot, buf, length, monotonic_ns())
         else:
-            self._handle_rtp(slot, buf, length, monotonic_ns())
+            now = monotonic_ns()
+            self._handle_rtp(slot, buf, length, now, now)
             self._fan_out(monotonic_ns())
             self._send_due_feedback(monotonic_ns())
         self.sock.flush()

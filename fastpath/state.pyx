@@ -32,6 +32,8 @@ cdef class ForwarderState:
 
     def __cinit__(self, sock, on_control):
         self.sock = UdpBatchSocket(sock)
+        # transport-cc reports when each packet reached us, not when a busy loop read it
+        self.sock.enable_rx_timestamps()
         self.flush_every = self.sock.tx_slots
         self._on_control = on_control
         self._control = []

@@ -1,10 +1,11 @@
 # cython: language_level=3
 """The socket stage: batched UDP receive (recvmmsg) and send (sendmmsg, UDP GSO) on one fd."""
 
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 from posix.uio cimport iovec
 
+from fastpath.clock cimport kernel_arrival_ns
 from fastpath.netdefs cimport (
     MSG_DONTWAIT,
     MSG_TRUNC,
@@ -38,6 +39,9 @@ cdef class UdpBatchSocket:
     cdef iovec* rx_iov
     cdef sockaddr_storage* rx_addrs
     cdef int rx_count               # datagrams held from the last recv_batch()
+    cdef unsigned char* rx_control  # one SCM_TIMESTAMPNS message per slot, with rx_timestamps
+    cdef readonly bint rx_timestamps
+    cdef int64_t rx_rt_offset       # CLOCK_REALTIME - CLOCK_MONOTONIC, taken at each recv_batch()
 
     cdef unsigned char* tx_buf      # tx_slots * slot_size, one arena
     cdef mmsghdr* tx_msgs           # one message per slot, name and iov preset
@@ -84,6 +88,17 @@ cdef class UdpBatchSocket:
     cdef inline bint rx_was_truncated(self, int i) noexcept nogil:
         """The datagram was larger than a slot: drop it."""
         return (self.rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0
+
+    cdef inline uint64_t rx_arrival_ns(self, int i, uint64_t now) noexcept nogil:
+        """When datagram i reached the socket (CLOCK_MONOTONIC), from the kernel's stamp; `now` without
+        one, or for a stamp a clock step put in the future or more than a second back."""
+        cdef int64_t stamp
+        if not self.rx_timestamps:
+            return now
+        stamp = kernel_arrival_ns(&self.rx_msgs[i].msg_hdr, self.rx_rt_offset, <int64_t>now)
+        if stamp > <int64_t>now or <int64_t>now - stamp > 1000000000:
+            return now
+        return <uint64_t>stamp
 
     cdef inline const sockaddr* rx_addr(self, int i) noexcept nogil:
         return <const sockaddr*>&self.rx_addrs[i]

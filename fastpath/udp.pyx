@@ -16,12 +16,15 @@ from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
+from fastpath.clock cimport realtime_minus_monotonic_ns
 from fastpath.netdefs cimport (
     AF_INET,
     AF_INET6,
     CMSG_DATA,
     CMSG_LEN,
     CMSG_SPACE,
+    SO_TIMESTAMPNS,
+    SOL_SOCKET,
     in6_addr,
     recvmmsg,
     sendmmsg,
@@ -67,6 +70,8 @@ cdef enum:
     GSO_MAX_BYTES = 65507
 
 cdef size_t GSO_CMSG_SPACE = CMSG_SPACE(sizeof(uint16_t))
+# one SCM_TIMESTAMPNS message (a struct timespec) per received datagram
+cdef size_t RX_STAMP_SPACE = 64
 
 
 cdef inline uint32_t _destination_hash(const sockaddr_storage* ss) noexcept nogil:
@@ -181,8 +186,27 @@ cdef class UdpBatchSocket:
         self.group_last = <int*>_alloc(tx_slots, sizeof(int))
         self.slot_next = <int*>_alloc(tx_slots, sizeof(int))
 
+    def enable_rx_timestamps(self):
+        """Have the kernel stamp each datagram when it reaches the socket (SO_TIMESTAMPNS).
+
+        A batch's datagrams arrived over the time the process was busy elsewhere; what reads them
+        all at once cannot tell those times apart, and transport-cc feedback built on the read
+        time would show a busy server as a queue on the path. Returns whether stamps are on."""
+        cdef int i, one = 1
+        if self.rx_timestamps:
+            return True
+        if setsockopt(self.fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) != 0:
+            return False
+        self.rx_control = <unsigned char*>_alloc(self.rx_slots, RX_STAMP_SPACE)
+        for i in range(self.rx_slots):
+            self.rx_msgs[i].msg_hdr.msg_control = self.rx_control + <size_t>i * RX_STAMP_SPACE
+            self.rx_msgs[i].msg_hdr.msg_controllen = RX_STAMP_SPACE
+        self.rx_timestamps = True
+        return True
+
     def __dealloc__(self):
         free(self.rx_buf)
+        free(self.rx_control)
         free(self.rx_msgs)
         free(self.rx_iov)
         free(self.rx_addrs)
@@ -204,9 +228,11 @@ cdef class UdpBatchSocket:
         """Receive up to rx_slots datagrams; returns the count, 0 if none is waiting, or -errno."""
         cdef int i, n
         cdef unsigned int length
-        # the kernel shrank the name length of the slots it filled last time
+        # the kernel shrank the name and control lengths of the slots it filled last time
         for i in range(self.rx_count):
             self.rx_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+            if self.rx_timestamps:
+                self.rx_msgs[i].msg_hdr.msg_controllen = RX_STAMP_SPACE
         self.rx_count = 0
         while True:
             n = recvmmsg(self.fd, self.rx_msgs, self.rx_slots, MSG_DONTWAIT, NULL)
@@ -219,6 +245,8 @@ cdef class UdpBatchSocket:
             return -errno
         self.rx_count = n
         self.rx_batches += 1
+        if self.rx_timestamps:
+            self.rx_rt_offset = realtime_minus_monotonic_ns()
         self.rx_packets += n
         for i in range(n):
             length = self.rx_msgs[i].msg_len

@@ -104,6 +104,27 @@ def test_transport_cc_feedback_reports_every_number_from_the_fast_path(forwarder
     assert fwd.transport_stats(slot)["incomingFeedbacks"] == len(feedbacks)
 
 
+def test_arrival_times_are_the_kernels_not_the_busy_loops(forwarder):
+    """Packets that reach the socket 20 ms apart while the worker is busy elsewhere are read in one
+    batch; the feedback still reports them 20 ms apart (SO_TIMESTAMPNS), not as a burst that a
+    sender's delay-based estimator would read as a queue building on the path."""
+    fwd, server_addr, _ = forwarder
+    publisher, slot = publishing(fwd, twcc=True)
+    for k in range(6):
+        publisher.sock.sendto(publisher.tx.protect(rtp_with_twcc(k, 500 + k)), server_addr)
+        time.sleep(0.02)
+    fwd.drain()  # one read of all six, 100 ms after the first arrived
+    time.sleep(0.1)
+    fwd.send_reports()
+    packets = rtcp_from_server(publisher, 0.3)
+    reported = [entry for p in packets if p[1] == 205 and p[0] & 0x1F == 15
+                for entry in decode_transport_cc(p)["arrivals"]]
+    assert [seq for seq, _ in reported] == list(range(500, 506))
+    arrivals = [arrival for _, arrival in reported]
+    gaps = [(b - a) / 1000 for a, b in zip(arrivals, arrivals[1:], strict=False)]  # microseconds -> ms
+    assert all(15 <= gap <= 60 for gap in gaps), gaps
+
+
 def test_a_transport_without_transport_cc_gets_no_feedback(forwarder):
     fwd, server_addr, _ = forwarder
     publisher, slot = publishing(fwd, twcc=False)
