@@ -9,8 +9,10 @@ and a running probe's packets are sent from there too (probe.pyx).
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memmove
 
+from fastpath.av1 cimport DdStream, dd_apply
 from fastpath.bwe cimport (
     BWE_PROBE_SENDING,
     bwe_on_sent,
@@ -40,6 +42,7 @@ from fastpath.rtp cimport RtpHeader, parse_rtp, write_u16
 from fastpath.srtp cimport SrtpSession
 from fastpath.svc cimport LAYER_DROP, LAYER_FORWARD_END, layer_filter
 from fastpath.state cimport (
+    DROP_DD_MALFORMED,
     DROP_RED_MALFORMED,
     DROP_REWRITE,
     DROP_SRTP_RTP,
@@ -120,9 +123,21 @@ cdef class Fanout(ForwarderState):
 
     cdef void _queue_forward(self, int32_t stream_slot, const unsigned char* data, const RtpHeader* h,
                              const PayloadInfo* info, bint keyframe, uint64_t now) noexcept nogil:
-        """Hold a packet for _fan_out(); a full queue is fanned out first."""
+        """Hold a packet for _fan_out(); a full queue is fanned out first.
+
+        An AV1 stream's dependency descriptor (av1.pyx) is read here, consumers or not, so its
+        template structure is known when a consumer joins; one that cannot be read is dropped."""
         cdef PendingPacket* p
-        if self.streams[stream_slot].consumer_count == 0:
+        cdef ProducerStream* s = &self.streams[stream_slot]
+        cdef PayloadInfo av1_info
+        if s.dd != NULL:
+            av1_info = info[0]
+            if dd_apply(s.dd, s.dd_ext_id, data, h, &av1_info, 1) < 0:
+                self.drops[DROP_DD_MALFORMED] += 1
+                return
+            info = &av1_info
+            keyframe = av1_info.is_keyframe > 0
+        if s.consumer_count == 0:
             return
         if self.pending_count == self.pending_capacity:
             self._fan_out(now)
@@ -312,6 +327,8 @@ cdef class Fanout(ForwarderState):
             return RESEND_SKIPPED
         info.picture_id = -1
         parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
+        if s.dd != NULL and dd_apply(s.dd, s.dd_ext_id, stored, &h, &info, 0) < 0:
+            return RESEND_SKIPPED
         if c.temporal_count > 1 or c.svc_layers > 1:
             if (c.temporal_count > 1 and info.temporal_id > c.current_temporal) or \
                     (c.svc_layers > 1 and info.spatial_id > c.svc_current):
@@ -412,3 +429,34 @@ cdef class Fanout(ForwarderState):
             p.bytes += self.transports[t].rtp_out_bytes - before
             return <int>(self.transports[t].rtp_out_bytes - before)
         return 0
+
+    # ---- control: AV1 dependency descriptor --------------------------------------------------
+
+    def set_stream_dependency_descriptor(self, int slot, int ext_id):
+        """Read the AV1 dependency descriptor (AV1 RTP spec appendix A) of this stream's packets from
+        extension `ext_id` (0: off): their layers, frame bounds and switch points come from it."""
+        cdef ProducerStream* s = self._stream(slot)
+        if not 0 <= ext_id < 256:
+            raise ValueError("extension ids are 1..255")
+        if ext_id and s.dd == NULL:
+            s.dd = <DdStream*>calloc(1, sizeof(DdStream))
+            if s.dd == NULL:
+                raise MemoryError()
+        elif not ext_id:
+            free(s.dd)
+            s.dd = NULL
+        s.dd_ext_id = ext_id
+
+    def dependency_descriptor_stats(self, int slot):
+        """What the stream's dependency descriptors gave: None without one, else counters and the
+        structure's decode targets as (spatial id, temporal id)."""
+        cdef ProducerStream* s = self._stream(slot)
+        cdef int dt
+        if s.dd == NULL:
+            return None
+        return {
+            "mapped": s.dd.mapped, "unmapped": s.dd.unmapped, "malformed": s.dd.malformed,
+            "structures": s.dd.structures,
+            "decodeTargets": [(s.dd.structure.dt_sid[dt], s.dd.structure.dt_tid[dt])
+                              for dt in range(s.dd.structure.dt_count if s.dd.structure.template_count else 0)],
+        }
