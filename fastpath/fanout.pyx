@@ -20,7 +20,7 @@ from fastpath.bwe cimport (
     bwe_probe_end_sending,
 )
 from fastpath.clock cimport monotonic_ns
-from fastpath.codecs cimport CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
+from fastpath.codecs cimport CODEC_AV1, CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
 from fastpath.netdefs cimport sockaddr
 from fastpath.probe cimport PROBE_RESEND_DEPTH, ProbeState, probe_due, probe_finish
 from fastpath.red cimport RED_ERR_UNKNOWN_PT, RED_STRIP, red_rewrite
@@ -206,8 +206,9 @@ cdef class Fanout(ForwarderState):
             c.current_layer = layer
             c.layers_changed = 1
             self.events_pending = 1
-        if c.temporal_count > 1 or c.svc_layers > 1:
-            # layers within the stream (svc.pxd): a skipped packet leaves no hole in our numbering
+        if (c.temporal_count > 1 or c.svc_layers > 1) and (c.codec != CODEC_AV1 or self.streams[p.stream].dd != NULL):
+            # layers within the stream (svc.pxd): a skipped packet leaves no hole in our numbering;
+            # an AV1 stream names them only in its dependency descriptor
             verdict = layer_filter(c, &p.info, p.keyframe)
             if c.layers_changed:
                 self.events_pending = 1
@@ -329,7 +330,7 @@ cdef class Fanout(ForwarderState):
         parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
         if s.dd != NULL and dd_apply(s.dd, s.dd_ext_id, stored, &h, &info, 0) < 0:
             return RESEND_SKIPPED
-        if c.temporal_count > 1 or c.svc_layers > 1:
+        if (c.temporal_count > 1 or c.svc_layers > 1) and (c.codec != CODEC_AV1 or s.dd != NULL):
             if (c.temporal_count > 1 and info.temporal_id > c.current_temporal) or \
                     (c.svc_layers > 1 and info.spatial_id > c.svc_current):
                 return RESEND_SKIPPED

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from media.engine.producer import extension_ids, media_codec
 from media.ortc.capabilities import (
+    DEPENDENCY_DESCRIPTOR_URI,
     MID_URI,
     REPAIRED_RID_URI,
     RID_URI,
@@ -64,12 +65,20 @@ def rtx_stream(consumer_parameters: dict) -> tuple[int, int]:
 
 
 def extension_map(producer_parameters: dict, consumer_parameters: dict) -> dict[int, int]:
-    """Producer extension id -> ours, by URI; extensions we don't send are dropped."""
+    """Producer extension id -> ours, by URI; extensions we don't send are dropped.
+
+    The dependency descriptor goes to AV1 consumers only: it is what their layers are chosen by,
+    and their receiver learns from it which frames a reduced stream still needs. Chromium sends
+    it with every codec once negotiated; a VP8 receiver would then follow the descriptor's frame
+    numbers across a simulcast switch, from another encoder, instead of the picture ids we rewrite.
+    """
     ours = extension_ids(consumer_parameters)
+    av1 = media_codec(consumer_parameters)["mimeType"].lower() == "video/av1"
     return {
         ext_id: ours[uri]
         for uri, ext_id in extension_ids(producer_parameters).items()
         if uri in ours and uri not in NOT_FORWARDED_EXTENSIONS
+        and (av1 or uri != DEPENDENCY_DESCRIPTOR_URI)
     }
 
 
