@@ -1,0 +1,116 @@
+"""AV1 between two Chromiums, its layers chosen from the dependency descriptor: the publisher's
+camera goes out as one AV1 encoding (the app's cameraCodec setting, docs/web.md) with three
+temporal layers (L1T3), or three spatial and three temporal ones (L3T3_KEY), and the viewer
+decodes the frame rate and the width it prefers, without losing a packet."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.browser.conftest import Person
+from tests.browser.test_temporal import decoded_rate, server_consumer_stats
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def publisher(browser, url: str, scalability_mode: str) -> Person:
+    alice = await Person.open(browser, url, "Alice")
+    await alice.context.add_init_script(
+        "localStorage.setItem('switchyard.cameraCodec', 'AV1');"
+        f"localStorage.setItem('switchyard.cameraScalabilityMode', '{scalability_mode}');"
+        "localStorage.setItem('switchyard.videoQuality', 'standard');")
+    return alice
+
+
+async def prefer(person: Person, spatial_layer: int, temporal_layer: int) -> list[dict]:
+    """setConsumerPreferredLayers for every video consumer through the page's signaling; the
+    server's stats of those consumers."""
+    return await person.page.evaluate("""async ([spatialLayer, temporalLayer]) => {
+        const call = window.switchyard;
+        const out = [];
+        for (const [id, consumer] of call.consumers) {
+            if (consumer.kind !== 'video') continue;
+            await call.signaling.request('setConsumerPreferredLayers', {consumerId: id, spatialLayer, temporalLayer});
+            out.push(...(await call.signaling.request('getStats', {id})).stats);
+        }
+        return out;
+    }""", [spatial_layer, temporal_layer])
+
+
+async def call_between(browser, server, scalability_mode: str) -> tuple[Person, Person]:
+    alice = await publisher(browser, server.url, scalability_mode)
+    bob = await Person.open(browser, server.url, "Bob")
+    await alice.guest()
+    await bob.guest()
+    room_path = await alice.create_room("AV1")
+    await alice.join()
+    await bob.join(room_path)
+    await bob.wait_video_playing("Alice")
+    consumers = await server_consumer_stats(bob)
+    assert consumers and all(c["mimeType"] == "video/AV1" for c in consumers), consumers
+    return alice, bob
+
+
+async def test_a_viewer_decodes_the_av1_temporal_layers_it_prefers(browser, server):
+    alice, bob = await call_between(browser, server, "L1T3")
+    consumers = await server_consumer_stats(bob)
+    assert all(c["temporalLayers"] == 3 for c in consumers), consumers
+
+    await asyncio.sleep(2)
+    stats = await prefer(bob, 0, 0)
+    assert all(s["preferredTemporalLayer"] == 0 for s in stats), stats
+    await asyncio.sleep(1.5)
+    low, during = await decoded_rate(bob, 4)
+    consumers = await server_consumer_stats(bob)
+    assert all(c["currentTemporalLayer"] == 0 for c in consumers), consumers
+
+    await prefer(bob, 0, 2)
+    await asyncio.sleep(1.5)
+    high, after = await decoded_rate(bob, 4)
+    consumers = await server_consumer_stats(bob)
+    assert all(c["currentTemporalLayer"] == 2 for c in consumers), consumers
+    print(f"Bob decodes Alice's AV1 at {low:.1f} fps (temporal layer 0), then {high:.1f} (layer 2); "
+          f"{after['packetsReceived']} packets, {after['packetsLost']} lost, {after['width']} wide")
+    assert high >= 8, high
+    assert 0.1 <= low / high <= 0.45, (low, high)
+    # a skipped frame leaves no hole: the receiver counts no loss (loopback loses nothing)
+    assert after["packetsLost"] == 0 and during["packetsLost"] == 0
+    await bob.close()
+    await alice.close()
+
+
+async def wait_width(person: Person, check, seconds: float = 12.0) -> int:
+    """Poll the decoded width until check(width) holds, at most `seconds`; the last width."""
+    width = 0
+    for _ in range(int(seconds / 0.5)):
+        _, inbound = await decoded_rate(person, 0.5)
+        width = inbound["width"]
+        if check(width):
+            break
+    return width
+
+
+async def test_a_viewer_switching_av1_spatial_layers_decodes_the_width_it_asks_for(browser, server):
+    alice, bob = await call_between(browser, server, "L3T3_KEY")
+    consumers = await server_consumer_stats(bob)
+    assert all((c["spatialLayers"], c["temporalLayers"]) == (3, 3) for c in consumers), consumers
+
+    await prefer(bob, 2, 2)
+    top = await wait_width(bob, lambda w: w >= 600)
+    await prefer(bob, 0, 2)   # K-SVC: down at the next key frame, which the server asks for
+    bottom = await wait_width(bob, lambda w: 0 < w <= top // 3)
+    rate, after = await decoded_rate(bob, 3)
+    consumers = await server_consumer_stats(bob)
+    print(f"Bob decodes Alice's AV1 L3T3_KEY {top} wide at spatial layer 2, {bottom} wide at layer 0 "
+          f"({rate:.1f} fps); {after['packetsLost']} lost; server: {consumers}")
+    assert top >= 600, top
+    assert 0 < bottom <= top // 3, (top, bottom)
+    assert all(c["currentLayer"] == 0 for c in consumers), consumers
+    assert rate >= 5 and after["packetsLost"] == 0
+    await prefer(bob, 2, 2)
+    again = await wait_width(bob, lambda w: w >= 600)
+    assert again >= 600, again
+    await bob.close()
+    await alice.close()
