@@ -50,6 +50,8 @@ from fastpath.state cimport (
     HISTORY_PACKET_BYTES,
     HISTORY_PACKETS,
     MAX_NACKED_PER_PACKET,
+    MAX_SPATIAL_LAYERS,
+    MAX_TEMPORAL_LAYERS,
     ConsumerState,
     ForwarderState,
     PendingPacket,
@@ -110,6 +112,19 @@ cdef inline int tl0picidx_out(ConsumerState* c, const PayloadInfo* info) noexcep
     return c.last_tl0picidx
 
 
+cdef inline void _recount_layer(ProducerStream* s, const PayloadInfo* before, const PayloadInfo* after,
+                                int length) noexcept nogil:
+    """Move a packet's bytes to the layer its dependency descriptor names: the receive stage counted
+    them by the OBU header, which an AV1 packet continuing an OBU does not repeat (layers.pyx)."""
+    cdef int sid0 = min(max(before.spatial_id, 0), MAX_SPATIAL_LAYERS - 1)
+    cdef int tid0 = min(max(before.temporal_id, 0), MAX_TEMPORAL_LAYERS - 1)
+    cdef int sid1 = min(max(after.spatial_id, 0), MAX_SPATIAL_LAYERS - 1)
+    cdef int tid1 = min(max(after.temporal_id, 0), MAX_TEMPORAL_LAYERS - 1)
+    if (sid0 != sid1 or tid0 != tid1) and s.layer_bytes[sid0][tid0] >= <uint64_t>length:
+        s.layer_bytes[sid0][tid0] -= length
+        s.layer_bytes[sid1][tid1] += length
+
+
 cdef enum:
     # what _resend() did
     RESEND_UNMAPPED = -1
@@ -135,6 +150,7 @@ cdef class Fanout(ForwarderState):
             if dd_apply(s.dd, s.dd_ext_id, data, h, &av1_info, 1) < 0:
                 self.drops[DROP_DD_MALFORMED] += 1
                 return
+            _recount_layer(s, info, &av1_info, h.header_len + h.payload_len + h.padding_len)
             info = &av1_info
             keyframe = av1_info.is_keyframe > 0
         if s.consumer_count == 0:

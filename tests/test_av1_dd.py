@@ -250,9 +250,16 @@ def test_av1_l3t3_key_spatial_layers_from_the_descriptor(forwarder):
     the marker on its last packet; a spatial switch waits for a key picture."""
     fwd, server_addr, control = forwarder
     source, viewer, stream, consumer = av1_viewer(fwd, server_addr, l3t3_key(), 3, (1, 2))
+    fwd.update_layers()   # the start of the interval layer bitrates are measured over
     got = send(fwd, source, viewer, 20)
     layers = layers_by_picture(got)
     assert layers == {p: ([0, 1] if p % 16 == 0 else [1]) for p in range(20)}
+    # each layer's bytes counted where the descriptor puts them, an OBU's continuation included
+    # (as sent: per spatial layer, T0 and T1 a quarter of the pictures each, T2 half)
+    fwd.update_layers()
+    rates = fwd.stream_stats(stream)["layerBitrates"]
+    for sid in range(3):
+        assert 0.6 < rates[sid][0] / rates[0][0] < 1.6 and 0.6 < rates[sid][2] / (2 * rates[sid][1]) < 1.6, rates
 
     fwd.set_consumer_preferred_layer(consumer, 2, 0)   # up at the key picture 32, at 7.5 fps
     got += send(fwd, source, viewer, 16)

@@ -99,14 +99,16 @@ async def test_a_viewer_switching_av1_spatial_layers_decodes_the_width_it_asks_f
 
     await prefer(bob, 2, 2)
     top = await wait_width(bob, lambda w: w >= 600)
-    await prefer(bob, 0, 2)   # K-SVC: down at the next key frame, which the server asks for
-    bottom = await wait_width(bob, lambda w: 0 < w <= top // 3)
+    # K-SVC: down at the next key frame. Chromium gives a 640x360 camera two spatial layers, not
+    # three (libwebrtc's svc config keeps the lowest one at least 320x180), so layer 0 is half wide
+    await prefer(bob, 0, 2)
+    bottom = await wait_width(bob, lambda w: 0 < w <= top // 2)
     rate, after = await decoded_rate(bob, 3)
     consumers = await server_consumer_stats(bob)
     print(f"Bob decodes Alice's AV1 L3T3_KEY {top} wide at spatial layer 2, {bottom} wide at layer 0 "
           f"({rate:.1f} fps); {after['packetsLost']} lost; server: {consumers}")
     assert top >= 600, top
-    assert 0 < bottom <= top // 3, (top, bottom)
+    assert 0 < bottom <= top // 2, (top, bottom)
     assert all(c["currentLayer"] == 0 for c in consumers), consumers
     assert rate >= 5 and after["packetsLost"] == 0
     await prefer(bob, 2, 2)
