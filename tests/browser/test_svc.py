@@ -1,7 +1,8 @@
-"""AV1 between two Chromiums, its layers chosen from the dependency descriptor: the publisher's
-camera goes out as one AV1 encoding (the app's cameraCodec setting, docs/web.md) with three
-temporal layers (L1T3), or three spatial and three temporal ones (L3T3_KEY), and the viewer
-decodes the frame rate and the width it prefers, without losing a packet."""
+"""SVC from a real encoder between two Chromiums: the publisher's camera goes out as one AV1 or
+VP9 encoding (the app's cameraCodec setting, docs/web.md) with three temporal layers (L1T3), or
+spatial and temporal ones (L3T3_KEY, K-SVC), and the viewer decodes the frame rate and the width
+it prefers, without losing a packet. AV1's layers are chosen from its dependency descriptor
+(fastpath/av1.pyx), VP9's from its payload descriptor (flexible mode, RFC 9628)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from tests.browser.test_temporal import decoded_rate, server_consumer_stats
 pytestmark = pytest.mark.timeout(180)
 
 
-async def publisher(browser, url: str, scalability_mode: str) -> Person:
+CODECS = ["AV1", "VP9"]
+
+
+async def publisher(browser, url: str, codec: str, scalability_mode: str) -> Person:
     alice = await Person.open(browser, url, "Alice")
     await alice.context.add_init_script(
-        "localStorage.setItem('switchyard.cameraCodec', 'AV1');"
+        f"localStorage.setItem('switchyard.cameraCodec', '{codec}');"
         f"localStorage.setItem('switchyard.cameraScalabilityMode', '{scalability_mode}');"
         "localStorage.setItem('switchyard.videoQuality', 'standard');")
     return alice
@@ -39,26 +43,28 @@ async def prefer(person: Person, spatial_layer: int, temporal_layer: int) -> lis
     }""", [spatial_layer, temporal_layer])
 
 
-async def call_between(browser, server, scalability_mode: str) -> tuple[Person, Person]:
-    alice = await publisher(browser, server.url, scalability_mode)
+async def call_between(browser, server, codec: str, scalability_mode: str) -> tuple[Person, Person]:
+    alice = await publisher(browser, server.url, codec, scalability_mode)
     bob = await Person.open(browser, server.url, "Bob")
     await alice.guest()
     await bob.guest()
-    room_path = await alice.create_room("AV1")
+    room_path = await alice.create_room(codec)
     await alice.join()
     await bob.join(room_path)
     await bob.wait_video_playing("Alice")
     consumers = await server_consumer_stats(bob)
-    assert consumers and all(c["mimeType"] == "video/AV1" for c in consumers), consumers
+    assert consumers and all(c["mimeType"] == f"video/{codec}" for c in consumers), consumers
     return alice, bob
 
 
-async def test_a_viewer_decodes_the_av1_temporal_layers_it_prefers(browser, server):
-    alice, bob = await call_between(browser, server, "L1T3")
+@pytest.mark.parametrize("codec", CODECS)
+async def test_a_viewer_decodes_the_temporal_layers_it_prefers(browser, server, codec):
+    alice, bob = await call_between(browser, server, codec, "L1T3")
     consumers = await server_consumer_stats(bob)
     assert all(c["temporalLayers"] == 3 for c in consumers), consumers
 
     await asyncio.sleep(2)
+    pli_before = sum(c["pliCount"] for c in await server_consumer_stats(bob))
     stats = await prefer(bob, 0, 0)
     assert all(s["preferredTemporalLayer"] == 0 for s in stats), stats
     await asyncio.sleep(1.5)
@@ -71,12 +77,14 @@ async def test_a_viewer_decodes_the_av1_temporal_layers_it_prefers(browser, serv
     high, after = await decoded_rate(bob, 4)
     consumers = await server_consumer_stats(bob)
     assert all(c["currentTemporalLayer"] == 2 for c in consumers), consumers
-    print(f"Bob decodes Alice's AV1 at {low:.1f} fps (temporal layer 0), then {high:.1f} (layer 2); "
+    print(f"Bob decodes Alice's {codec} at {low:.1f} fps (temporal layer 0), then {high:.1f} (layer 2); "
           f"{after['packetsReceived']} packets, {after['packetsLost']} lost, {after['width']} wide")
     assert high >= 8, high
     assert 0.1 <= low / high <= 0.45, (low, high)
     # a skipped frame leaves no hole: the receiver counts no loss (loopback loses nothing)
     assert after["packetsLost"] == 0 and during["packetsLost"] == 0
+    # the reduced stream decodes as it is: the viewer never asked for a key frame to go on
+    assert sum(c["pliCount"] for c in consumers) == pli_before, (pli_before, consumers)
     await bob.close()
     await alice.close()
 
@@ -92,8 +100,9 @@ async def wait_width(person: Person, check, seconds: float = 12.0) -> int:
     return width
 
 
-async def test_a_viewer_switching_av1_spatial_layers_decodes_the_width_it_asks_for(browser, server):
-    alice, bob = await call_between(browser, server, "L3T3_KEY")
+@pytest.mark.parametrize("codec", CODECS)
+async def test_a_viewer_switching_spatial_layers_decodes_the_width_it_asks_for(browser, server, codec):
+    alice, bob = await call_between(browser, server, codec, "L3T3_KEY")
     consumers = await server_consumer_stats(bob)
     assert all((c["spatialLayers"], c["temporalLayers"]) == (3, 3) for c in consumers), consumers
 
@@ -105,7 +114,7 @@ async def test_a_viewer_switching_av1_spatial_layers_decodes_the_width_it_asks_f
     bottom = await wait_width(bob, lambda w: 0 < w <= top // 2)
     rate, after = await decoded_rate(bob, 3)
     consumers = await server_consumer_stats(bob)
-    print(f"Bob decodes Alice's AV1 L3T3_KEY {top} wide at spatial layer 2, {bottom} wide at layer 0 "
+    print(f"Bob decodes Alice's {codec} L3T3_KEY {top} wide at spatial layer 2, {bottom} wide at layer 0 "
           f"({rate:.1f} fps); {after['packetsLost']} lost; server: {consumers}")
     assert top >= 600, top
     assert 0 < bottom <= top // 2, (top, bottom)
