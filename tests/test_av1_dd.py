@@ -303,3 +303,32 @@ def test_an_av1_stream_without_the_descriptor_is_forwarded_whole(forwarder):
     got = send(fwd, source, viewer, 8)
     assert sorted(layers_by_picture(got)) == list(range(8))
     assert fwd.dependency_descriptor_stats(stream) is None
+
+
+def test_a_nack_gets_the_av1_packet_it_names_across_skipped_frames(forwarder):
+    """The viewer "loses" packets of temporal layer 0 after T1 and T2 frames were skipped; each NACKed
+    number maps back to the packet that carried it (read from history with its descriptor, which the
+    stream's state is not changed by) and comes again with the same number, marker and descriptor."""
+    from aiortc.rtp import RtcpRtpfbPacket
+    from fastpath.srtp import SrtpSession
+
+    fwd, server_addr, _ = forwarder
+    source, viewer, stream, consumer = av1_viewer(fwd, server_addr, L1T3, 1, (0, 0))
+    first_look = Peer.__new__(Peer)
+    first_look.sock, first_look.rx = viewer.sock, SrtpSession(viewer.profile, viewer.recv_key, "inbound")
+    got = send(fwd, source, viewer=first_look, pictures=16)
+    assert sorted(layers_by_picture(got)) == [0, 4, 8, 12]
+    lost = [got[1], got[4], got[-1]]
+    nack = RtcpRtpfbPacket(fmt=1, ssrc=1, media_ssrc=7100, lost=[g.seq for g in lost])
+    viewer.sock.sendto(viewer.tx.rtcp_protect(bytes(nack)), server_addr)
+    test_forwarder.drain_until(fwd, 0.2)
+    resent = []
+    while True:
+        try:
+            resent.append(Got(viewer.rx.unprotect(viewer.sock.recv(2048))))
+        except BlockingIOError:
+            break
+    assert [(g.seq, g.picture, g.index, g.marker, g.dd) for g in resent] == \
+        [(g.seq, g.picture, g.index, g.marker, g.dd) for g in lost]
+    assert fwd.consumer_stats(consumer)["retransmittedPackets"] == 3
+    assert fwd.dependency_descriptor_stats(stream)["mapped"] == 32, "resends read, never count"
