@@ -10,7 +10,7 @@ and a running probe's packets are sent from there too (probe.pyx).
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memmove
+from libc.string cimport memmove, memset
 
 from fastpath.av1 cimport DdStream, dd_apply
 from fastpath.bwe cimport (
@@ -22,7 +22,14 @@ from fastpath.bwe cimport (
 from fastpath.clock cimport monotonic_ns
 from fastpath.codecs cimport CODEC_AV1, CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
 from fastpath.netdefs cimport sockaddr
-from fastpath.probe cimport PROBE_RESEND_DEPTH, ProbeState, probe_due, probe_finish
+from fastpath.probe cimport (
+    PROBATOR_SSRC,
+    PROBE_PADDING_BYTES,
+    PROBE_RESEND_DEPTH,
+    ProbeState,
+    probe_due,
+    probe_finish,
+)
 from fastpath.red cimport RED_ERR_UNKNOWN_PT, RED_STRIP, red_rewrite
 from fastpath.rewrite cimport (
     drop_log_add,
@@ -38,7 +45,7 @@ from fastpath.rewrite cimport (
     ts_rewrite_sync,
 )
 from fastpath.rtcp cimport RtcpItem, rtcp_parse_nack
-from fastpath.rtp cimport RtpHeader, parse_rtp, write_u16
+from fastpath.rtp cimport RtpHeader, parse_rtp, write_u16, write_u32
 from fastpath.srtp cimport SrtpSession
 from fastpath.svc cimport LAYER_DROP, LAYER_FORWARD_END, layer_filter
 from fastpath.state cimport (
@@ -406,13 +413,58 @@ cdef class Fanout(ForwarderState):
                 due -= sent
         self.probes_active = active
 
+    cdef bint _send_padding_probe(self, int32_t t, ConsumerState* c) noexcept nogil:
+        """One padding-only probe packet (RFC 3550 §5.1 P bit) on PROBATOR_SSRC, the SSRC
+        mediasoup-client signals for probation (as mediasoup's RtpProbationGenerator): the receiver
+        counts it for transport-cc by its transport-wide number and its decoder never sees it."""
+        cdef TransportState* ct = &self.transports[t]
+        cdef int slot_size = self.sock.slot_size
+        cdef unsigned char* dst
+        cdef int n = 20 + PROBE_PADDING_BYTES
+        cdef uint16_t twcc_seq
+        if not (ct.probator_pt and ct.has_tuple and ct.has_srtp) or not 0 < c.twcc_ext_id <= 14:
+            return 0
+        dst = self.sock.tx_slot()
+        dst[0] = 0x80 | 0x20 | 0x10     # version 2, padding, one header extension
+        dst[1] = ct.probator_pt & 0x7F
+        write_u16(dst + 2, ct.probator_seq)
+        write_u32(dst + 4, c.last_out_ts)
+        write_u32(dst + 8, PROBATOR_SSRC)
+        # RFC 8285 §4.2 one-byte form: the transport-wide sequence number, then one byte of padding
+        dst[12] = 0xBE
+        dst[13] = 0xDE
+        write_u16(dst + 14, 1)
+        twcc_seq = ct.twcc_seq
+        dst[16] = <unsigned char>((c.twcc_ext_id << 4) | 1)
+        write_u16(dst + 17, twcc_seq)
+        dst[19] = 0
+        memset(dst + 20, 0, PROBE_PADDING_BYTES - 1)
+        dst[n - 1] = PROBE_PADDING_BYTES    # the padding's last byte counts it, itself included
+        if ct.srtp_out != NULL and (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
+            self.drops[DROP_SRTP_RTP] += 1
+            return 0
+        ct.probator_seq += 1
+        ct.twcc_seq += 1
+        bwe_on_sent(&ct.bwe, twcc_seq, n, monotonic_ns())
+        if ct.is_tcp:
+            if not self._queue_tcp(ct, dst, n):
+                return 0
+        else:
+            self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
+            if self.sock.tx_count >= self.flush_every:
+                self.sock.flush()
+        ct.rtp_out_packets += 1
+        ct.rtp_out_bytes += n
+        return 1
+
     cdef int _send_probe(self, int32_t t, ProbeState* p) noexcept nogil:
         """One probe packet: a recent packet of the probe's consumer resent on its RTX stream (RFC 4588),
         which the receiver counts for transport-cc and discards as a duplicate. Its size, or 0.
 
         Packets are taken by output number back from the newest, mapped to their input as a
         NACK's are (seq_rewrite_in), so the original sequence number it carries is the one the
-        receiver saw; a number that maps to nothing or to a layer above the consumer's is passed."""
+        receiver saw; a number that maps to nothing or to a layer above the consumer's is passed.
+        A consumer without RTX probes with padding on the probator SSRC instead."""
         cdef ConsumerState* c
         cdef ProducerStream* s
         cdef int k, outcome
@@ -421,8 +473,15 @@ cdef class Fanout(ForwarderState):
         if not 0 <= p.source < self.consumer_capacity:
             return 0
         c = &self.consumers[p.source]
-        if not (c.used and c.transport == t and c.rtx_ssrc and c.seq.started) or c.paused or c.producer_paused:
+        if not (c.used and c.transport == t and c.seq.started) or c.paused or c.producer_paused:
             return 0
+        if not c.rtx_ssrc:
+            before = self.transports[t].rtp_out_bytes
+            if not self._send_padding_probe(t, c):
+                return 0
+            p.packets += 1
+            p.bytes += self.transports[t].rtp_out_bytes - before
+            return <int>(self.transports[t].rtp_out_bytes - before)
         if not (0 <= c.current_layer < c.layer_count) or c.streams[c.current_layer] < 0:
             return 0
         s = &self.streams[c.streams[c.current_layer]]
@@ -477,3 +536,11 @@ cdef class Fanout(ForwarderState):
             "decodeTargets": [(s.dd.structure.dt_sid[dt], s.dd.structure.dt_tid[dt])
                               for dt in range(s.dd.structure.dt_count if s.dd.structure.template_count else 0)],
         }
+
+    def set_transport_probator(self, int slot, int payload_type):
+        """Probe this transport, when none of its consumers has RTX, with padding-only packets on
+        SSRC 1234 of this payload type (0: off): what mediasoup-client's "probator" receiver takes,
+        the first video consumer's codec (mediasoup-client ortc.generateProbatorRtpParameters)."""
+        if not 0 <= payload_type < 128:
+            raise ValueError("payload types are 0..127")
+        self._transport(slot).probator_pt = payload_type

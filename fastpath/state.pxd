@@ -107,6 +107,8 @@ cdef struct TransportState:
     uint32_t remb_ssrcs[MAX_REMB_SSRCS]  # the media SSRCs a REMB names (filled per report interval)
     int remb_ssrc_count
     ProbeState probe            # probing the path to its receiver (probe.pxd; judged in bwe)
+    uint8_t probator_pt         # padding probes on SSRC PROBATOR_SSRC with this payload type; 0: none
+    uint16_t probator_seq
 
 
 cdef struct ProducerStream:

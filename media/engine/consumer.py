@@ -126,6 +126,11 @@ class Consumer:
         )
         if red_pt >= 0:
             fwd.set_consumer_red(self.slot, red_pt, red_strip)
+        if self.kind == "video" and twcc_id and transport.probator_pt is None:
+            # mediasoup-client receives SSRC 1234 with the first video consumer's codec for probation:
+            # a transport whose consumers have no RTX is probed with padding there
+            transport.probator_pt = int(codec["payloadType"])
+            fwd.set_transport_probator(transport.slot, transport.probator_pt)
         if self.producer_paused:
             fwd.set_consumer_paused(self.slot, self.paused, True)
         self.engine.consumers_by_slot[self.slot] = self
