@@ -620,7 +620,9 @@ def test_a_viewer_without_rtx_is_probed_with_padding_on_the_probator_ssrc(forwar
     assert rig.run(8.0, on_packet, until=lambda: rig.layer() == 2), "back on layer 2"
     climb = time.monotonic() - opened
     print(f"climbed back to layer 2 in {climb:.2f} s with {len(padding)} padding probe packets")
-    assert climb < 5.0 and stats()["probesSucceeded"] >= 1
+    # measured 3.3-3.8 s, once 6.4 s on a loaded machine: five times the packets of RTX probes
+    # (255 bytes of padding each) through this test's per-packet link emulation; 19 s without probing
+    assert climb < 8.0 and stats()["probesSucceeded"] >= 1
     assert len(padding) >= 16 and stats()["probeBytesSent"] >= sum(len(p) for p in padding)
     parsed = [RtpPacket.parse(p) for p in padding]
     assert all(raw[0] & 0x20 and raw[-1] == 255 for raw in padding), "padding only, 255 bytes of it"
