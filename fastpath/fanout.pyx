@@ -540,7 +540,7 @@ cdef class Fanout(ForwarderState):
     def set_transport_probator(self, int slot, int payload_type):
         """Probe this transport, when none of its consumers has RTX, with padding-only packets on
         SSRC 1234 of this payload type (0: off): what mediasoup-client's "probator" receiver takes,
-        the first video consumer's codec (mediasoup-client ortc.generateProbatorRtpParameters)."""
+        payload type 127 (mediasoup-client ortc.generateProbatorRtpParameters)."""
         if not 0 <= payload_type < 128:
             raise ValueError("payload types are 0..127")
         self._transport(slot).probator_pt = payload_type

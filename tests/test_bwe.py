@@ -596,12 +596,12 @@ def test_a_recovered_link_is_probed_and_the_consumer_climbs_back_within_seconds(
 
 
 def test_a_viewer_without_rtx_is_probed_with_padding_on_the_probator_ssrc(forwarder):
-    """The recovery above for a viewer without RTX: the probes are padding-only packets on SSRC 1234
-    (mediasoup-client signals that SSRC for probation), each with the next transport-wide number, so
+    """The recovery above for a viewer without RTX: the probes are padding-only packets on SSRC 1234,
+    payload type 127 (mediasoup-client signals them for probation), each with the next transport-wide number, so
     the viewer's feedback acknowledges them and the consumer climbs back to layer 2 within seconds."""
     fwd, server_addr, _ = forwarder
     rig = SimulcastRig(fwd, server_addr, twcc_ext_id=3)
-    fwd.set_transport_probator(rig.transport, 101)
+    fwd.set_transport_probator(rig.transport, 127)  # mediasoup-client's probator
     receiver = LinkReceiver(rig, 300_000)
     padding: list[bytes] = []
 
@@ -626,7 +626,7 @@ def test_a_viewer_without_rtx_is_probed_with_padding_on_the_probator_ssrc(forwar
     assert len(padding) >= 16 and stats()["probeBytesSent"] >= sum(len(p) for p in padding)
     parsed = [RtpPacket.parse(p) for p in padding]
     assert all(raw[0] & 0x20 and raw[-1] == 255 for raw in padding), "padding only, 255 bytes of it"
-    assert all(p.payload_type == 101 and p.payload == b"" for p in parsed)
+    assert all(p.payload_type == 127 and p.payload == b"" for p in parsed)
     seqs = [p.sequence_number for p in parsed]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "numbered on their own SSRC"
     numbers = [extension_value(raw, 3) for raw in padding]

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from media.engine.producer import Producer
     from media.engine.transport import Transport
 
+# mediasoup-client's probator receiver (ortc.generateProbatorRtpParameters): SSRC 1234, this type
+PROBATOR_PAYLOAD_TYPE = 127
+
 # what one Forwarder consumer can choose from (fastpath/state.pxd)
 MAX_SPATIAL_LAYERS = 3
 MAX_TEMPORAL_LAYERS = 4
@@ -127,9 +130,10 @@ class Consumer:
         if red_pt >= 0:
             fwd.set_consumer_red(self.slot, red_pt, red_strip)
         if self.kind == "video" and twcc_id and transport.probator_pt is None:
-            # mediasoup-client receives SSRC 1234 with the first video consumer's codec for probation:
-            # a transport whose consumers have no RTX is probed with padding there
-            transport.probator_pt = int(codec["payloadType"])
+            # with its first video consumer mediasoup-client receives SSRC 1234, payload type 127 (the
+            # consumer's codec, its header extensions) for probation: a transport whose consumers
+            # have no RTX is probed with padding there
+            transport.probator_pt = PROBATOR_PAYLOAD_TYPE
             fwd.set_transport_probator(transport.slot, transport.probator_pt)
         if self.producer_paused:
             fwd.set_consumer_paused(self.slot, self.paused, True)
