@@ -172,14 +172,15 @@ class Got:
         self.picture, self.sid, self.index = struct.unpack("!IBB", body[:6])
 
 
-def av1_viewer(fwd, server_addr, structure, spatial_layers: int, preferred: tuple[int, int]):
+def av1_viewer(fwd, server_addr, structure, spatial_layers: int, preferred: tuple[int, int],
+               ksvc: bool = True):
     producer, viewer = Peer(), Peer()
     viewer.sock.setblocking(False)
     stream = fwd.add_producer_stream(connect(fwd, producer), 7000, 0, CODEC_AV1, 90000, 0, True)
     fwd.set_stream_dependency_descriptor(stream, DD_ID)
     consumer = fwd.add_consumer(connect(fwd, viewer), 7100, 1, {45: 45}, {DD_ID: DD_ID}, 0, CODEC_AV1, 90000,
                                 True, False, preferred[0], temporal_layers=3, preferred_temporal=preferred[1],
-                                svc_layers=spatial_layers, ksvc=spatial_layers > 1)
+                                svc_layers=spatial_layers, ksvc=ksvc and spatial_layers > 1)
     fwd.attach_stream(consumer, 0, stream)
     return Av1Source(producer, server_addr, 7000, structure, spatial_layers), viewer, stream, consumer
 
@@ -332,3 +333,23 @@ def test_a_nack_gets_the_av1_packet_it_names_across_skipped_frames(forwarder):
         [(g.seq, g.picture, g.index, g.marker, g.dd) for g in lost]
     assert fwd.consumer_stats(consumer)["retransmittedPackets"] == 3
     assert fwd.dependency_descriptor_stats(stream)["mapped"] == 32, "resends read, never count"
+
+
+def test_av1_full_svc_goes_down_a_spatial_layer_at_the_next_picture(forwarder):
+    """L3T3 (not _KEY): every picture's upper layers refer to the lower ones, so the layers up to the
+    preferred one are forwarded in every picture; going down needs no key frame, going up does."""
+    fwd, server_addr, _ = forwarder
+    # the L3T3_KEY templates serve: what differs is what the consumer is told of the prediction
+    source, viewer, stream, full = av1_viewer(fwd, server_addr, l3t3_key(), 3, (2, 2), ksvc=False)
+    got = send(fwd, source, viewer, 6)
+    assert layers_by_picture(got) == {p: [0, 1, 2] for p in range(6)}
+    fwd.set_consumer_preferred_layer(full, 1, 2)
+    got += send(fwd, source, viewer, 6)
+    layers = layers_by_picture(got)
+    assert {p: layers[p] for p in range(6, 12)} == {p: [0, 1] for p in range(6, 12)}
+    fwd.set_consumer_preferred_layer(full, 2, 2)      # up waits for the key picture at 16
+    got += send(fwd, source, viewer, 6)
+    layers = layers_by_picture(got)
+    assert {p: layers[p] for p in range(12, 18)} == {**{p: [0, 1] for p in range(12, 16)},
+                                                    16: [0, 1, 2], 17: [0, 1, 2]}
+    assert_no_holes(got)
