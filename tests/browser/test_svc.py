@@ -81,8 +81,12 @@ async def test_a_viewer_decodes_the_temporal_layers_it_prefers(browser, server, 
           f"{after['packetsReceived']} packets, {after['packetsLost']} lost, {after['width']} wide")
     assert high >= 8, high
     assert 0.1 <= low / high <= 0.45, (low, high)
-    # a skipped frame leaves no hole: the receiver counts no loss (loopback loses nothing)
-    assert after["packetsLost"] == 0 and during["packetsLost"] == 0
+    # a skipped frame leaves no hole: a hole could not be repaired (a skipped packet is never sent),
+    # and at temporal layer 0 three packets in four are skipped. Loopback may drop a datagram when
+    # a busy receiver's socket buffer fills; the viewer NACKs that and the server repairs it.
+    assert during["packetsLost"] <= consumers[0]["retransmittedPackets"], (during, consumers)
+    assert after["packetsLost"] <= consumers[0]["retransmittedPackets"], (after, consumers)
+    assert after["packetsLost"] <= 0.03 * after["packetsReceived"], after
     # the reduced stream decodes as it is: the viewer never asked for a key frame to go on
     assert sum(c["pliCount"] for c in consumers) == pli_before, (pli_before, consumers)
     await bob.close()
@@ -119,7 +123,7 @@ async def test_a_viewer_switching_spatial_layers_decodes_the_width_it_asks_for(b
     assert top >= 600, top
     assert 0 < bottom <= top // 2, (top, bottom)
     assert all(c["currentLayer"] == 0 for c in consumers), consumers
-    assert rate >= 5 and after["packetsLost"] == 0
+    assert rate >= 5 and after["packetsLost"] <= consumers[0]["retransmittedPackets"], (after, consumers)
     await prefer(bob, 2, 2)
     again = await wait_width(bob, lambda w: w >= 600)
     assert again >= 600, again
