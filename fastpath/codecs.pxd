@@ -36,6 +36,8 @@ cdef struct PayloadInfo:
     int header_length       # bytes of the payload descriptor before the codec's own bitstream
     int inter_predicted     # VP9 P: the layer frame refers to earlier pictures (K-SVC: no
                             # spatial switch, and no other spatial layer needed)
+    int switch_mask         # AV1 dependency descriptor (av1.pxd): bit t set, switching up to
+                            # temporal layer t is safe from this frame; 0 elsewhere
 
 
 cdef int parse_payload(int codec, const unsigned char* payload, int length,

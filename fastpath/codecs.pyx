@@ -72,6 +72,7 @@ cdef inline void _info_reset(PayloadInfo* out) noexcept nogil:
     out.tl0picidx = -1
     out.header_length = 0
     out.inter_predicted = 0
+    out.switch_mask = 0
 
 
 cdef inline int _read_picture_id(const unsigned char* p, int length, int pos,

@@ -20,4 +20,5 @@ cdef class Fanout(ForwarderState):
     cdef int _resend(self, ConsumerState* c, ProducerStream* s, uint16_t out_seq, bint as_rtx) noexcept nogil
     cdef void _retransmit(self, ConsumerState* c, const unsigned char* data, const RtcpItem* item) noexcept nogil
     cdef void _pace_probes(self, uint64_t now) noexcept nogil
+    cdef bint _send_padding_probe(self, int32_t t, ConsumerState* c) noexcept nogil
     cdef int _send_probe(self, int32_t t, ProbeState* p) noexcept nogil

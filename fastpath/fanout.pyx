@@ -9,8 +9,10 @@ and a running probe's packets are sent from there too (probe.pyx).
 """
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memmove
+from libc.stdlib cimport calloc, free
+from libc.string cimport memmove, memset
 
+from fastpath.av1 cimport DdStream, dd_apply
 from fastpath.bwe cimport (
     BWE_PROBE_SENDING,
     bwe_on_sent,
@@ -18,9 +20,16 @@ from fastpath.bwe cimport (
     bwe_probe_end_sending,
 )
 from fastpath.clock cimport monotonic_ns
-from fastpath.codecs cimport CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
+from fastpath.codecs cimport CODEC_AV1, CODEC_VP8, VP8_KEEP, PayloadInfo, parse_payload, vp8_rewrite_picture_id
 from fastpath.netdefs cimport sockaddr
-from fastpath.probe cimport PROBE_RESEND_DEPTH, ProbeState, probe_due, probe_finish
+from fastpath.probe cimport (
+    PROBATOR_SSRC,
+    PROBE_PADDING_BYTES,
+    PROBE_RESEND_DEPTH,
+    ProbeState,
+    probe_due,
+    probe_finish,
+)
 from fastpath.red cimport RED_ERR_UNKNOWN_PT, RED_STRIP, red_rewrite
 from fastpath.rewrite cimport (
     drop_log_add,
@@ -36,10 +45,11 @@ from fastpath.rewrite cimport (
     ts_rewrite_sync,
 )
 from fastpath.rtcp cimport RtcpItem, rtcp_parse_nack
-from fastpath.rtp cimport RtpHeader, parse_rtp, write_u16
+from fastpath.rtp cimport RtpHeader, parse_rtp, write_u16, write_u32
 from fastpath.srtp cimport SrtpSession
 from fastpath.svc cimport LAYER_DROP, LAYER_FORWARD_END, layer_filter
 from fastpath.state cimport (
+    DROP_DD_MALFORMED,
     DROP_RED_MALFORMED,
     DROP_REWRITE,
     DROP_SRTP_RTP,
@@ -47,6 +57,8 @@ from fastpath.state cimport (
     HISTORY_PACKET_BYTES,
     HISTORY_PACKETS,
     MAX_NACKED_PER_PACKET,
+    MAX_SPATIAL_LAYERS,
+    MAX_TEMPORAL_LAYERS,
     ConsumerState,
     ForwarderState,
     PendingPacket,
@@ -107,6 +119,19 @@ cdef inline int tl0picidx_out(ConsumerState* c, const PayloadInfo* info) noexcep
     return c.last_tl0picidx
 
 
+cdef inline void _recount_layer(ProducerStream* s, const PayloadInfo* before, const PayloadInfo* after,
+                                int length) noexcept nogil:
+    """Move a packet's bytes to the layer its dependency descriptor names: the receive stage counted
+    them by the OBU header, which an AV1 packet continuing an OBU does not repeat (layers.pyx)."""
+    cdef int sid0 = min(max(before.spatial_id, 0), MAX_SPATIAL_LAYERS - 1)
+    cdef int tid0 = min(max(before.temporal_id, 0), MAX_TEMPORAL_LAYERS - 1)
+    cdef int sid1 = min(max(after.spatial_id, 0), MAX_SPATIAL_LAYERS - 1)
+    cdef int tid1 = min(max(after.temporal_id, 0), MAX_TEMPORAL_LAYERS - 1)
+    if (sid0 != sid1 or tid0 != tid1) and s.layer_bytes[sid0][tid0] >= <uint64_t>length:
+        s.layer_bytes[sid0][tid0] -= length
+        s.layer_bytes[sid1][tid1] += length
+
+
 cdef enum:
     # what _resend() did
     RESEND_UNMAPPED = -1
@@ -120,9 +145,22 @@ cdef class Fanout(ForwarderState):
 
     cdef void _queue_forward(self, int32_t stream_slot, const unsigned char* data, const RtpHeader* h,
                              const PayloadInfo* info, bint keyframe, uint64_t now) noexcept nogil:
-        """Hold a packet for _fan_out(); a full queue is fanned out first."""
+        """Hold a packet for _fan_out(); a full queue is fanned out first.
+
+        An AV1 stream's dependency descriptor (av1.pyx) is read here, consumers or not, so its
+        template structure is known when a consumer joins; one that cannot be read is dropped."""
         cdef PendingPacket* p
-        if self.streams[stream_slot].consumer_count == 0:
+        cdef ProducerStream* s = &self.streams[stream_slot]
+        cdef PayloadInfo av1_info
+        if s.dd != NULL:
+            av1_info = info[0]
+            if dd_apply(s.dd, s.dd_ext_id, data, h, &av1_info, 1) < 0:
+                self.drops[DROP_DD_MALFORMED] += 1
+                return
+            _recount_layer(s, info, &av1_info, h.header_len + h.payload_len + h.padding_len)
+            info = &av1_info
+            keyframe = av1_info.is_keyframe > 0
+        if s.consumer_count == 0:
             return
         if self.pending_count == self.pending_capacity:
             self._fan_out(now)
@@ -191,8 +229,9 @@ cdef class Fanout(ForwarderState):
             c.current_layer = layer
             c.layers_changed = 1
             self.events_pending = 1
-        if c.temporal_count > 1 or c.svc_layers > 1:
-            # layers within the stream (svc.pxd): a skipped packet leaves no hole in our numbering
+        if (c.temporal_count > 1 or c.svc_layers > 1) and (c.codec != CODEC_AV1 or self.streams[p.stream].dd != NULL):
+            # layers within the stream (svc.pxd): a skipped packet leaves no hole in our numbering;
+            # an AV1 stream names them only in its dependency descriptor
             verdict = layer_filter(c, &p.info, p.keyframe)
             if c.layers_changed:
                 self.events_pending = 1
@@ -312,7 +351,9 @@ cdef class Fanout(ForwarderState):
             return RESEND_SKIPPED
         info.picture_id = -1
         parse_payload(s.codec, stored + h.header_len, h.payload_len, &info)
-        if c.temporal_count > 1 or c.svc_layers > 1:
+        if s.dd != NULL and dd_apply(s.dd, s.dd_ext_id, stored, &h, &info, 0) < 0:
+            return RESEND_SKIPPED
+        if (c.temporal_count > 1 or c.svc_layers > 1) and (c.codec != CODEC_AV1 or s.dd != NULL):
             if (c.temporal_count > 1 and info.temporal_id > c.current_temporal) or \
                     (c.svc_layers > 1 and info.spatial_id > c.svc_current):
                 return RESEND_SKIPPED
@@ -372,13 +413,58 @@ cdef class Fanout(ForwarderState):
                 due -= sent
         self.probes_active = active
 
+    cdef bint _send_padding_probe(self, int32_t t, ConsumerState* c) noexcept nogil:
+        """One padding-only probe packet (RFC 3550 §5.1 P bit) on PROBATOR_SSRC, the SSRC
+        mediasoup-client signals for probation (as mediasoup's RtpProbationGenerator): the receiver
+        counts it for transport-cc by its transport-wide number and its decoder never sees it."""
+        cdef TransportState* ct = &self.transports[t]
+        cdef int slot_size = self.sock.slot_size
+        cdef unsigned char* dst
+        cdef int n = 20 + PROBE_PADDING_BYTES
+        cdef uint16_t twcc_seq
+        if not (ct.probator_pt and ct.has_tuple and ct.has_srtp) or not 0 < c.twcc_ext_id <= 14:
+            return 0
+        dst = self.sock.tx_slot()
+        dst[0] = 0x80 | 0x20 | 0x10     # version 2, padding, one header extension
+        dst[1] = ct.probator_pt & 0x7F
+        write_u16(dst + 2, ct.probator_seq)
+        write_u32(dst + 4, c.last_out_ts)
+        write_u32(dst + 8, PROBATOR_SSRC)
+        # RFC 8285 §4.2 one-byte form: the transport-wide sequence number, then one byte of padding
+        dst[12] = 0xBE
+        dst[13] = 0xDE
+        write_u16(dst + 14, 1)
+        twcc_seq = ct.twcc_seq
+        dst[16] = <unsigned char>((c.twcc_ext_id << 4) | 1)
+        write_u16(dst + 17, twcc_seq)
+        dst[19] = 0
+        memset(dst + 20, 0, PROBE_PADDING_BYTES - 1)
+        dst[n - 1] = PROBE_PADDING_BYTES    # the padding's last byte counts it, itself included
+        if ct.srtp_out != NULL and (<SrtpSession>ct.srtp_out).protect_rtp(dst, &n, slot_size) != 0:
+            self.drops[DROP_SRTP_RTP] += 1
+            return 0
+        ct.probator_seq += 1
+        ct.twcc_seq += 1
+        bwe_on_sent(&ct.bwe, twcc_seq, n, monotonic_ns())
+        if ct.is_tcp:
+            if not self._queue_tcp(ct, dst, n):
+                return 0
+        else:
+            self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
+            if self.sock.tx_count >= self.flush_every:
+                self.sock.flush()
+        ct.rtp_out_packets += 1
+        ct.rtp_out_bytes += n
+        return 1
+
     cdef int _send_probe(self, int32_t t, ProbeState* p) noexcept nogil:
         """One probe packet: a recent packet of the probe's consumer resent on its RTX stream (RFC 4588),
         which the receiver counts for transport-cc and discards as a duplicate. Its size, or 0.
 
         Packets are taken by output number back from the newest, mapped to their input as a
         NACK's are (seq_rewrite_in), so the original sequence number it carries is the one the
-        receiver saw; a number that maps to nothing or to a layer above the consumer's is passed."""
+        receiver saw; a number that maps to nothing or to a layer above the consumer's is passed.
+        A consumer without RTX probes with padding on the probator SSRC instead."""
         cdef ConsumerState* c
         cdef ProducerStream* s
         cdef int k, outcome
@@ -387,8 +473,15 @@ cdef class Fanout(ForwarderState):
         if not 0 <= p.source < self.consumer_capacity:
             return 0
         c = &self.consumers[p.source]
-        if not (c.used and c.transport == t and c.rtx_ssrc and c.seq.started) or c.paused or c.producer_paused:
+        if not (c.used and c.transport == t and c.seq.started) or c.paused or c.producer_paused:
             return 0
+        if not c.rtx_ssrc:
+            before = self.transports[t].rtp_out_bytes
+            if not self._send_padding_probe(t, c):
+                return 0
+            p.packets += 1
+            p.bytes += self.transports[t].rtp_out_bytes - before
+            return <int>(self.transports[t].rtp_out_bytes - before)
         if not (0 <= c.current_layer < c.layer_count) or c.streams[c.current_layer] < 0:
             return 0
         s = &self.streams[c.streams[c.current_layer]]
@@ -412,3 +505,42 @@ cdef class Fanout(ForwarderState):
             p.bytes += self.transports[t].rtp_out_bytes - before
             return <int>(self.transports[t].rtp_out_bytes - before)
         return 0
+
+    # ---- control: AV1 dependency descriptor --------------------------------------------------
+
+    def set_stream_dependency_descriptor(self, int slot, int ext_id):
+        """Read the AV1 dependency descriptor (AV1 RTP spec appendix A) of this stream's packets from
+        extension `ext_id` (0: off): their layers, frame bounds and switch points come from it."""
+        cdef ProducerStream* s = self._stream(slot)
+        if not 0 <= ext_id < 256:
+            raise ValueError("extension ids are 1..255")
+        if ext_id and s.dd == NULL:
+            s.dd = <DdStream*>calloc(1, sizeof(DdStream))
+            if s.dd == NULL:
+                raise MemoryError()
+        elif not ext_id:
+            free(s.dd)
+            s.dd = NULL
+        s.dd_ext_id = ext_id
+
+    def dependency_descriptor_stats(self, int slot):
+        """What the stream's dependency descriptors gave: None without one, else counters and the
+        structure's decode targets as (spatial id, temporal id)."""
+        cdef ProducerStream* s = self._stream(slot)
+        cdef int dt
+        if s.dd == NULL:
+            return None
+        return {
+            "mapped": s.dd.mapped, "unmapped": s.dd.unmapped, "malformed": s.dd.malformed,
+            "structures": s.dd.structures,
+            "decodeTargets": [(s.dd.structure.dt_sid[dt], s.dd.structure.dt_tid[dt])
+                              for dt in range(s.dd.structure.dt_count if s.dd.structure.template_count else 0)],
+        }
+
+    def set_transport_probator(self, int slot, int payload_type):
+        """Probe this transport, when none of its consumers has RTX, with padding-only packets on
+        SSRC 1234 of this payload type (0: off): what mediasoup-client's "probator" receiver takes,
+        payload type 127 (mediasoup-client ortc.generateProbatorRtpParameters)."""
+        if not 0 <= payload_type < 128:
+            raise ValueError("payload types are 0..127")
+        self._transport(slot).probator_pt = payload_type

@@ -41,6 +41,12 @@ cdef inline bint _layered(ConsumerState* c) noexcept:
     return c.layer_count > 1 or c.temporal_count > 1 or c.svc_layers > 1
 
 
+cdef inline bint _can_probe(const ConsumerState* c, const TransportState* tr) noexcept nogil:
+    """The consumer's transport can be probed through it: transport-cc, and RTX or the probator
+    (one-byte extension ids only, which a padding packet's header is built with)."""
+    return c.twcc_ext_id and (c.rtx_ssrc or (tr.probator_pt and c.twcc_ext_id <= 14))
+
+
 cdef class LayerSelection(Receiver):
     """Layer choice per video consumer (simulcast stream, temporal and SVC layers), within its
     transport's bandwidth estimate."""
@@ -266,8 +272,9 @@ cdef class LayerSelection(Receiver):
         held below the layers it prefers, the next step up is flowing, and the estimate may probe
         (limited, transport-cc, past the hold after a decrease and any back-off). The probe aims
         the transport's total rate at what the budget would need with that consumer one step up;
-        its packets are RTX resends of a consumer's recent packets, so a transport probes only
-        when one of its consumers has RTX. Then every running probe is paced."""
+        its packets are RTX resends of a consumer's recent packets, or without RTX padding-only
+        packets on the probator SSRC the receiver signalled (set_transport_probator), so a transport
+        probes only when it has one or the other. Then every running probe is paced."""
         cdef int i, spatial, temporal, next_spatial, next_temporal
         cdef double need
         cdef uint32_t target
@@ -281,8 +288,8 @@ cdef class LayerSelection(Receiver):
             if not (c.used and c.is_video) or c.paused or c.producer_paused or c.current_layer < 0:
                 continue
             tr = &self.transports[c.transport]
-            if c.rtx_ssrc and c.twcc_ext_id and tr.probe.want_source < 0:
-                tr.probe.want_source = i  # any consumer with RTX can carry the transport's probe
+            if _can_probe(c, tr) and tr.probe.want_source < 0:
+                tr.probe.want_source = i  # any consumer with RTX (or the probator) can carry the probe
             if not _layered(c) or tr.budget_bps < 0:
                 continue
             spatial = c.svc_current if c.svc_layers > 1 else c.current_layer
@@ -301,8 +308,8 @@ cdef class LayerSelection(Receiver):
                     + UPGRADE_MARGIN * self._layer_bitrate(c, next_spatial, next_temporal))
             if need > tr.probe.want_bps:
                 tr.probe.want_bps = <uint32_t>need if need < 4e9 else 4000000000u
-                if c.rtx_ssrc and c.twcc_ext_id:
-                    tr.probe.want_source = i
+                if _can_probe(c, tr) and (c.rtx_ssrc or tr.probe.want_source < 0):
+                    tr.probe.want_source = i  # RTX resends (real media) before padding
         for i in range(self.transport_capacity):
             tr = &self.transports[i]
             if not tr.used:

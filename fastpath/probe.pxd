@@ -17,6 +17,10 @@ cdef enum:
     PROBE_MAX_BACKOFF_MS = 8000
     # a probe resends from the newest this many packets of its consumer's stream, then again
     PROBE_RESEND_DEPTH = 32
+    # without RTX: padding-only packets on the SSRC mediasoup-client signals for them (its
+    # "probator" receiver, as mediasoup's RtpProbationGenerator), RTP padding at its largest
+    PROBATOR_SSRC = 1234
+    PROBE_PADDING_BYTES = 255
 
 
 cdef struct ProbeState:
@@ -31,7 +35,7 @@ cdef struct ProbeState:
     uint64_t next_ns            # no probe starts before this
     uint64_t backoff_ns         # the wait after the next failure
     uint32_t want_bps           # update_layers' scratch: the rate a consumer's next layer needs...
-    int32_t want_source         # ...and a consumer with RTX to probe with, -1 none
+    int32_t want_source         # ...and a consumer to probe with (RTX, or padding on the probator), -1 none
     uint64_t started
     uint64_t succeeded
     uint64_t failed

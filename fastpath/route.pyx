@@ -25,7 +25,7 @@ from libc.string cimport memcpy, memset
 from fastpath.bwe cimport bwe_available, bwe_free, bwe_track_sent
 from fastpath.congestion cimport arrival_log_free
 from fastpath.clock cimport monotonic_ns
-from fastpath.codecs cimport CODEC_VP8, CODEC_VP9
+from fastpath.codecs cimport CODEC_AV1, CODEC_VP8, CODEC_VP9
 from fastpath.demux cimport address_key
 from fastpath.layers cimport LayerSelection
 from fastpath.netdefs cimport sockaddr, sockaddr_storage, socklen_t
@@ -342,8 +342,9 @@ cdef class Forwarder(LayerSelection):
         which the consumer gets up to preferred_temporal (-1: all). svc_layers: the spatial layers
         one stream carries (VP9 SVC; layer_count is then 1), chosen like simulcast layers with
         preferred_layer; ksvc: the stream is K-SVC (scalabilityMode "..._KEY"). Layers within a
-        stream are chosen for VP8 (temporal) and VP9 (temporal and spatial) only, whose every
-        packet names its layers; other codecs' streams are forwarded whole.
+        stream are chosen for VP8 (temporal), VP9 and AV1 (temporal and spatial) only, whose every
+        packet names its layers (AV1 in its dependency descriptor); other codecs' streams, and AV1
+        streams without the descriptor, are forwarded whole.
         """
         cdef int i, old_pt, new_pt
         cdef ConsumerState* c
@@ -375,9 +376,9 @@ cdef class Forwarder(LayerSelection):
         c.layer_count = layer_count
         for layer in range(MAX_SPATIAL_LAYERS):
             c.streams[layer] = NO_LAYER
-        if codec != CODEC_VP8 and codec != CODEC_VP9:
-            # H264 names no layers, AV1 only in the packets that start an OBU (fragments need the
-            # dependency descriptor, not read yet): such streams are not thinned
+        if codec != CODEC_VP8 and codec != CODEC_VP9 and codec != CODEC_AV1:
+            # H264 names no layers: its streams are not thinned (AV1's are, from the dependency
+            # descriptor, when the producer sends one: fanout.pyx)
             temporal_layers = svc_layers = 1
         elif codec == CODEC_VP8:
             svc_layers = 1

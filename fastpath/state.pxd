@@ -7,6 +7,7 @@ an RTCP packet protected and queued for a transport, and an RFC 4571 frame for a
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
+from fastpath.av1 cimport DdStream
 from fastpath.bwe cimport BandwidthEstimate
 from fastpath.congestion cimport ArrivalLog, IncomingEstimate
 from fastpath.netdefs cimport sockaddr_storage, socklen_t
@@ -45,7 +46,8 @@ cdef enum:
     DROP_RTX_PADDING = 14
     DROP_RED_MALFORMED = 15
     DROP_DUPLICATE = 16
-    DROP_REASONS = 17
+    DROP_DD_MALFORMED = 17      # an AV1 dependency descriptor that could not be read (av1.pyx)
+    DROP_REASONS = 18
     # queued output of one TCP transport between two drains (a slow reader loses the excess)
     TCP_OUTPUT_BYTES = 262144
     # upcalls per drain: bounds Python work an authenticated peer can cause
@@ -105,6 +107,8 @@ cdef struct TransportState:
     uint32_t remb_ssrcs[MAX_REMB_SSRCS]  # the media SSRCs a REMB names (filled per report interval)
     int remb_ssrc_count
     ProbeState probe            # probing the path to its receiver (probe.pxd; judged in bwe)
+    uint8_t probator_pt         # padding probes on SSRC PROBATOR_SSRC with this payload type; 0: none
+    uint16_t probator_seq
 
 
 cdef struct ProducerStream:
@@ -150,6 +154,10 @@ cdef struct ProducerStream:
     uint64_t layer_marks[MAX_SPATIAL_LAYERS][MAX_TEMPORAL_LAYERS]
     double layer_bps[MAX_SPATIAL_LAYERS][MAX_TEMPORAL_LAYERS]
     uint64_t spatial_last_ns[MAX_SPATIAL_LAYERS]    # the last packet of each spatial id
+    # AV1: the producer's id of the dependency descriptor extension and what it has said so far
+    # (av1.pxd); NULL without one
+    int dd_ext_id
+    DdStream* dd
 
 
 cdef struct ConsumerState:

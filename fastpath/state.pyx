@@ -23,7 +23,7 @@ DROP_REASON_NAMES = (
     "unknown_class", "truncated", "unknown_tuple", "no_srtp", "srtp_rtp", "srtp_rtcp",
     "rtp_malformed", "rtcp_malformed", "unknown_ssrc", "unknown_payload_type", "rewrite",
     "control_queue_full", "rtx_unsupported", "tcp_backlog", "rtx_padding", "red_malformed",
-    "duplicate",
+    "duplicate", "dd_malformed",
 )
 
 
@@ -128,6 +128,8 @@ cdef class ForwarderState:
         free(s.history)
         free(s.history_len)
         free(s.history_seq)
+        free(s.dd)
+        s.dd = NULL
         s.history = NULL
         s.history_len = NULL
         s.history_seq = NULL

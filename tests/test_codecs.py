@@ -148,6 +148,7 @@ def test_vp8_descriptor_fields():
         "tl0picidx": 200,
         "header_length": 6,
         "inter_predicted": 0,
+        "switch_mask": 0,
     }
     short = info(CODEC_VP8, vp8(picture_id=0x55, long_id=False))
     assert (short["picture_id"], short["picture_id_bits"], short["header_length"]) == (0x55, 7, 3)
@@ -270,6 +271,7 @@ def test_vp9_non_flexible_layer_indices():
         "tl0picidx": 9,
         "header_length": 5,
         "inter_predicted": 1,
+        "switch_mask": 0,
     }
 
 

@@ -27,6 +27,7 @@ from media.ortc import (
 from media.ortc.capabilities import (
     ABS_SEND_TIME_URI,
     AUDIO_LEVEL_URI,
+    DEPENDENCY_DESCRIPTOR_URI,
     MID_URI,
     PLAYOUT_DELAY_URI,
     REPAIRED_RID_URI,
@@ -316,6 +317,7 @@ def test_chromium_rid_simulcast_maps_onto_router_payload_types(router_caps):
         (MID_URI, 1),
         (ABS_SEND_TIME_URI, 4),
         (TRANSPORT_WIDE_CC_URI, 5),
+        (DEPENDENCY_DESCRIPTOR_URI, 8),
         (VIDEO_ORIENTATION_URI, 11),
         (TOFFSET_URI, 12),
         (PLAYOUT_DELAY_URI, 14),

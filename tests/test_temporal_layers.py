@@ -441,14 +441,15 @@ def test_vp9_k_svc_forwards_only_the_current_spatial_layer_between_key_frames(fo
 
 @pytest.mark.parametrize("codec", [CODEC_H264, CODEC_AV1, CODEC_VP8, CODEC_VP9])
 def test_layers_within_a_stream_are_chosen_only_where_every_packet_names_them(forwarder, codec):
-    """VP8 packets carry their temporal id, VP9 packets their temporal and spatial ids. H264 names
-    no layers and AV1 only in packets that start an OBU: their streams are forwarded whole."""
+    """VP8 packets carry their temporal id, VP9 packets their temporal and spatial ids, AV1 packets
+    both in their dependency descriptor (tests/test_av1_dd.py). H264 names no layers: its streams
+    are forwarded whole."""
     fwd, _, _ = forwarder
     transport = connect(fwd, Peer())
     consumer = fwd.add_consumer(transport, 6200, 1, {98: 98}, {}, 0, codec, 90000, True, False, 0,
                                 temporal_layers=3, preferred_temporal=0, svc_layers=3)
     stats = fwd.consumer_stats(consumer)
-    expected = {CODEC_VP8: (1, 3), CODEC_VP9: (3, 3)}.get(codec, (1, 1))
+    expected = {CODEC_VP8: (1, 3), CODEC_VP9: (3, 3), CODEC_AV1: (3, 3)}.get(codec, (1, 1))
     assert (stats["spatialLayers"], stats["temporalLayers"]) == expected
 
 

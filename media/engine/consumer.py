@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from media.engine.producer import extension_ids, media_codec
 from media.ortc.capabilities import (
+    DEPENDENCY_DESCRIPTOR_URI,
     MID_URI,
     REPAIRED_RID_URI,
     RID_URI,
@@ -17,6 +18,9 @@ from media.ortc.streams import parse_scalability_mode
 if TYPE_CHECKING:
     from media.engine.producer import Producer
     from media.engine.transport import Transport
+
+# mediasoup-client's probator receiver (ortc.generateProbatorRtpParameters): SSRC 1234, this type
+PROBATOR_PAYLOAD_TYPE = 127
 
 # what one Forwarder consumer can choose from (fastpath/state.pxd)
 MAX_SPATIAL_LAYERS = 3
@@ -64,12 +68,20 @@ def rtx_stream(consumer_parameters: dict) -> tuple[int, int]:
 
 
 def extension_map(producer_parameters: dict, consumer_parameters: dict) -> dict[int, int]:
-    """Producer extension id -> ours, by URI; extensions we don't send are dropped."""
+    """Producer extension id -> ours, by URI; extensions we don't send are dropped.
+
+    The dependency descriptor goes to AV1 consumers only: it is what their layers are chosen by,
+    and their receiver learns from it which frames a reduced stream still needs. Chromium sends
+    it with every codec once negotiated; a VP8 receiver would then follow the descriptor's frame
+    numbers across a simulcast switch, from another encoder, instead of the picture ids we rewrite.
+    """
     ours = extension_ids(consumer_parameters)
+    av1 = media_codec(consumer_parameters)["mimeType"].lower() == "video/av1"
     return {
         ext_id: ours[uri]
         for uri, ext_id in extension_ids(producer_parameters).items()
         if uri in ours and uri not in NOT_FORWARDED_EXTENSIONS
+        and (av1 or uri != DEPENDENCY_DESCRIPTOR_URI)
     }
 
 
@@ -117,6 +129,12 @@ class Consumer:
         )
         if red_pt >= 0:
             fwd.set_consumer_red(self.slot, red_pt, red_strip)
+        if self.kind == "video" and twcc_id and transport.probator_pt is None:
+            # with its first video consumer mediasoup-client receives SSRC 1234, payload type 127 (the
+            # consumer's codec, its header extensions) for probation: a transport whose consumers
+            # have no RTX is probed with padding there
+            transport.probator_pt = PROBATOR_PAYLOAD_TYPE
+            fwd.set_transport_probator(transport.slot, transport.probator_pt)
         if self.producer_paused:
             fwd.set_consumer_paused(self.slot, self.paused, True)
         self.engine.consumers_by_slot[self.slot] = self

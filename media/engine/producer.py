@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastpath.codecs import codec_from_mime
+from fastpath.codecs import CODEC_AV1, codec_from_mime
 from fastpath.rtp import find_extension_py
 
-from media.ortc.capabilities import AUDIO_LEVEL_URI, MID_URI, REPAIRED_RID_URI, RID_URI
+from media.ortc.capabilities import (
+    AUDIO_LEVEL_URI,
+    DEPENDENCY_DESCRIPTOR_URI,
+    MID_URI,
+    REPAIRED_RID_URI,
+    RID_URI,
+)
 
 if TYPE_CHECKING:
     from media.engine.consumer import Consumer
@@ -106,6 +112,10 @@ class Producer:
             self._enable_rtx(stream)
         if self.kind == "audio" and self.ext_ids.get(AUDIO_LEVEL_URI):
             fwd.set_stream_audio_level_ext(stream, self.ext_ids[AUDIO_LEVEL_URI])
+        if self.kind == "video" and self.ext_ids.get(DEPENDENCY_DESCRIPTOR_URI) \
+                and self.codec_id == CODEC_AV1:
+            # AV1 frame bounds, layers and switch points come from the descriptor
+            fwd.set_stream_dependency_descriptor(stream, self.ext_ids[DEPENDENCY_DESCRIPTOR_URI])
         self.streams[layer] = stream
         for consumer in self.consumers:
             consumer.attach(layer, stream)

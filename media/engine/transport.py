@@ -51,6 +51,7 @@ class Transport:
         self.slot = engine.forwarder.add_transport(secrets.randbits(32) or 1)
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
+        self.probator_pt: int | None = None  # set by the first video consumer (probing without RTX)
         engine.transports_by_slot[self.slot] = self
         engine.forwarder.set_max_incoming_bitrate(self.slot, engine.max_incoming_bitrate)
 

@@ -22,6 +22,10 @@ AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 VIDEO_ORIENTATION_URI = "urn:3gpp:video-orientation"
 TOFFSET_URI = "urn:ietf:params:rtp-hdrext:toffset"
 PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
+# AV1 RTP specification appendix A: frame dependencies and layers of AV1 (and any codec's) frames
+DEPENDENCY_DESCRIPTOR_URI = (
+    "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension"
+)
 
 _AUDIO_FEEDBACK = [{"type": "transport-cc"}]
 # NACK (RFC 4585), PLI (RFC 4585), FIR (RFC 5104), REMB and transport-wide CC.
@@ -97,6 +101,9 @@ SUPPORTED_RTP_CAPABILITIES: dict[str, Any] = {
         # as in mediasoup: transport-wide CC is only received for audio.
         _extension("audio", TRANSPORT_WIDE_CC_URI, TRANSPORT_WIDE_CC_ID, "recvonly"),
         _extension("video", TRANSPORT_WIDE_CC_URI, TRANSPORT_WIDE_CC_ID),
+        # mediasoup's id; received to pick an AV1 stream's layers (fastpath/av1.pyx) and
+        # forwarded unchanged, so receivers can tell which frames a reduced stream still needs
+        _extension("video", DEPENDENCY_DESCRIPTOR_URI, 8),
         _extension("audio", AUDIO_LEVEL_URI, 10),
         _extension("video", VIDEO_ORIENTATION_URI, 11),
         _extension("video", TOFFSET_URI, 12),

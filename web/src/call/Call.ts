@@ -8,7 +8,7 @@ import type { Consumer, Producer, Transport } from 'mediasoup-client/types';
 
 import type { ChatMessage } from '../api';
 import { describeError } from '../errors';
-import { CAMERA_ENCODINGS } from './layout';
+import { CAMERA_ENCODINGS, cameraCodecSetting } from './layout';
 import { qualityBetween, sampleOf, type ReceiveSample } from './quality';
 import type { JoinData, MediaSource, ProducerInfo, RemoteConsumer, RoomAction, SelfState } from './roomState';
 import { Signaling, SignalingError, type ServerEventName } from './signaling';
@@ -284,7 +284,20 @@ export class Call {
     try {
       const appData: Record<string, unknown> = { source };
       let producer: Producer;
-      if (source === 'camera') {
+      const setting = source === 'camera' ? cameraCodecSetting(window.location.search, localStorage) : null;
+      const codec = setting && this.device?.rtpCapabilities.codecs?.find((c) => c.mimeType.toLowerCase() === setting.mimeType);
+      if (source === 'camera' && codec) {
+        // one encoding whose layers are in the stream (SVC), chosen per viewer by the server
+        appData.height = track.getSettings().height ?? null;
+        producer = await transport.produce({
+          track,
+          codec,
+          encodings: [{ scalabilityMode: setting?.scalabilityMode, maxBitrate: 1_500_000 }],
+          codecOptions: { videoGoogleStartBitrate: 1000 },
+          stopTracks: false,
+          appData,
+        });
+      } else if (source === 'camera') {
         appData.height = track.getSettings().height ?? null;
         producer = await transport.produce({
           track,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { CAMERA_ENCODINGS, gridShape, layerForSize, maxLayerNeeded } from './layout';
+import { CAMERA_ENCODINGS, cameraCodecSetting, gridShape, layerForSize, maxLayerNeeded } from './layout';
 
 describe('gridShape', () => {
   it('fills a wide screen with one tile', () => {
@@ -67,5 +67,24 @@ describe('maxLayerNeeded', () => {
     expect(maxLayerNeeded([0])).toBe(0);
     expect(maxLayerNeeded([0, 1, 2])).toBe(2);
     expect(maxLayerNeeded([])).toBe(0);
+  });
+});
+
+describe('cameraCodecSetting', () => {
+  const storage = (items: Record<string, string>) => ({ getItem: (key: string) => items[key] ?? null });
+
+  it('is off unless a codec is named', () => {
+    expect(cameraCodecSetting('', storage({}))).toBeNull();
+    expect(cameraCodecSetting('?cameraCodec=<script>', storage({}))).toBeNull();
+  });
+
+  it('takes the query before storage, and only a scalability mode it knows', () => {
+    expect(cameraCodecSetting('?cameraCodec=AV1&cameraScalabilityMode=L3T3_KEY', storage({}))).toEqual({
+      mimeType: 'video/av1', scalabilityMode: 'L3T3_KEY',
+    });
+    const stored = storage({ 'switchyard.cameraCodec': 'VP9', 'switchyard.cameraScalabilityMode': 'L1T3' });
+    expect(cameraCodecSetting('', stored)).toEqual({ mimeType: 'video/vp9', scalabilityMode: 'L1T3' });
+    expect(cameraCodecSetting('?cameraCodec=AV1&cameraScalabilityMode=L9T9', stored)?.scalabilityMode).toBeUndefined();
+    expect(cameraCodecSetting('?cameraScalabilityMode=bogus', stored)?.scalabilityMode).toBeUndefined();
   });
 });

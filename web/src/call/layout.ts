@@ -42,3 +42,23 @@ export function layerForSize(displayHeight: number, sourceHeight: number, pixelR
 export function maxLayerNeeded(spatialLayers: number[]): number {
   return spatialLayers.length ? Math.max(...spatialLayers) : 0;
 }
+
+/** The camera's codec and scalability mode when set (docs/web.md, a developer setting): one SVC
+ * encoding instead of simulcast, e.g. AV1 with "L1T3" or "L3T3_KEY". */
+export type CameraCodecSetting = { mimeType: string; scalabilityMode: string | undefined };
+
+export const CAMERA_CODEC_KEY = 'switchyard.cameraCodec';
+export const CAMERA_SCALABILITY_KEY = 'switchyard.cameraScalabilityMode';
+
+/** Read the setting from a URL query (`?cameraCodec=AV1&cameraScalabilityMode=L1T3`) or, failing
+ * that, from storage; null when no codec is named (the default: VP8 simulcast). */
+export function cameraCodecSetting(search: string, storage: Pick<Storage, 'getItem'>): CameraCodecSetting | null {
+  const query = new URLSearchParams(search);
+  const codec = query.get('cameraCodec') ?? storage.getItem(CAMERA_CODEC_KEY);
+  if (!codec || !/^[A-Za-z0-9-]{1,16}$/.test(codec)) return null;
+  const mode = query.get('cameraScalabilityMode') ?? storage.getItem(CAMERA_SCALABILITY_KEY);
+  return {
+    mimeType: `video/${codec}`.toLowerCase(),
+    scalabilityMode: mode && /^[LS][1-3]T[1-3](_KEY)?$/.test(mode) ? mode : undefined,
+  };
+}
