@@ -1,0 +1,216 @@
+"""DataChannels through the whole stack: SDK signaling to a real server, pymediasoup + aiortc SCTP through its worker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from signaling.client import SignalingError
+from tests.media.data_client import DataParticipant, wait_open
+from tests.media.lossy import LossyRelay
+from tests.signaling_server import ServerProcess, signed_in
+
+pytestmark = pytest.mark.timeout(90)
+
+MESSAGES = 1000
+# large enough that the lossy relay tells its packets from SACKs and FORWARD-TSNs (tests/media/lossy.py)
+MESSAGE_SIZE = 240
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('data')}/s.db")
+    yield process
+    err = process.stop()
+    assert "Traceback" not in err, err
+
+
+async def _collect(consumer, count: int, timeout: float, enough=None) -> list:
+    """Messages a DataConsumer receives until `count` arrived (or `enough(received count)`), or `timeout` passed."""
+    received: list = []
+    consumer.on("message", received.append)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(received) < count and not (enough is not None and enough(len(received))) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    return received
+
+
+async def test_ordered_messages_reach_two_consumers_in_order(server):
+    alice = DataParticipant(await signed_in(server.url, "Alice"))
+    bob = DataParticipant(await signed_in(server.url, "Bob"))
+    carol = DataParticipant(await signed_in(server.url, "Carol"))
+    room = await alice.sdk.create_room("data")
+    for participant in (alice, bob, carol):
+        await participant.join(room["id"])
+
+    producer = await alice.produce_data(label="chat", protocol="json", appData={"purpose": "test"})
+    info = alice.transport_info["send"]["sctpParameters"]
+    assert info == {"port": 5000, "OS": 1024, "MIS": 1024, "maxMessageSize": 262144}
+    announced = await bob.sdk.wait_for("new-data-producer")
+    assert announced == {"dataProducerId": producer.id, "peerId": alice.joined["peerId"], "label": "chat",
+                         "protocol": "json", "appData": {"purpose": "test"}}
+    await carol.sdk.wait_for("new-data-producer")
+    await wait_open(producer)
+
+    consumers = []
+    for participant in (bob, carol):
+        consumer, answer = await participant.consume_data(producer.id)
+        assert answer["dataProducerId"] == producer.id and answer["label"] == "chat"
+        assert answer["sctpStreamParameters"]["ordered"] is True
+        await wait_open(consumer)
+        consumers.append(consumer)
+
+    collecting = [asyncio.ensure_future(_collect(c, MESSAGES, 30)) for c in consumers]
+    await asyncio.sleep(0.1)  # the server opens its side of each stream with the association
+    for n in range(MESSAGES):
+        producer.send(f"message {n}" if n % 2 else f"message {n}".encode())
+    for received in await asyncio.gather(*collecting):
+        assert len(received) == MESSAGES
+        assert received == [f"message {n}" if n % 2 else f"message {n}".encode() for n in range(MESSAGES)]
+
+    stats = await alice.sdk.get_stats(producer.id)
+    assert stats[0]["messagesReceived"] == MESSAGES
+    for participant in (alice, bob, carol):
+        await participant.close()
+
+
+async def test_unordered_channel_without_retransmissions_loses_only_what_the_link_drops(server):
+    """maxRetransmits 0 (RFC 8831 section 6.1): a dropped DATA chunk is abandoned, not sent again; the
+    rest arrive at once, without waiting for it. A reliable ordered stream through the same link loses nothing."""
+    alice = DataParticipant(await signed_in(server.url, "Alice"))
+    relay = await LossyRelay.start(("127.0.0.1", server.base + 2), every=0, direction="down", kind="sctp")
+    bob = DataParticipant(await signed_in(server.url, "Bob"), relay=relay.address)
+    room = await alice.sdk.create_room("lossy data")
+    await alice.join(room["id"])
+    await bob.join(room["id"])
+    lossy = await alice.produce_data(label="cursor", ordered=False, maxRetransmits=0)
+    reliable = await alice.produce_data(label="doc")
+    await wait_open(lossy)
+    lossy_consumer, answer = await bob.consume_data(lossy.id)
+    assert answer["sctpStreamParameters"] == {"streamId": 0, "ordered": False, "maxRetransmits": 0}
+    reliable_consumer, _ = await bob.consume_data(reliable.id)
+    await wait_open(lossy_consumer)
+    await wait_open(reliable_consumer)
+
+    relay.every = 10
+    count = 300
+    collecting = asyncio.ensure_future(_collect(lossy_consumer, count, 10, lambda got: got + relay.dropped >= count))
+    for n in range(count):
+        lossy.send(f"{n:04d}".ljust(MESSAGE_SIZE, "."))
+        if n % 20 == 19:
+            await asyncio.sleep(0.01)  # a cursor's pace
+    received = await collecting
+    dropped = relay.dropped
+    numbers = [int(m[:4]) for m in received]
+    # every message the link did not drop arrived, once; the dropped ones were never sent again
+    assert 20 <= dropped <= 40
+    assert len(set(numbers)) == len(numbers) == count - dropped and set(numbers) <= set(range(count))
+    stats = (await bob.sdk.get_stats(answer["id"]))[0]
+    assert stats["messagesSent"] == count and stats["drops"] == {}
+
+    collecting = asyncio.ensure_future(_collect(reliable_consumer, 100, 20))
+    for n in range(100):
+        reliable.send(f"{n:04d}".ljust(MESSAGE_SIZE, "."))
+        if n % 20 == 19:
+            await asyncio.sleep(0.01)
+    assert [int(m[:4]) for m in await collecting] == list(range(100))
+    assert relay.dropped > dropped
+    relay.close()
+    for participant in (alice, bob):
+        await participant.close()
+
+
+async def test_a_peer_leaving_closes_the_consumers_of_its_data_producers(server):
+    alice = DataParticipant(await signed_in(server.url, "Alice"))
+    bob = DataParticipant(await signed_in(server.url, "Bob"))
+    room = await alice.sdk.create_room("leaving")
+    await alice.join(room["id"])
+    producer = await alice.produce_data(label="reactions")
+    await bob.join(room["id"])
+    assert [p["dataProducerId"] for p in bob.joined["dataProducers"]] == [producer.id]
+    consumer, answer = await bob.consume_data(producer.id)
+    await wait_open(consumer)
+
+    await alice.sdk.leave()
+    assert await bob.sdk.wait_for("data-producer-closed") == {"dataProducerId": producer.id,
+                                                              "peerId": alice.joined["peerId"]}
+    assert await bob.sdk.wait_for("data-consumer-closed") == {"dataConsumerId": answer["id"],
+                                                              "dataProducerId": producer.id}
+    # the server reset the stream (RFC 8831 section 6.7): Bob's channel closes too
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while consumer.readyState != "closed" and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    assert consumer.readyState == "closed"
+    for request, payload in (("getStats", {"id": answer["id"]}),
+                             ("consumeData", {"dataProducerId": producer.id}),
+                             ("closeDataConsumer", {"dataConsumerId": answer["id"]})):
+        with pytest.raises(SignalingError) as caught:
+            await bob.sdk.request(request, payload)
+        assert caught.value.code == "not_found", request
+    for participant in (alice, bob):
+        await participant.close()
+
+
+async def test_malformed_data_requests_get_the_contracts_errors(server):
+    alice = DataParticipant(await signed_in(server.url, "Alice"))
+    with pytest.raises(SignalingError) as caught:
+        await alice.sdk.request("produceData", {"transportId": "t", "sctpStreamParameters": {"streamId": 0}})
+    assert caught.value.code == "invalid_state"  # not in a room yet
+    room = await alice.sdk.create_room("malformed data")
+    await alice.join(room["id"])
+    send = await alice.sdk.create_webrtc_transport("send", sctp_capabilities={"numStreams": {"OS": 1024, "MIS": 1024}})
+    recv = await alice.sdk.create_webrtc_transport("recv", sctp_capabilities={"numStreams": {"OS": 1024, "MIS": 1024}})
+    plain = await alice.sdk.create_webrtc_transport("send")
+    assert "sctpParameters" not in plain and send["sctpParameters"]["maxMessageSize"] == 262144
+
+    def produce(**changes):
+        payload = {"transportId": send["id"], "sctpStreamParameters": {"streamId": 1}, "label": "x"}
+        payload.update(changes)
+        return "produceData", {k: v for k, v in payload.items() if v is not ...}
+
+    cases = [
+        (produce(transportId=...), "invalid_input"),
+        (produce(sctpStreamParameters="0"), "invalid_input"),
+        (produce(sctpStreamParameters={}), "invalid_input"),
+        (produce(sctpStreamParameters={"streamId": 1024}), "invalid_input"),
+        (produce(sctpStreamParameters={"streamId": -1}), "invalid_input"),
+        (produce(sctpStreamParameters={"streamId": True}), "invalid_input"),
+        (produce(sctpStreamParameters={"streamId": 1, "ordered": "yes"}), "invalid_input"),
+        (produce(sctpStreamParameters={"streamId": 1, "maxRetransmits": 1, "maxPacketLifeTime": 10}),
+         "invalid_input"),
+        (produce(sctpStreamParameters={"streamId": 1, "ordered": True, "maxRetransmits": 3}), "invalid_input"),
+        (produce(sctpStreamParameters={"streamId": 1, "maxRetransmits": -1}), "invalid_input"),
+        (produce(label="x" * 2000), "invalid_input"),
+        (produce(label=5), "invalid_input"),
+        (produce(appData=[1]), "invalid_input"),
+        (produce(transportId="nope"), "not_found"),
+        (produce(transportId=recv["id"]), "invalid_input"),
+        (produce(transportId=plain["id"]), "invalid_input"),
+        (("consumeData", {}), "invalid_input"),
+        (("consumeData", {"dataProducerId": 5}), "invalid_input"),
+        (("consumeData", {"dataProducerId": "nope"}), "not_found"),
+        (("closeDataProducer", {"dataProducerId": "nope"}), "not_found"),
+        (("closeDataConsumer", {"dataConsumerId": None}), "invalid_input"),
+        (("createWebRtcTransport", {"direction": "recv", "sctpCapabilities": {"numStreams": {"OS": "x"}}}),
+         "invalid_input"),
+        (("createWebRtcTransport", {"direction": "recv", "sctpCapabilities": 7}), "invalid_input"),
+    ]
+    for (event, payload), code in cases:
+        with pytest.raises(SignalingError) as caught:
+            await alice.sdk.request(event, payload)
+        assert caught.value.code == code, (event, payload, caught.value.message)
+
+    first = await alice.sdk.produce_data(send["id"], {"streamId": 1}, "x")
+    with pytest.raises(SignalingError) as caught:
+        await alice.sdk.produce_data(send["id"], {"streamId": 1}, "y")
+    assert caught.value.code == "invalid_input"
+    answer = await alice.sdk.consume_data(first)  # the receive transport with SCTP, found without its id
+    assert answer["sctpStreamParameters"] == {"streamId": 0, "ordered": True}
+    with pytest.raises(SignalingError) as caught:
+        await alice.sdk.consume_data(first, send["id"])
+    assert caught.value.code == "invalid_input"
+    await alice.sdk.close_data_producer(first)
+    await alice.close()
