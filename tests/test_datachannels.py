@@ -96,26 +96,46 @@ async def test_unordered_channel_without_retransmissions_loses_only_what_the_lin
 
     relay.every = 10
     count = 300
-    collecting = asyncio.ensure_future(_collect(lossy_consumer, count, 10, lambda got: got + relay.dropped >= count))
+    received: list = []
+    lossy_consumer.on("message", received.append)
     for n in range(count):
         lossy.send(f"{n:04d}".ljust(MESSAGE_SIZE, "."))
         if n % 20 == 19:
             await asyncio.sleep(0.01)  # a cursor's pace
-    received = await collecting
-    dropped = relay.dropped
+    # settled: everything the relay passed on has arrived, and nothing more came for half a second
+    loop = asyncio.get_running_loop()
+    deadline, settled = loop.time() + 10, None
+    while loop.time() < deadline:
+        state = (len(received), relay.media_seen)
+        if len(received) == relay.media_seen - relay.dropped and state == settled:
+            break
+        settled = state
+        await asyncio.sleep(0.5)
     numbers = [int(m[:4]) for m in received]
-    # every message the link did not drop arrived, once; the dropped ones were never sent again
-    assert 20 <= dropped <= 40
-    assert len(set(numbers)) == len(numbers) == count - dropped and set(numbers) <= set(range(count))
+    # each message crossed the link at most once (never sent again), and every message the link
+    # passed on arrived, once: the losses are the link's drops (and the few datagrams a loaded
+    # machine's loopback sockets may lose in a burst before the relay, never sent again either)
+    assert relay.media_seen <= count and 20 <= relay.dropped <= 30
+    assert len(numbers) == len(set(numbers)) == relay.media_seen - relay.dropped
+    assert len(numbers) >= 0.8 * count and set(numbers) <= set(range(count))
+    dropped = relay.dropped
     stats = (await bob.sdk.get_stats(answer["id"]))[0]
     assert stats["messagesSent"] == count and stats["drops"] == {}
 
-    collecting = asyncio.ensure_future(_collect(reliable_consumer, 100, 20))
+    arrived: list = []
+    reliable_consumer.on("message", arrived.append)
     for n in range(100):
         reliable.send(f"{n:04d}".ljust(MESSAGE_SIZE, "."))
         if n % 20 == 19:
             await asyncio.sleep(0.01)
-    assert [int(m[:4]) for m in await collecting] == list(range(100))
+    # short messages the relay never drops keep SACKs coming, so losses are repaired by fast
+    # retransmit (RFC 9260 section 7.2.4) rather than by the retransmission timer's seconds
+    for _ in range(400):
+        if len([m for m in arrived if len(m) == MESSAGE_SIZE]) == 100:
+            break
+        reliable.send("tick")
+        await asyncio.sleep(0.02)
+    assert [int(m[:4]) for m in arrived if len(m) == MESSAGE_SIZE] == list(range(100))
     assert relay.dropped > dropped
     relay.close()
     for participant in (alice, bob):
@@ -214,3 +234,29 @@ async def test_malformed_data_requests_get_the_contracts_errors(server):
     assert caught.value.code == "invalid_input"
     await alice.sdk.close_data_producer(first)
     await alice.close()
+
+
+async def test_a_message_over_max_message_size_is_dropped_and_counted(server):
+    alice = DataParticipant(await signed_in(server.url, "Alice"))
+    bob = DataParticipant(await signed_in(server.url, "Bob"))
+    room = await alice.sdk.create_room("large")
+    await alice.join(room["id"])
+    await bob.join(room["id"])
+    producer = await alice.produce_data(label="files")
+    await wait_open(producer)
+    consumer, _ = await bob.consume_data(producer.id)
+    await wait_open(consumer)
+    # aiortc refuses to send more than the server's maxMessageSize (262144, from sctpParameters);
+    # this client is made to ignore that, as a misbehaving one would
+    sctp = producer._dataChannel.transport
+    assert sctp._remote_max_message_size == 262144
+    sctp._remote_max_message_size = 0
+    collecting = asyncio.ensure_future(_collect(consumer, 2, 10))
+    producer.send(b"x" * 262145)
+    producer.send(b"y" * 262144)
+    producer.send("after")
+    assert await collecting == [b"y" * 262144, "after"]
+    stats = (await alice.sdk.get_stats(producer.id))[0]
+    assert stats["drops"] == {"message_too_large": 1} and stats["messagesReceived"] == 2
+    for participant in (alice, bob):
+        await participant.close()

@@ -10,9 +10,9 @@ and leaves on the transport's selected tuple at once, without a wait.
 Data is not media: it is handled in Python, on the worker's event loop, but
 within bounds so that the packet path never waits for it. Received packets
 queue (at most `INBOUND_QUEUE_LIMIT`, the rest dropped and counted) for one
-task that feeds the association; what a stream has not yet sent is capped at
-`SEND_BUFFER_LIMIT` bytes (mediasoup's `sctpSendBufferSize`), beyond which a
-message is dropped and counted rather than queued.
+task that feeds the association; what the association has not yet sent is
+capped at `SEND_BUFFER_MESSAGES` of the largest messages (mediasoup's `sctpSendBufferSize`), beyond
+which a message is dropped and counted rather than queued.
 
 Streams are negotiated out of band (RFC 8832 section 6 does not apply): the
 client names the stream of a data producer in `produceData`, the server the
@@ -39,10 +39,14 @@ SCTP_PORT = 5000
 MAX_SCTP_MESSAGE_SIZE = 262144
 NUM_SCTP_STREAMS = 1024
 MAX_SCTP_STREAMS = 65535
-# mediasoup's sctpSendBufferSize: what one stream may hold unsent before messages are dropped.
-SEND_BUFFER_LIMIT = 262144
+# What one association may hold unsent (mediasoup's sctpSendBufferSize, but four of the largest
+# messages rather than one, so that a large message does not make the next small one a drop).
+SEND_BUFFER_MESSAGES = 4
 # Packets received but not yet handed to the association.
 INBOUND_QUEUE_LIMIT = 256
+# The feeding task gives the event loop (the Forwarder's drain) a turn after this many packets,
+# so a full queue delays media by the cost of a few SCTP packets, not of 256.
+PACKETS_PER_TURN = 8
 # aiortc advertises a 1 MiB receive window and counts reassembled bytes against it; a peer that
 # overruns it ignores the window, and its DATA is dropped rather than buffered without end.
 RECEIVE_WINDOW_FLOOR = 0
@@ -96,6 +100,7 @@ class SctpAssociation:
                  num_streams: int = NUM_SCTP_STREAMS, max_message_size: int = MAX_SCTP_MESSAGE_SIZE):
         self.num_streams = num_streams
         self.max_message_size = max_message_size
+        self.send_buffer_limit = SEND_BUFFER_MESSAGES * max_message_size
         self.dtls = DtlsDataTransport(send)
         self.sctp = RTCSctpTransport(self.dtls, port=SCTP_PORT)  # type: ignore[arg-type]
         self.state = SCTP_STATE_NEW
@@ -129,7 +134,12 @@ class SctpAssociation:
     async def _run(self) -> None:
         # The remote's maxMessageSize is not signalled to us; clients accept mediasoup's default.
         await self.sctp.start(RTCSctpCapabilities(maxMessageSize=self.max_message_size), SCTP_PORT)
+        handled = 0
         while True:
+            # get() does not yield while packets wait, and neither does aiortc with our send
+            handled += 1
+            if handled % PACKETS_PER_TURN == 0:
+                await asyncio.sleep(0)
             packet = await self._inbound.get()
             if self.sctp._advertised_rwnd < RECEIVE_WINDOW_FLOOR:
                 self.drops["sctp_receive_window_exceeded"] += 1
@@ -167,13 +177,17 @@ class SctpAssociation:
         """Queue a message on a stream; the reason when it was dropped instead."""
         if channel.readyState != "open":
             return "not_open"
-        if channel.bufferedAmount + message_size(message) > SEND_BUFFER_LIMIT:
+        if self.buffered_amount() + message_size(message) > self.send_buffer_limit:
             return "send_buffer_full"
         try:
             channel.send(message)
         except ValueError:  # larger than the remote's maxMessageSize
             return "too_large"
         return None
+
+    def buffered_amount(self) -> int:
+        """Bytes queued on every stream and not yet handed to SCTP (aiortc's bufferedAmount, summed)."""
+        return sum(channel.bufferedAmount for channel in self.sctp._data_channels.values())
 
     def close(self) -> None:
         """Stop the association; an ABORT goes out only if DTLS is still up (RFC 9260 section 9.1)."""
