@@ -54,9 +54,10 @@ async def test_ordered_messages_reach_two_consumers_in_order(server):
     await carol.sdk.wait_for("new-data-producer")
     await wait_open(producer)
 
-    consumers = []
+    consumers, consumer_ids = [], {}
     for participant in (bob, carol):
         consumer, answer = await participant.consume_data(producer.id)
+        consumer_ids[participant] = answer["id"]
         assert answer["dataProducerId"] == producer.id and answer["label"] == "chat"
         assert answer["sctpStreamParameters"]["ordered"] is True
         await wait_open(consumer)
@@ -72,6 +73,31 @@ async def test_ordered_messages_reach_two_consumers_in_order(server):
 
     stats = await alice.sdk.get_stats(producer.id)
     assert stats[0]["messagesReceived"] == MESSAGES
+
+    # a channel opened in band (DCEP, RFC 8832) rather than negotiated is reset at once
+    in_band = alice.send_transport._handler.pc.createDataChannel("in band")
+    for _ in range(200):
+        if in_band.readyState == "closed":
+            break
+        await asyncio.sleep(0.05)
+    assert in_band.readyState == "closed"
+    transport_stats = (await alice.sdk.get_stats(alice.send_transport.id))[0]
+    assert transport_stats["sctpState"] == "connected"
+    assert transport_stats["sctpDrops"]["dcep_channel_refused"] == 1
+
+    heard: dict = {bob: [], carol: []}
+    for participant in (bob, carol):
+        for event in ("data-consumer-closed", "data-producer-closed"):
+            participant.sdk.on(event, lambda data, p=participant, e=event: heard[p].append((e, data)))
+    await alice.sdk.close_data_producer(producer.id)
+    for _ in range(100):
+        if all(len(events) == 2 for events in heard.values()):
+            break
+        await asyncio.sleep(0.05)
+    for participant, events in heard.items():
+        assert sorted(events, key=lambda e: e[0]) == [
+            ("data-consumer-closed", {"dataConsumerId": consumer_ids[participant], "dataProducerId": producer.id}),
+            ("data-producer-closed", {"dataProducerId": producer.id, "peerId": alice.joined["peerId"]})]
     for participant in (alice, bob, carol):
         await participant.close()
 

@@ -16,8 +16,9 @@ which a message is dropped and counted rather than queued.
 
 Streams are negotiated out of band (RFC 8832 section 6 does not apply): the
 client names the stream of a data producer in `produceData`, the server the
-stream of a data consumer in `consumeData`, as mediasoup does; DCEP (RFC 8832)
-is aiortc's, for clients that open a channel in band anyway.
+stream of a data consumer in `consumeData`, as mediasoup does. A channel a
+client opens in band anyway (DCEP, RFC 8832) is acknowledged by aiortc and then
+closed at once (its stream reset), so it holds nothing on the server.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class SctpAssociation:
         self._inbound: asyncio.Queue[bytes] = asyncio.Queue(INBOUND_QUEUE_LIMIT)
         self._task: asyncio.Task | None = None
         self.closed = False
+        self.sctp.on("datachannel", self._refuse_in_band)
 
     def parameters(self) -> dict:
         return sctp_parameters(self.num_streams, self.max_message_size)
@@ -150,6 +152,10 @@ class SctpAssociation:
                 self.drops["sctp_packet_error"] += 1
                 log.debug("SCTP packet failed", exc_info=True)
             self._follow_state()
+
+    def _refuse_in_band(self, channel: RTCDataChannel) -> None:
+        self.drops["dcep_channel_refused"] += 1
+        channel.close()
 
     def _follow_state(self) -> None:
         state = self.sctp.state
