@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from media.api.errors import InvalidInputError, InvalidStateError, NotFoundError
+from media.channel import ChannelRequestError
 from tests.test_media_call import start_worker
 
 pytestmark = pytest.mark.timeout(60)
@@ -62,3 +63,25 @@ async def test_data_objects_close_in_cascade_and_leave_no_table_behind(worker):
     await router.close()
     tables = (await worker.request("worker.dump"))["tables"]
     assert all(count == 0 for count in tables.values()), tables
+
+
+async def test_the_worker_refuses_data_requests_it_cannot_serve(worker):
+    """The channel's requests are the main process's to get right; the worker still answers wrong ones."""
+    router = await worker.create_router()
+    plain = await router.create_plain_transport()
+    webrtc = await router.create_webrtc_transport()
+    for transport in (plain, webrtc):
+        with pytest.raises(ChannelRequestError) as caught:
+            await worker.request("transport.produceData", {
+                "transportId": transport.id, "dataProducerId": "d", "label": "", "protocol": "",
+                "sctpStreamParameters": {"streamId": 0, "ordered": True}})
+        assert caught.value.code == "invalid_state"
+    for method, data in (("transport.consumeData", {"transportId": "nope", "dataConsumerId": "c",
+                                                    "dataProducerId": "d"}),
+                         ("dataProducer.getStats", {"dataProducerId": "nope"}),
+                         ("dataConsumer.getStats", {"dataConsumerId": "nope"})):
+        with pytest.raises(ChannelRequestError) as caught:
+            await worker.request(method, data)
+        assert caught.value.code == "not_found", method
+    await worker.request("dataProducer.close", {"dataProducerId": "nope"})  # already gone: not an error
+    await router.close()

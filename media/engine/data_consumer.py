@@ -75,7 +75,8 @@ def consume_data(transport: WebRtcTransport, data: dict) -> dict:
     consumer_id = data["dataConsumerId"]
     if consumer_id in transport.engine.data_consumers:
         raise invalid_state(f"data consumer {consumer_id!r} already exists")
-    if transport.sctp is None:
+    # a plain transport has no association at all
+    if getattr(transport, "sctp", None) is None:
         raise invalid_state(f"transport {transport.id} has no SCTP (create it with sctpCapabilities)")
     producer = transport.router.data_producers.get(data["dataProducerId"])
     if producer is None:

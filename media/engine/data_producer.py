@@ -82,7 +82,8 @@ def produce_data(transport: WebRtcTransport, data: dict) -> dict:
     producer_id = data["dataProducerId"]
     if producer_id in transport.engine.data_producers:
         raise invalid_state(f"data producer {producer_id!r} already exists")
-    if transport.sctp is None:
+    # a plain transport has no association at all
+    if getattr(transport, "sctp", None) is None:
         raise invalid_state(f"transport {transport.id} has no SCTP (create it with sctpCapabilities)")
     params = data["sctpStreamParameters"]
     stream_id = params["streamId"]
