@@ -168,6 +168,50 @@ async def test_unordered_channel_without_retransmissions_loses_only_what_the_lin
         await participant.close()
 
 
+async def test_messages_older_than_max_packet_life_time_are_not_sent_again(server):
+    """maxPacketLifeTime (RFC 8831 section 6.1, RFC 3758): what the link lost while it was down is
+    abandoned once older than the lifetime, not delivered late when the link comes back."""
+    alice = DataParticipant(await signed_in(server.url, "Alice"))
+    relay = await LossyRelay.start(("127.0.0.1", server.base + 2), every=0, direction="down", kind="sctp")
+    bob = DataParticipant(await signed_in(server.url, "Bob"), relay=relay.address)
+    room = await alice.sdk.create_room("lifetime")
+    await alice.join(room["id"])
+    await bob.join(room["id"])
+    producer = await alice.produce_data(label="presence", ordered=False, maxPacketLifeTime=200)
+    await wait_open(producer)
+    consumer, answer = await bob.consume_data(producer.id)
+    assert answer["sctpStreamParameters"] == {"streamId": 0, "ordered": False, "maxPacketLifeTime": 200}
+    await wait_open(consumer)
+    received: list = []
+    consumer.on("message", lambda m: received.append(m[:6]))
+
+    async def send(prefix: str, count: int, wait: bool = True) -> None:
+        for n in range(count):
+            producer.send(f"{prefix}{n:03d}".ljust(MESSAGE_SIZE, "."))
+        if not wait:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while sum(m.startswith(prefix) for m in received) < count and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+    await send("before", 5)  # the server's SCTP measures the path: its retransmission timer is 1 s now
+    relay.every = 1  # the link goes down for every DATA packet
+    await send("downxx", 10, wait=False)
+    await asyncio.sleep(2.5)  # past the retransmission timer: the lost ones are 200 ms old by then
+    relay.every = 0
+    await send("after", 5)
+    await asyncio.sleep(0.5)
+    assert sum(m.startswith("before") for m in received) == 5
+    assert sum(m.startswith("after") for m in received) == 5
+    assert not [m for m in received if m.startswith("downxx")]
+    # the server sent all 20 and the link took the 10 (their first and only transmissions)
+    assert (await bob.sdk.get_stats(answer["id"]))[0]["messagesSent"] == 20 and relay.dropped >= 10
+    relay.close()
+    for participant in (alice, bob):
+        await participant.close()
+
+
 async def test_a_peer_leaving_closes_the_consumers_of_its_data_producers(server):
     alice = DataParticipant(await signed_in(server.url, "Alice"))
     bob = DataParticipant(await signed_in(server.url, "Bob"))
