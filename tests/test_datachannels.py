@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from switchyard_client import SignalingError
 
-from signaling.client import SignalingError
 from tests.media.data_client import DataParticipant, wait_open
 from tests.media.lossy import LossyRelay
 from tests.signaling_server import ServerProcess, signed_in

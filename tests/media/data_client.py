@@ -1,23 +1,32 @@
-"""A participant with DataChannels, as a mediasoup-client app builds one: pymediasoup's produceData/consumeData."""
+"""A participant with DataChannels, as a mediasoup-client app builds one: pymediasoup's produceData/consumeData
+over transports created with sctpCapabilities, signalled through the SDK's client."""
 
 from __future__ import annotations
 
 import asyncio
 
+from pymediasoup import AiortcHandler, Device
 from pymediasoup.sctp_parameters import SctpParameters, SctpStreamParameters
-
-from signaling.client import SwitchyardClient
-from tests.media.client import wire
-from tests.media.signaled_client import Participant
+from switchyard_client import SwitchyardClient, wire
+from switchyard_client.media import load_device
 
 
-class DataParticipant(Participant):
+class DataParticipant:
     """Transports are created with the device's sctpCapabilities; `relay` routes the receive side through a UDP relay."""
 
     def __init__(self, sdk: SwitchyardClient, relay: tuple | None = None):
-        super().__init__(sdk)
+        self.sdk = sdk
         self.relay = relay
+        self.device = Device(handlerFactory=AiortcHandler.createFactory(tracks=[]))
+        self.send_transport = None
+        self.recv_transport = None
         self.transport_info: dict[str, dict] = {}
+        self.joined: dict = {}
+
+    async def join(self, room_id: str) -> dict:
+        self.joined = await self.sdk.join(room_id)
+        await load_device(self.device, self.joined["routerRtpCapabilities"])
+        return self.joined
 
     async def _transport(self, direction: str):
         info = await self.sdk.create_webrtc_transport(
@@ -49,7 +58,7 @@ class DataParticipant(Participant):
         return await self.send_transport.produceData(**options)
 
     async def consume_data(self, data_producer_id: str):
-        """consumeData at the server (it picks the stream), then the negotiated channel here; waits until open."""
+        """consumeData at the server (it picks the stream), then the negotiated channel here."""
         if self.recv_transport is None:
             self.recv_transport = await self._transport("recv")
         answer = await self.sdk.consume_data(data_producer_id, self.recv_transport.id)
@@ -58,6 +67,12 @@ class DataParticipant(Participant):
             sctpStreamParameters=SctpStreamParameters.model_validate(answer["sctpStreamParameters"]),
             label=answer["label"], protocol=answer["protocol"], appData=answer["appData"])
         return consumer, answer
+
+    async def close(self) -> None:
+        for transport in (self.send_transport, self.recv_transport):
+            if transport is not None and not transport.closed:
+                await transport.close()
+        await self.sdk.close()
 
 
 async def wait_open(channel_owner, timeout: float = 10.0) -> None:
