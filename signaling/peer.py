@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from app.models import User
     from media.api.consumer import Consumer
+    from media.api.data_consumer import DataConsumer
+    from media.api.data_producer import DataProducer
     from media.api.producer import Producer
     from media.api.transport import Transport
     from signaling.room import Room
@@ -18,6 +20,9 @@ if TYPE_CHECKING:
 MAX_TRANSPORTS = 4
 MAX_PRODUCERS = 8
 MAX_CONSUMERS = 200
+# DataChannels: a few channels sent (reactions, a whiteboard, captions), and one per channel of others
+MAX_DATA_PRODUCERS = 8
+MAX_DATA_CONSUMERS = 200
 
 
 @dataclass(eq=False)
@@ -34,6 +39,8 @@ class Peer:
     transports: dict[str, Transport] = field(default_factory=dict)
     producers: dict[str, Producer] = field(default_factory=dict)
     consumers: dict[str, Consumer] = field(default_factory=dict)
+    data_producers: dict[str, DataProducer] = field(default_factory=dict)
+    data_consumers: dict[str, DataConsumer] = field(default_factory=dict)
     # producer id -> the spatial layers last announced in producer-layers-needed
     layers_needed: dict[str, list[int]] = field(default_factory=dict)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from media.api.data_producer import DataProducer
     from media.api.producer import Producer
     from media.api.router import Router
     from signaling.peer import Peer
@@ -15,6 +16,12 @@ def producer_info(producer: Producer, peer: Peer) -> dict[str, Any]:
     """The contract's `producerInfo` shape."""
     return {"producerId": producer.id, "peerId": peer.peer_id, "kind": producer.kind,
             "appData": producer.app_data}
+
+
+def data_producer_info(producer: DataProducer, peer: Peer) -> dict[str, Any]:
+    """The contract's `dataProducerInfo` shape."""
+    return {"dataProducerId": producer.id, "peerId": peer.peer_id, "label": producer.label,
+            "protocol": producer.protocol, "appData": producer.app_data}
 
 
 @dataclass(eq=False)
@@ -32,6 +39,12 @@ class Room:
     def producer_owner(self, producer_id: str) -> Peer | None:
         for peer in self.peers.values():
             if producer_id in peer.producers:
+                return peer
+        return None
+
+    def data_producer_owner(self, data_producer_id: str) -> Peer | None:
+        for peer in self.peers.values():
+            if data_producer_id in peer.data_producers:
                 return peer
         return None
 

@@ -42,9 +42,19 @@ class Empty(Payload):
     pass
 
 
+class NumSctpStreams(Payload):
+    OS: Annotated[StrictInt, Field(ge=1, le=65535)]
+    MIS: Annotated[StrictInt, Field(ge=1, le=65535)]
+
+
+class SctpCapabilities(Payload):
+    """mediasoup-client's SctpCapabilities: what the client's SCTP stack offers (numStreams)."""
+    numStreams: NumSctpStreams | None = None
+
+
 class CreateWebRtcTransport(Payload):
     direction: Literal["send", "recv"]
-    sctpCapabilities: dict[str, Any] | None = None
+    sctpCapabilities: SctpCapabilities | None = None
     forceTcp: StrictBool = False
     # mediasoup's transport.setMaxIncomingBitrate(), at creation; None: the server's default
     maxIncomingBitrate: Annotated[StrictInt, Field(ge=0, le=MAX_INCOMING_BITRATE)] | None = None
@@ -71,6 +81,33 @@ class Produce(Payload):
     appData: dict[str, Any] | None = None
 
     _app_data = field_validator("appData")(check_app_data)
+
+
+DataLabel = Annotated[str, Field(max_length=1024)]
+
+
+class ProduceData(Payload):
+    transportId: Id
+    sctpStreamParameters: dict[str, Any]
+    label: DataLabel | None = None
+    protocol: DataLabel | None = None
+    appData: dict[str, Any] | None = None
+
+    _app_data = field_validator("appData")(check_app_data)
+
+
+class ConsumeData(Payload):
+    dataProducerId: Id
+    # omitted: the caller's receive transport that has SCTP
+    transportId: Id | None = None
+
+
+class DataProducerRef(Payload):
+    dataProducerId: Id
+
+
+class DataConsumerRef(Payload):
+    dataConsumerId: Id
 
 
 class ProducerRef(Payload):

@@ -15,7 +15,7 @@ from common.ratelimit import SlidingWindow
 from media.api.errors import SwitchyardError
 from signaling.cluster import Cluster, RoomEvents
 from signaling.errors import RequestError, from_engine
-from signaling.handlers import media, presence, room, transport
+from signaling.handlers import data, media, presence, room, transport
 from signaling.metrics import SIGNALING_REQUESTS, SIGNALING_SECONDS
 from signaling.registry import RoomRegistry
 from signaling.sockets import SocketServer
@@ -73,7 +73,8 @@ class SignalingServer:
         self.message_shape = message_shape
         self.connections: dict[str, Connection] = {}
         self.chat_limits = SlidingWindow(CHAT_PER_SECOND, 1.0)
-        self.handlers = {**room.HANDLERS, **transport.HANDLERS, **media.HANDLERS, **presence.HANDLERS}
+        self.handlers = {**room.HANDLERS, **transport.HANDLERS, **media.HANDLERS, **presence.HANDLERS,
+                         **data.HANDLERS}
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self.sio.on("*", self._request)

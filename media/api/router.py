@@ -25,11 +25,13 @@ from media.api.errors import (
     worker_request,
 )
 from media.api.plain_transport import PlainTransport, check_srtp_crypto_suite
+from media.api.sctp import MAX_SCTP_MESSAGE_SIZE, sctp_request
 from media.api.transport import Transport, app_data_of
 from media.api.webrtc_transport import WebRtcTransport
 
 if TYPE_CHECKING:
     from media.api.consumer import Consumer
+    from media.api.data_producer import DataProducer
     from media.api.producer import Producer
     from media.api.worker import Worker
 
@@ -52,6 +54,7 @@ class Router(AsyncIOEventEmitter):
         self.closed = False
         self.transports: dict[str, Transport] = {}
         self.producers: dict[str, Producer] = {}
+        self.data_producers: dict[str, DataProducer] = {}
         self._targets: dict[str, Transport | Consumer] = {}
         worker.on("notification", self._on_notification)
 
@@ -92,8 +95,15 @@ class Router(AsyncIOEventEmitter):
         enable_tcp: bool = True,
         prefer_udp: bool = True,
         app_data: dict[str, Any] | None = None,
+        enable_sctp: bool = False,
+        num_sctp_streams: dict[str, int] | None = None,
+        max_sctp_message_size: int = MAX_SCTP_MESSAGE_SIZE,
     ) -> WebRtcTransport:
-        """A transport for a browser or another WebRTC client: ICE-lite on the worker's shared port."""
+        """A transport for a browser or another WebRTC client: ICE-lite on the worker's shared port.
+
+        enable_sctp: DataChannels over the transport's DTLS (RFC 8261), with mediasoup's
+        numSctpStreams ({OS, MIS}, 1024 each by default) and maxSctpMessageSize (262144).
+        """
         self._check_open()
         app_data = app_data_of(app_data)
         if not (enable_udp or enable_tcp):
@@ -105,6 +115,7 @@ class Router(AsyncIOEventEmitter):
             "enableUdp": bool(enable_udp),
             "enableTcp": bool(enable_tcp),
             "preferUdp": bool(prefer_udp),
+            **sctp_request(enable_sctp, num_sctp_streams, max_sctp_message_size),
         })
         self._check_created()
         transport = WebRtcTransport(self, transport_id, data, app_data)
@@ -176,6 +187,7 @@ class Router(AsyncIOEventEmitter):
             transport.router_closed()
         self.transports.clear()
         self.producers.clear()
+        self.data_producers.clear()
         self._targets.clear()
 
     # ---- worker notifications, by the id of the object they are for ----------------------

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from fastpath.route import Forwarder
 
 from common.log import get_logger
+from media.engine.data_consumer import consume_data
+from media.engine.data_producer import produce_data
 from media.engine.dtls import DtlsCertificate
 from media.engine.errors import invalid_input, not_found
 from media.engine.ice import CONSENT_TIMEOUT, ufrag_of
@@ -45,6 +47,8 @@ class Engine:
         self.transports: dict[str, WebRtcTransport | PlainTransport] = {}
         self.producers: dict = {}
         self.consumers: dict = {}
+        self.data_producers: dict = {}
+        self.data_consumers: dict = {}
         self.transports_by_slot: dict[int, object] = {}
         self.consumers_by_slot: dict[int, object] = {}
         self.ufrags: dict[str, WebRtcTransport] = {}
@@ -194,6 +198,12 @@ class Engine:
             raise not_found("consumer", data["consumerId"])
         return consumer
 
+    def _data_object(self, data: dict, table: str, key: str):
+        item = getattr(self, table).get(data[key])
+        if item is None:
+            raise not_found(key.removesuffix("Id"), data[key])
+        return item
+
     def dump(self) -> dict:
         return {
             "pid": os.getpid(),
@@ -201,6 +211,7 @@ class Engine:
             "tables": {**self.forwarder.table_sizes(), "routers": len(self.routers),
                        "transportObjects": len(self.transports), "producers": len(self.producers),
                        "consumerObjects": len(self.consumers), "ufrags": len(self.ufrags),
+                       "dataProducers": len(self.data_producers), "dataConsumers": len(self.data_consumers),
                        "iceTuples": len(self.tuples)},
         }
 
@@ -297,4 +308,12 @@ REQUESTS: dict[str, Callable[[Engine, dict], dict | None]] = {
     "consumer.setPreferredLayers": _set_preferred_layers,
     "consumer.requestKeyFrame": lambda e, d: e._consumer(d).request_key_frame(),
     "consumer.getStats": lambda e, d: {"stats": e._consumer(d).get_stats()},
+    "transport.produceData": lambda e, d: produce_data(e._transport(d), d),
+    "transport.consumeData": lambda e, d: consume_data(e._transport(d), d),
+    "dataProducer.close": _closer("data_producers", "dataProducerId"),
+    "dataProducer.getStats": lambda e, d: {
+        "stats": e._data_object(d, "data_producers", "dataProducerId").get_stats()},
+    "dataConsumer.close": _closer("data_consumers", "dataConsumerId"),
+    "dataConsumer.getStats": lambda e, d: {
+        "stats": e._data_object(d, "data_consumers", "dataConsumerId").get_stats()},
 }

@@ -6,7 +6,9 @@ send back. A handshake message may span several records in several
 datagrams (Chromium's ClientHello with an X25519MLKEM768 key share is about
 1.4 KB); OpenSSL reassembles them as long as every datagram reaches the same
 SSL object. Once connected, `srtp_keys` holds the exported master keys for
-the fast path's SRTP sessions. Application data (SCTP) is not used yet.
+the fast path's SRTP sessions. Application data records carry SCTP (RFC 8261):
+`feed` keeps what arrives in `application_data` for the transport's SCTP
+association to take, and `send_application_data` protects what it sends.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ DTLS_RECORD_HEADER_LENGTH = 13
 DTLS1_2_VERSION = 0xFEFD
 # RFC 5764 section 4.2.
 SRTP_EXPORTER_LABEL = b"EXTRACTOR-dtls_srtp"
-# Application data is read only to be discarded; one record fits this.
+# One record's plaintext fits this (RFC 6347 section 4.1: at most 2^14 bytes).
 RECORD_READ_SIZE = 16384
+# Application data (SCTP packets) kept between two takes: a peer flooding one feed cannot grow it further.
+APPLICATION_DATA_LIMIT = 256
 BIO_READ_SIZE = 65536
 
 # ECDHE only (forward secrecy); ECDSA first since browsers and we use P-256
@@ -227,6 +231,8 @@ class DtlsSession:
         self.state = DTLS_STATE_NEW
         self.failure_reason: str | None = None
         self.srtp_keys: SrtpKeys | None = None
+        self.application_data: list[bytes] = []
+        self.application_data_dropped = 0
         self._mtu = mtu
         self._verify_failure: str | None = None
         self._ssl = SSL.Connection(certificate.ssl_context(tuple(srtp_profiles)))
@@ -278,6 +284,22 @@ class DtlsSession:
             self._fail(f"handshake timed out: {describe_ssl_error(exc)}")
         return self._flush()
 
+    def send_application_data(self, data: bytes) -> list[bytes]:
+        """Protect one SCTP packet as an application_data record (RFC 8261 section 5); [] unless connected."""
+        if self.state != DTLS_STATE_CONNECTED:
+            return []
+        try:
+            self._ssl.send(data)
+        except SSL.Error as exc:
+            self._fail(f"DTLS error: {describe_ssl_error(exc)}")
+            return []
+        return self._flush()
+
+    def take_application_data(self) -> list[bytes]:
+        """The application data received since the last take, oldest first."""
+        data, self.application_data = self.application_data, []
+        return data
+
     def close(self) -> list[bytes]:
         """Close, returning the close_notify alert to send if connected (RFC 5246 section 7.2.1)."""
         datagrams: list[bytes] = []
@@ -317,10 +339,10 @@ class DtlsSession:
         self.state = DTLS_STATE_CONNECTED
 
     def _read_records(self) -> None:
-        """Process records after the handshake: discard data, notice close_notify or a fatal alert."""
+        """Process records after the handshake: keep application data, notice close_notify or a fatal alert."""
         while True:
             try:
-                self._ssl.recv(RECORD_READ_SIZE)
+                data = self._ssl.recv(RECORD_READ_SIZE)
             except SSL.WantReadError:
                 return
             except SSL.ZeroReturnError:
@@ -329,6 +351,10 @@ class DtlsSession:
             except SSL.Error as exc:
                 self._fail(f"DTLS error: {describe_ssl_error(exc)}")
                 return
+            if len(self.application_data) < APPLICATION_DATA_LIMIT:
+                self.application_data.append(data)
+            else:
+                self.application_data_dropped += 1
 
     def _flush(self) -> list[bytes]:
         """Everything OpenSSL wrote to the memory BIO, as datagrams."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from media.engine.data_producer import DataProducer
     from media.engine.producer import Producer
     from media.engine.transport import Transport
 
@@ -21,6 +22,7 @@ class Router:
         self.active_speaker: str | None = None
         self.transports: dict[str, Transport] = {}
         self.producers: dict[str, Producer] = {}
+        self.data_producers: dict[str, DataProducer] = {}
 
     def pick_active_speaker(self) -> tuple[str | None, float | None] | None:
         """The loudest audio producer above the threshold; None when the choice did not change."""
@@ -40,6 +42,7 @@ class Router:
             transport.close()
         self.transports.clear()
         self.producers.clear()
+        self.data_producers.clear()
 
     def dump(self) -> dict:
         return {

@@ -15,6 +15,8 @@ from media.ortc.capabilities import TRANSPORT_WIDE_CC_URI
 
 if TYPE_CHECKING:
     from media.engine.core import Engine
+    from media.engine.data_consumer import DataConsumer
+    from media.engine.data_producer import DataProducer
     from media.engine.router import Router
 
 
@@ -52,6 +54,9 @@ class Transport:
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
         self.probator_pt: int | None = None  # set by the first video consumer (probing without RTX)
+        # DataChannels (SCTP): only a WebRTC transport with an association has any
+        self.data_producers: dict[str, DataProducer] = {}
+        self.data_consumers: dict[str, DataConsumer] = {}
         engine.transports_by_slot[self.slot] = self
         engine.forwarder.set_max_incoming_bitrate(self.slot, engine.max_incoming_bitrate)
 
@@ -124,6 +129,7 @@ class Transport:
         if self.closed:
             return
         self.closed = True
+        self.close_data()
         for consumer in list(self.consumers.values()):
             consumer.close()
         for producer in list(self.producers.values()):
@@ -132,6 +138,13 @@ class Transport:
         self.engine.transports_by_slot.pop(self.slot, None)
         self.engine.transports.pop(self.id, None)
         self.router.transports.pop(self.id, None)
+
+    def close_data(self) -> None:
+        """Close the data consumers, then the data producers (whose consumers elsewhere close with them)."""
+        for data_consumer in list(self.data_consumers.values()):
+            data_consumer.close()
+        for data_producer in list(self.data_producers.values()):
+            data_producer.close()
 
     def base_stats(self) -> dict:
         stats = self.engine.forwarder.transport_stats(self.slot)

@@ -1,4 +1,4 @@
-"""A WebRTC transport in the worker: ICE-lite and DTLS in Python, SRTP media in the Forwarder."""
+"""A WebRTC transport in the worker: ICE-lite and DTLS in Python, SRTP media in the Forwarder, SCTP data beside DTLS."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from media.engine.ice import (
     IceTuple,
     ice_candidates,
 )
+from media.engine.sctp import MAX_SCTP_MESSAGE_SIZE, NUM_SCTP_STREAMS, SctpAssociation
 from media.engine.transport import Transport
 from media.ortc.capabilities import TRANSPORT_WIDE_CC_ID
 
@@ -52,6 +53,13 @@ class WebRtcTransport(Transport):
         self._early_dtls: list[bytes] = []
         self._dtls_timer: asyncio.TimerHandle | None = None
         engine.ufrags[self.ice.username_fragment] = self
+        # DataChannels (RFC 8831): the association starts once DTLS is connected
+        self.sctp: SctpAssociation | None = None
+        if data.get("enableSctp"):
+            self.sctp = SctpAssociation(
+                self._send_sctp, self._on_sctp_state,
+                int(data.get("numSctpStreams") or NUM_SCTP_STREAMS),
+                int(data.get("maxSctpMessageSize") or MAX_SCTP_MESSAGE_SIZE))
         # A browser sends (and probes its bandwidth) as soon as DTLS is up, which can be before
         # its first `produce` reaches us; mediasoup-client numbers header extensions as the
         # router's capabilities say, so report transport-cc on that id from the start. The first
@@ -68,6 +76,7 @@ class WebRtcTransport(Transport):
                 if c["protocol"] == "tcp" or self.enable_udp
             ],
             "dtlsParameters": self.engine.certificate.dtls_parameters("auto"),
+            **({"sctpParameters": self.sctp.parameters()} if self.sctp is not None else {}),
         }
 
     def connect(self, data: dict) -> dict:
@@ -150,6 +159,7 @@ class WebRtcTransport(Transport):
             return
         self._send_dtls(self.dtls.feed(data))
         self._after_dtls()
+        self._deliver_application_data()
 
     def _handle_ice_events(self, events: list) -> None:
         for event in events:
@@ -210,6 +220,8 @@ class WebRtcTransport(Transport):
                     SrtpSession(keys.profile, keys.remote_key, "inbound"),
                     SrtpSession(keys.profile, keys.local_key, "outbound"),
                 )
+                if self.sctp is not None:
+                    self.sctp.start(self.dtls.role)
             self.engine.notify("transport.dtlsstatechange", self.id, {
                 "dtlsState": state, "failureReason": self.dtls.failure_reason,
                 "srtpCryptoSuite": self.dtls.srtp_keys.profile if self.dtls.srtp_keys else None})
@@ -229,6 +241,26 @@ class WebRtcTransport(Transport):
             self._send_dtls(self.dtls.handle_timeout())
             self._after_dtls()
 
+    # ---- SCTP over DTLS (RFC 8261) -------------------------------------------------------------
+
+    def _deliver_application_data(self) -> None:
+        """Hand the SCTP packets DTLS decrypted to the association (queued, never handled here)."""
+        if self.dtls is None or not self.dtls.application_data:
+            return
+        for packet in self.dtls.take_application_data():
+            if self.sctp is not None:
+                self.sctp.feed(packet)
+            else:
+                self.engine.control_drops["sctp_not_enabled"] += 1
+
+    def _send_sctp(self, packet: bytes) -> None:
+        if self.dtls is not None and not self.closed:
+            self._send_dtls(self.dtls.send_application_data(packet))
+
+    def _on_sctp_state(self, state: str) -> None:
+        if not self.closed:
+            self.engine.notify("transport.sctpstatechange", self.id, {"sctpState": state})
+
     # ---- periodic and close -------------------------------------------------------------------
 
     def check_consent(self, now: float) -> None:
@@ -237,13 +269,17 @@ class WebRtcTransport(Transport):
 
     def get_stats(self) -> list[dict]:
         selected = self.ice.selected_tuple
-        return [{**self.base_stats(), "iceState": self.ice.state, "dtlsState": self.dtls_state,
+        sctp = self.sctp.stats() if self.sctp is not None else {}
+        return [{**self.base_stats(), **sctp, "iceState": self.ice.state, "dtlsState": self.dtls_state,
                  "iceSelectedTuple": tuple_shape(selected, self.engine.announced_ip, self.engine.rtc_port)
                  if selected else None}]
 
     def close(self) -> None:
         if self.closed:
             return
+        self.close_data()
+        if self.sctp is not None:
+            self.sctp.close()
         if self.dtls is not None:
             self._send_dtls(self.dtls.close())
         if self._dtls_timer is not None:

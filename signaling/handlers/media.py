@@ -172,9 +172,11 @@ async def set_consumer_preferred_layers(server: SignalingServer, connection: Con
 async def get_stats(server: SignalingServer, connection: Connection, payload: Any) -> dict:
     request = parse(StatsRef, payload)
     peer = joined(connection)
-    target = peer.transports.get(request.id) or peer.producers.get(request.id) or peer.consumers.get(request.id)
+    target = (peer.transports.get(request.id) or peer.producers.get(request.id)
+              or peer.consumers.get(request.id) or peer.data_producers.get(request.id)
+              or peer.data_consumers.get(request.id))
     if target is None:
-        raise not_found("transport, producer or consumer")
+        raise not_found("transport, producer, consumer, data producer or data consumer")
     return {"stats": await target.get_stats()}
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from common.log import get_logger
 from signaling.errors import RequestError, not_found
 from signaling.peer import Peer
-from signaling.room import producer_info
+from signaling.room import data_producer_info, producer_info
 from signaling.schemas import Empty, Join, parse
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ async def join(server: SignalingServer, connection: Connection, payload: Any) ->
         "routerRtpCapabilities": live.router.rtp_capabilities,
         "peers": [p.info() for p in others],
         "producers": [producer_info(producer, p) for p in others for producer in p.producers.values()],
+        "dataProducers": [data_producer_info(producer, p) for p in others
+                          for producer in p.data_producers.values()],
     }
 
 
@@ -84,11 +86,16 @@ async def drop_peer(server: SignalingServer, connection: Connection, notify: boo
     if notify:
         for producer_id in list(peer.producers):
             await server.to_others(peer, "producer-closed", {"producerId": producer_id, "peerId": peer.peer_id})
+        for data_producer_id in list(peer.data_producers):
+            await server.to_others(peer, "data-producer-closed",
+                                   {"dataProducerId": data_producer_id, "peerId": peer.peer_id})
     for transport in list(peer.transports.values()):
         await transport.close()
     peer.transports.clear()
     peer.producers.clear()
     peer.consumers.clear()
+    peer.data_producers.clear()
+    peer.data_consumers.clear()
     await server.sio.leave_room(connection.sid, live.id)
     if notify:
         await server.sio.emit("user-left", {"peerId": peer.peer_id}, room=live.id)

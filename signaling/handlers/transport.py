@@ -36,7 +36,9 @@ async def create_webrtc_transport(server: SignalingServer, connection: Connectio
     # forceTcp: only the TCP candidate, for networks that block UDP (as mediasoup's demo does)
     transport = await peer.room.router.create_webrtc_transport(
         enable_udp=not request.forceTcp, enable_tcp=True,
-        app_data={"direction": request.direction, "peerId": peer.peer_id})
+        app_data={"direction": request.direction, "peerId": peer.peer_id},
+        # sctpCapabilities given: DataChannels, with mediasoup's stream counts and message size
+        enable_sctp=request.sctpCapabilities is not None)
     peer.transports[transport.id] = transport
     transport.on("routerclose", lambda: peer.transports.pop(transport.id, None))
     if request.maxIncomingBitrate is not None:
@@ -46,6 +48,7 @@ async def create_webrtc_transport(server: SignalingServer, connection: Connectio
         "iceParameters": transport.ice_parameters,
         "iceCandidates": transport.ice_candidates,
         "dtlsParameters": transport.dtls_parameters,
+        **({"sctpParameters": transport.sctp_parameters} if transport.sctp_parameters else {}),
     }
 
 

@@ -28,6 +28,7 @@ SERVER_EVENTS = (
     "user-joined", "user-left", "new-producer", "producer-closed", "producer-paused", "producer-resumed",
     "consumer-closed", "consumer-paused", "consumer-resumed", "consumer-layers-changed", "chat",
     "active-speaker", "audio-mute", "video-mute", "raised-hand", "room-closed", "producer-layers-needed",
+    "new-data-producer", "data-producer-closed", "data-consumer-closed",
 )
 
 
@@ -211,8 +212,13 @@ class SwitchyardClient:
     async def leave(self) -> dict:
         return await self.request("leave")
 
-    async def create_webrtc_transport(self, direction: str, force_tcp: bool = False) -> dict:
-        return await self.request("createWebRtcTransport", {"direction": direction, "forceTcp": force_tcp})
+    async def create_webrtc_transport(self, direction: str, force_tcp: bool = False,
+                                      sctp_capabilities: dict | None = None) -> dict:
+        """sctp_capabilities (mediasoup's {numStreams: {OS, MIS}}): DataChannels, answered with sctpParameters."""
+        payload: dict[str, Any] = {"direction": direction, "forceTcp": force_tcp}
+        if sctp_capabilities is not None:
+            payload["sctpCapabilities"] = sctp_capabilities
+        return await self.request("createWebRtcTransport", payload)
 
     async def connect_webrtc_transport(self, transport_id: str, dtls_parameters: dict) -> dict:
         return await self.request("connectWebRtcTransport",
@@ -255,6 +261,23 @@ class SwitchyardClient:
 
     async def request_consumer_key_frame(self, consumer_id: str) -> None:
         await self.request("requestConsumerKeyFrame", {"consumerId": consumer_id})
+
+    async def produce_data(self, transport_id: str, sctp_stream_parameters: dict, label: str = "",
+                           protocol: str = "", app_data: dict | None = None) -> str:
+        payload = {"transportId": transport_id, "sctpStreamParameters": sctp_stream_parameters,
+                   "label": label, "protocol": protocol, "appData": app_data or {}}
+        return (await self.request("produceData", payload))["id"]
+
+    async def close_data_producer(self, data_producer_id: str) -> None:
+        await self.request("closeDataProducer", {"dataProducerId": data_producer_id})
+
+    async def consume_data(self, data_producer_id: str, transport_id: str | None = None) -> dict:
+        """{id, dataProducerId, sctpStreamParameters, label, protocol, appData}: open a negotiated channel with these."""
+        payload = {"dataProducerId": data_producer_id, **({"transportId": transport_id} if transport_id else {})}
+        return await self.request("consumeData", payload)
+
+    async def close_data_consumer(self, data_consumer_id: str) -> None:
+        await self.request("closeDataConsumer", {"dataConsumerId": data_consumer_id})
 
     async def get_stats(self, object_id: str) -> list[dict]:
         return (await self.request("getStats", {"id": object_id}))["stats"]

@@ -4,13 +4,29 @@
 // connect + join, with the same local tracks, until the person leaves.
 
 import { Device } from 'mediasoup-client';
-import type { Consumer, Producer, Transport } from 'mediasoup-client/types';
+import type { Consumer, DataConsumer, DataProducer, Producer, Transport } from 'mediasoup-client/types';
 
 import type { ChatMessage } from '../api';
 import { describeError } from '../errors';
 import { CAMERA_ENCODINGS, cameraCodecSetting } from './layout';
 import { qualityBetween, sampleOf, type ReceiveSample } from './quality';
-import type { JoinData, MediaSource, ProducerInfo, RemoteConsumer, RoomAction, SelfState } from './roomState';
+import {
+  decodeReaction,
+  encodeReaction,
+  REACTION_LIFETIME_MS,
+  REACTION_SHOWN_MS,
+  REACTIONS_LABEL,
+  type Emoji,
+} from './reactions';
+import type {
+  DataProducerInfo,
+  JoinData,
+  MediaSource,
+  ProducerInfo,
+  RemoteConsumer,
+  RoomAction,
+  SelfState,
+} from './roomState';
 import { Signaling, SignalingError, type ServerEventName } from './signaling';
 
 export type LocalMedia = {
@@ -41,6 +57,15 @@ type ConsumeAnswer = {
   producerPaused: boolean;
 };
 
+type ConsumeDataAnswer = {
+  id: string;
+  dataProducerId: string;
+  sctpStreamParameters: Parameters<Transport['consumeData']>[0]['sctpStreamParameters'];
+  label: string;
+  protocol: string;
+  appData: Record<string, unknown>;
+};
+
 /** Errors that another attempt will not fix: the call ends with the message instead of retrying. */
 const FATAL_CODES = new Set(['unauthorized', 'not_found', 'room_full', 'forbidden', 'invalid_input']);
 const MAX_REDIRECTS = 3;
@@ -64,6 +89,12 @@ export class Call {
   private readonly closedConsumers = new Set<string>();
   private readonly preferredLayers = new Map<string, number>();
   private readonly qualitySamples = new Map<string, ReceiveSample>();
+  /** The reactions DataChannel we send on, and the others' we receive (by data consumer id). */
+  private reactionProducer: DataProducer | null = null;
+  private readonly dataConsumers = new Map<string, DataConsumer>();
+  private readonly dataConsumerPeers = new Map<string, string>();
+  private nextReactionId = 0;
+  private selfPeerId: string | null = null;
   /** Events that arrive while joining wait here until the join answer is applied. */
   private buffered: Array<[ServerEventName, unknown]> | null = null;
   /** Bumped by every teardown: callbacks of an older attempt see a different number and stop. */
@@ -172,6 +203,9 @@ export class Call {
     this.closedConsumers.clear();
     this.preferredLayers.clear();
     this.qualitySamples.clear();
+    this.reactionProducer = null;
+    this.dataConsumers.clear();
+    this.dataConsumerPeers.clear();
   }
 
   private async connectAndJoin(url: string, redirects: number): Promise<void> {
@@ -216,6 +250,7 @@ export class Call {
     this.recvTransport = await this.createTransport(signaling, 'recv', attempt);
     if (!current()) return;
 
+    this.selfPeerId = joined.peerId;
     this.dispatch({ type: 'joined', data: joined });
     const waiting = this.buffered ?? [];
     this.buffered = null;
@@ -226,8 +261,10 @@ export class Call {
       .catch(() => current() && this.dispatch({ type: 'error', message: 'The chat history could not be loaded.' }));
 
     await Promise.all(joined.producers.map((producer) => this.consume(producer, attempt)));
+    await Promise.all((joined.dataProducers ?? []).map((info) => this.consumeReactions(info, attempt)));
     for (const [name, data] of waiting) this.onServerEvent(name, data);
     await this.produceLocalMedia(attempt);
+    await this.produceReactions(attempt);
     await this.announceSelf(signaling);
   }
 
@@ -235,6 +272,8 @@ export class Call {
     const device = this.device!;
     const info = await signaling.request<Parameters<Device['createSendTransport']>[0]>('createWebRtcTransport', {
       direction,
+      // DataChannels (reactions): the server answers sctpParameters
+      sctpCapabilities: device.sctpCapabilities,
     });
     const options = { ...info, iceServers: [] };
     const transport = direction === 'send' ? device.createSendTransport(options) : device.createRecvTransport(options);
@@ -247,6 +286,11 @@ export class Call {
       transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
         signaling
           .request<{ id: string }>('produce', { transportId: transport.id, kind, rtpParameters, appData })
+          .then(({ id }) => callback({ id }), errback);
+      });
+      transport.on('producedata', ({ sctpStreamParameters, label, protocol, appData }, callback, errback) => {
+        signaling
+          .request<{ id: string }>('produceData', { transportId: transport.id, sctpStreamParameters, label, protocol, appData })
           .then(({ id }) => callback({ id }), errback);
       });
     }
@@ -402,6 +446,85 @@ export class Call {
     await this.control((s) => s.request('closeProducer', { producerId: producer.id }));
   }
 
+  // ---- reactions (a DataChannel) -------------------------------------------------------------------
+
+  private async produceReactions(attempt: number): Promise<void> {
+    const transport = this.sendTransport;
+    if (!transport || attempt !== this.attempt) return;
+    try {
+      const producer = await transport.produceData({
+        ordered: false,
+        maxPacketLifeTime: REACTION_LIFETIME_MS,
+        label: REACTIONS_LABEL,
+      });
+      if (attempt !== this.attempt) {
+        producer.close();
+        return;
+      }
+      this.reactionProducer = producer;
+    } catch (error) {
+      // the call goes on without reactions (a server without DataChannels)
+      console.warn('switchyard: no reactions channel', error);
+    }
+  }
+
+  private async consumeReactions(info: DataProducerInfo, attempt: number): Promise<void> {
+    const signaling = this.signaling;
+    const transport = this.recvTransport;
+    if (!signaling || !transport || info.label !== REACTIONS_LABEL) return;
+    try {
+      const answer = await signaling.request<ConsumeDataAnswer>('consumeData', {
+        dataProducerId: info.dataProducerId,
+        transportId: transport.id,
+      });
+      if (attempt !== this.attempt) return;
+      const consumer = await transport.consumeData({
+        id: answer.id,
+        dataProducerId: answer.dataProducerId,
+        sctpStreamParameters: answer.sctpStreamParameters,
+        label: answer.label,
+        protocol: answer.protocol,
+      });
+      if (attempt !== this.attempt) {
+        consumer.close();
+        return;
+      }
+      consumer.on('message', (message: unknown) => {
+        const emoji = decodeReaction(message);
+        if (emoji && attempt === this.attempt) this.showReaction(info.peerId, emoji);
+      });
+      this.dataConsumers.set(consumer.id, consumer);
+      this.dataConsumerPeers.set(consumer.id, info.peerId);
+    } catch (error) {
+      if (attempt !== this.attempt) return;
+      // a data producer that closed while we asked for it is not an error worth showing
+      if (!(error instanceof SignalingError && error.code === 'not_found')) {
+        console.warn('switchyard: could not receive reactions', error);
+      }
+    }
+  }
+
+  private closeDataConsumer(dataConsumerId: string): void {
+    this.dataConsumers.get(dataConsumerId)?.close();
+    this.dataConsumers.delete(dataConsumerId);
+    this.dataConsumerPeers.delete(dataConsumerId);
+  }
+
+  private showReaction(peerId: string, emoji: Emoji): void {
+    const id = ++this.nextReactionId;
+    this.dispatch({ type: 'reaction', reaction: { id, peerId, emoji } });
+    setTimeout(() => this.dispatch({ type: 'reaction-expired', id }), REACTION_SHOWN_MS);
+  }
+
+  /** Float an emoji over the own tile here and for everyone else (false: the channel is not open). */
+  sendReaction(emoji: Emoji): boolean {
+    const producer = this.reactionProducer;
+    if (!producer || producer.closed || producer.readyState !== 'open') return false;
+    producer.send(encodeReaction(emoji));
+    if (this.selfPeerId) this.showReaction(this.selfPeerId, emoji);
+    return true;
+  }
+
   async sendChat(text: string): Promise<boolean> {
     const signaling = this.signaling;
     if (!signaling?.connected || this.buffered) {
@@ -464,8 +587,15 @@ export class Call {
           if (consumer.producerId === payload.producerId) this.closeConsumer(id);
         }
         break;
+      case 'new-data-producer':
+        void this.consumeReactions(data as DataProducerInfo, this.attempt);
+        break;
+      case 'data-consumer-closed':
+        this.closeDataConsumer(payload.dataConsumerId as string);
+        break;
       case 'user-left':
         for (const [id, peerId] of this.consumerPeers) if (peerId === payload.peerId) this.closeConsumer(id);
+        for (const [id, peerId] of this.dataConsumerPeers) if (peerId === payload.peerId) this.closeDataConsumer(id);
         this.qualitySamples.delete(payload.peerId as string);
         break;
       case 'producer-layers-needed':

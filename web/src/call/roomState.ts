@@ -2,6 +2,7 @@
 // Pure: no sockets, no media objects (those live in Call), so every transition is unit-tested.
 
 import type { ChatMessage } from '../api';
+import { MAX_REACTIONS_PER_TILE, type Reaction } from './reactions';
 import type { ServerEventName } from './signaling';
 
 export type PeerInfo = {
@@ -47,11 +48,21 @@ export type SelfState = {
   screenSharing: boolean;
 };
 
+export type DataProducerInfo = {
+  dataProducerId: string;
+  peerId: string;
+  label: string;
+  protocol: string;
+  appData?: Record<string, unknown>;
+};
+
 export type JoinData = {
   peerId: string;
   roomId: string;
   peers: PeerInfo[];
   producers: ProducerInfo[];
+  /** The others' DataChannels (PROTOCOL.md §3); older servers leave it out. */
+  dataProducers?: DataProducerInfo[];
 };
 
 export type RoomState = {
@@ -71,6 +82,8 @@ export type RoomState = {
   error: string | null;
   /** Why the call ended, for the closed and failed states. */
   endedReason: string | null;
+  /** Emoji floating over tiles now, oldest first (see reactions.ts). */
+  reactions: Reaction[];
 };
 
 export type RoomAction =
@@ -84,6 +97,8 @@ export type RoomAction =
   | { type: 'chat-sent'; message: ChatMessage }
   | { type: 'self'; patch: Partial<SelfState> }
   | { type: 'quality'; peerId: string; quality: Quality }
+  | { type: 'reaction'; reaction: Reaction }
+  | { type: 'reaction-expired'; id: number }
   | { type: 'error'; message: string | null }
   | { type: 'left' }
   | { type: 'failed'; message: string };
@@ -102,6 +117,7 @@ export function initialRoomState(self: Partial<SelfState> = {}): RoomState {
     quality: {},
     error: null,
     endedReason: null,
+    reactions: [],
   };
 }
 
@@ -171,6 +187,7 @@ function serverEvent(state: RoomState, event: ServerEventName, payload: unknown)
         producers: without(state.producers, (p) => p.peerId !== peerId),
         consumers: without(state.consumers, (c) => c.peerId !== peerId),
         quality: without(state.quality, (_, id) => id !== peerId),
+        reactions: state.reactions.filter((r) => r.peerId !== peerId),
         activeSpeaker: state.activeSpeaker === peerId ? null : state.activeSpeaker,
       };
     }
@@ -220,6 +237,10 @@ function serverEvent(state: RoomState, event: ServerEventName, payload: unknown)
       if (data.reason) return state;
       return { ...state, status: 'closed', consumers: {}, endedReason: 'The room was closed by its owner.' };
     case 'producer-layers-needed':
+    case 'new-data-producer':
+    case 'data-producer-closed':
+    case 'data-consumer-closed':
+      // DataChannels are Call's; what arrives on them comes back as `reaction` actions
       return state;
   }
 }
@@ -267,6 +288,16 @@ export function roomReducer(state: RoomState, action: RoomAction): RoomState {
     case 'quality':
       if (!state.peers[action.peerId] || state.quality[action.peerId] === action.quality) return state;
       return { ...state, quality: { ...state.quality, [action.peerId]: action.quality } };
+    case 'reaction': {
+      const { reaction } = action;
+      if (reaction.peerId !== state.selfPeerId && !state.peers[reaction.peerId]) return state;
+      const samePeer = state.reactions.filter((r) => r.peerId === reaction.peerId);
+      const drop = new Set(samePeer.slice(0, Math.max(0, samePeer.length - MAX_REACTIONS_PER_TILE + 1)).map((r) => r.id));
+      return { ...state, reactions: [...state.reactions.filter((r) => !drop.has(r.id)), reaction] };
+    }
+    case 'reaction-expired':
+      if (!state.reactions.some((r) => r.id === action.id)) return state;
+      return { ...state, reactions: state.reactions.filter((r) => r.id !== action.id) };
     case 'error':
       return { ...state, error: action.message };
     case 'left':
@@ -293,6 +324,8 @@ export type Tile = {
   handRaised: boolean;
   activeSpeaker: boolean;
   quality: Quality;
+  /** Emoji floating over the tile (camera tiles only). */
+  reactions: Reaction[];
 };
 
 /**
@@ -317,6 +350,7 @@ export function tilesOf(state: RoomState, selfName: string, hasCamera: boolean):
       handRaised: false,
       activeSpeaker: false,
       quality: 'unknown',
+      reactions: [],
     });
   }
   cameras.push({
@@ -331,6 +365,7 @@ export function tilesOf(state: RoomState, selfName: string, hasCamera: boolean):
     handRaised: state.self.handRaised,
     activeSpeaker: state.activeSpeaker !== null && state.activeSpeaker === state.selfPeerId,
     quality: 'unknown',
+    reactions: state.reactions.filter((r) => r.peerId === state.selfPeerId),
   });
   for (const peerId of state.peerOrder) {
     const peer = state.peers[peerId];
@@ -348,6 +383,7 @@ export function tilesOf(state: RoomState, selfName: string, hasCamera: boolean):
       handRaised: peer.handRaised,
       activeSpeaker: state.activeSpeaker === peerId,
       quality: state.quality[peerId] ?? 'unknown',
+      reactions: state.reactions.filter((r) => r.peerId === peerId),
     });
     for (const screen of videoConsumers.filter((c) => c.peerId === peerId && c.source === 'screen')) {
       screens.push({
@@ -362,6 +398,7 @@ export function tilesOf(state: RoomState, selfName: string, hasCamera: boolean):
         handRaised: false,
         activeSpeaker: false,
         quality: state.quality[peerId] ?? 'unknown',
+        reactions: [],
       });
     }
   }

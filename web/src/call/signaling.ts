@@ -20,6 +20,9 @@ export const SERVER_EVENTS = [
   'raised-hand',
   'room-closed',
   'producer-layers-needed',
+  'new-data-producer',
+  'data-producer-closed',
+  'data-consumer-closed',
 ] as const;
 
 export type ServerEventName = (typeof SERVER_EVENTS)[number];

@@ -1,3 +1,6 @@
+import { useState } from 'react';
+
+import { REACTIONS, type Emoji } from '../call/reactions';
 import type { SelfState } from '../call/roomState';
 import { Icon, type IconName } from './icons';
 
@@ -12,6 +15,8 @@ type Props = {
   onCamera: () => void;
   onScreen: () => void;
   onHand: () => void;
+  /** Send a reaction; absent while the reactions channel is not there. */
+  onReact?: (emoji: Emoji) => void;
   onChat: () => void;
   onLeave: () => void;
 };
@@ -65,8 +70,24 @@ function Toggle({
  */
 export function Controls(props: Props) {
   const { self } = props;
+  const [picking, setPicking] = useState(false);
   return (
     <nav className="controls" aria-label="Call controls">
+      {picking && props.onReact && (
+        <div className="reaction-picker" role="group" aria-label="Reactions">
+          {REACTIONS.map((emoji) => (
+            <button
+              key={emoji}
+              type="button"
+              className="reaction-button"
+              aria-label={`React with ${emoji}`}
+              onClick={() => props.onReact?.(emoji)}
+            >
+              {emoji}
+            </button>
+          ))}
+        </div>
+      )}
       <Toggle
         label="Mute"
         icon={self.audioMuted ? 'mic-off' : 'mic'}
@@ -94,6 +115,7 @@ export function Controls(props: Props) {
         />
       )}
       <Toggle label="Raise hand" short="Hand" icon="hand" pressed={self.handRaised} onClick={props.onHand} />
+      <Toggle label="React" icon="smile" pressed={picking} disabled={!props.onReact} onClick={() => setPicking((p) => !p)} />
       <Toggle label="Chat" icon="chat" pressed={props.chatOpen} onClick={props.onChat} badge={props.chatOpen ? 0 : props.unread} />
       <button type="button" className="control leave" onClick={props.onLeave}>
         <Icon name="leave" />

@@ -90,6 +90,15 @@ export function VideoTile({ tile, track, onHeight }: Props) {
           {initials(tile.displayName)}
         </div>
       )}
+      {tile.reactions.length > 0 && (
+        <div className="reactions" aria-live="polite">
+          {tile.reactions.map((reaction) => (
+            <span key={reaction.id} className="reaction" data-emoji={reaction.emoji} style={{ left: `${20 + ((reaction.id * 37) % 60)}%` }}>
+              {reaction.emoji}
+            </span>
+          ))}
+        </div>
+      )}
       {tile.handRaised && (
         <span className="badge hand" title="Hand raised">
           <Icon name="hand" size={18} />

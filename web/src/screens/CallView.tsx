@@ -167,6 +167,7 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
         onCamera={() => void call?.setCameraOff(!state.self.videoMuted)}
         onScreen={() => void (state.self.screenSharing ? call?.stopScreenShare() : call?.startScreenShare())}
         onHand={() => void call?.setHandRaised(!state.self.handRaised)}
+        onReact={call && state.status === 'joined' ? (emoji) => void call.sendReaction(emoji) : undefined}
         onChat={() => setChatOpen((open) => !open)}
         onLeave={() => void call?.leave()}
       />
