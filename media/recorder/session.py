@@ -90,6 +90,10 @@ class Recorder:
     def stats(self) -> tuple[int, float]:
         return self._thread.stats
 
+    def file_sizes(self) -> list[tuple[str, int]]:
+        """(path, bytes on disk) of every segment so far (an open one is short of its last cluster)."""
+        return self._thread.writer.sizes()
+
     async def add(self, producer: Producer, group: str) -> Consumer | None:
         """Record a producer into the file group `group` (a peer's audio and video share one)."""
         if not self.active or self.transport is None or producer.id in self.consumers or producer.closed:
