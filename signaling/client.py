@@ -27,6 +27,7 @@ SERVER_EVENTS = (
     "consumer-closed", "consumer-paused", "consumer-resumed", "consumer-layers-changed", "chat",
     "active-speaker", "audio-mute", "video-mute", "raised-hand", "room-closed", "producer-layers-needed",
 )
+SERVER_EVENTS += ("recording-changed",)  # a room's recording started or stopped (docs/rest.md)
 
 
 class ApiError(Exception):
