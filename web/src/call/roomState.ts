@@ -221,6 +221,8 @@ function serverEvent(state: RoomState, event: ServerEventName, payload: unknown)
       return { ...state, status: 'closed', consumers: {}, endedReason: 'The room was closed by its owner.' };
     case 'producer-layers-needed':
       return state;
+    case 'recording-changed': // CallView keeps the recording state (components/RecordingControl.tsx)
+      return state;
   }
 }
 

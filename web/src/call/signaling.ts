@@ -20,6 +20,7 @@ export const SERVER_EVENTS = [
   'raised-hand',
   'room-closed',
   'producer-layers-needed',
+  'recording-changed',
 ] as const;
 
 export type ServerEventName = (typeof SERVER_EVENTS)[number];
