@@ -139,9 +139,15 @@ class Recordings:
                 for peer in list(live.peers.values()):
                     for producer in list(peer.producers.values()):
                         await self._add(active, peer, producer)
-        except SwitchyardError as exc:
+        except SwitchyardError as exc:  # the room closed meanwhile
             await recorder.stop("error")
             raise ApiError(409, "invalid_state", f"the recording could not start: {exc.message}") from None
+        except OSError as exc:  # the recordings folder cannot be written (its thread never started)
+            self.active.pop(record.id, None)
+            await self.store.recording_stopped(record.id, state="failed", stop_reason="error", size_bytes=0,
+                                               duration_ms=0, files="[]")
+            log.error("recording %s could not start: %s", record.id, exc)
+            raise ApiError(500, "internal_error", "the recordings folder cannot be written") from None
         log.info("recording %s of room %s started (%s)", record.id, room_id, producer_id or "every producer")
         await self.emit({"roomId": room_id, "recording": recording_json(record, active)}, room_id)
         return record

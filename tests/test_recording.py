@@ -175,8 +175,22 @@ async def test_the_size_cap_stops_a_recording_cleanly_and_the_call_goes_on(tmp_p
         # the cap freed the producer: it can be recorded again
         status, again = await rest(alice.sdk, "POST", base, {"producerId": producer.id})
         assert status == 201, again
+        for _ in range(50):  # until its first frames are written
+            status, listed = await rest(alice.sdk, "GET", base)
+            if listed["recordings"][0]["sizeBytes"] > 0:
+                break
+            await asyncio.sleep(0.2)
+        # everyone leaves: the room's media closes, and the recording with it, its file kept
         await alice.close()
         await bob.close()
+        for _ in range(50):
+            status, listed = await rest(alice.sdk, "GET", base)
+            if listed["recordings"][0]["state"] != "recording":
+                break
+            await asyncio.sleep(0.2)
+        ended = listed["recordings"][0]
+        assert ended["id"] == again["recording"]["id"]
+        assert (ended["state"], ended["stopReason"], len(ended["files"])) == ("stopped", "room_closed", 1), ended
     finally:
         err = server.stop()
     assert "Traceback" not in err, err

@@ -39,6 +39,7 @@ class Depacketizer:
         self._marker_seq: int | None = None
         self.waiting_key = True  # nothing usable until a key frame
         self.dropped = 0
+        self._expected: int | None = None  # the sequence number after the last complete frame
 
     def push(self, seq: int, timestamp: int, marker: bool, payload: bytes) -> Frame | None:
         """One RTP packet in; a complete frame out when this packet completes one."""
@@ -90,6 +91,9 @@ class Depacketizer:
             self._drop()
             self._reset()
             return None
+        if self._expected is not None and first != self._expected:
+            self._drop()  # whole frames were lost before this one: only a key frame can follow
+        self._expected = (self._marker_seq + 1) & 0xFFFF
         return self.build([self._parts[s] for s in ordered], [self._meta[s] for s in ordered],
                           self._timestamp)
 

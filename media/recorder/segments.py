@@ -79,6 +79,7 @@ class SegmentWriter:
         self.media_bytes = 0
         self.first_time: float | None = None
         self.last_time: float | None = None
+        self.refused = 0  # packets the muxer refused
         self.want_key = lambda track: None  # set by the owner: ask this video track for a key frame
 
     # ---- frames -------------------------------------------------------------------------------
@@ -184,7 +185,16 @@ class SegmentWriter:
         packet.time_base = MS
         packet.pts = packet.dts = pts
         packet.is_keyframe = frame.key
-        segment.container.mux(packet)
+        try:
+            segment.container.mux(packet)
+        except av.FFmpegError as exc:
+            if isinstance(exc, OSError):
+                raise  # the disk: the recording stops (thread.py)
+            # one packet the muxer refuses (FFmpeg checks timestamps and sizes): drop it, keep the file
+            self.refused += 1
+            if self.refused == 1:
+                log.warning("recording %s: the muxer refused a packet: %s", segment.path, exc)
+            return
         track.last_pts = pts
         segment.last_pts = max(segment.last_pts, pts)
         self.media_bytes += len(frame.data)

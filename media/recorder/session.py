@@ -66,12 +66,18 @@ class Recorder:
         self._closing = False
 
     async def start(self) -> None:
+        """Folder, socket, thread, then the transport; OSError if the folder or socket cannot be made
+        (nothing is left running then), the worker's error if the transport cannot."""
         os.makedirs(self.directory, exist_ok=True)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-        sock.bind(("127.0.0.1", 0))
-        self._udp, _ = await self._loop.create_datagram_endpoint(lambda: _Socket(self._thread), sock=sock)
+        try:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+            sock.bind(("127.0.0.1", 0))
+            self._udp, _ = await self._loop.create_datagram_endpoint(lambda: _Socket(self._thread), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         self._thread.start()
         try:
             self.transport = await self.router.create_plain_transport(rtcp_mux=True, comedia=False,
