@@ -178,6 +178,9 @@ class Recordings:
     async def stop(self, record: Recording) -> Recording:
         active = self.active.get(record.id)
         if active is None:
+            if record.state == "recording":  # with many nodes: running on the node hosting the room
+                raise ApiError(409, "invalid_state", "this recording runs on another node: send the request "
+                                                      "to the node that hosts the room")
             return record
         await active.recorder.stop("stopped")
         return await self.store.recording(record.room_id, record.id) or record
