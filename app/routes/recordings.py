@@ -111,9 +111,10 @@ ENDPOINTS = [
              description="Anyone signed in (the web app shows a red dot while one runs). A running "
                          "recording shows its size and duration so far."),
     Endpoint("DELETE", "/api/rooms/{roomId}/recordings/{recordingId}", stop_recording, "Stop a recording",
-             "recordings", answer=RecordingAnswer, errors=(401, 403, 404),
+             "recordings", answer=RecordingAnswer, errors=(401, 403, 404, 409),
              description="Owner only. The files are closed and playable when this answers; stopping a "
-                         "stopped recording answers it as it is."),
+                         "stopped recording answers it as it is. 409 `invalid_state`: it runs on "
+                         "another node (the one hosting the room)."),
     Endpoint("GET", "/api/rooms/{roomId}/recordings/{recordingId}/file", download_recording,
              "Download a recording", "recordings", answer=None, errors=(401, 403, 404, 409),
              media_type="application/octet-stream",
