@@ -199,6 +199,11 @@ class Recordings:
 
     async def _finished(self, active: Active, summary: dict) -> None:
         self.active.pop(active.record.id, None)
+        live = self.registry.rooms.get(active.record.room_id)
+        for producer_id in active.groups if live is not None else ():
+            owner = live.producer_owner(producer_id)
+            if owner is not None:  # the top layer may be needed no more: dynacast can turn it off
+                await announce_layers_needed(self.signaling, owner, producer_id)
         files = [{"name": os.path.basename(path), "sizeBytes": size} for path, size in summary["files"]]
         reason = summary["reason"]
         record = await self.store.recording_stopped(

@@ -25,8 +25,10 @@ log = get_logger("media.recorder")
 MS = Fraction(1, 1000)
 # How long a group waits for its video's first key frame before it starts without video.
 VIDEO_WAIT_SECONDS = 3.0
-# How long a group collects before it opens, so that tracks added together start in one segment.
-SETTLE_SECONDS = 0.3
+# How long a group collects before it opens, so that tracks added one after the other (a peer's
+# camera, then its microphone, each a produce request) start in one segment. Nothing is lost by
+# waiting: what arrives meanwhile is held and written once the file opens.
+SETTLE_SECONDS = 1.0
 # Audio held while the group waits (50 Opus packets a second).
 MAX_PENDING_FRAMES = 600
 MUX_CODECS = {"video/vp8": "vp8", "video/vp9": "vp9", "video/h264": "h264", "audio/opus": "libopus"}
