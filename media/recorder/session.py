@@ -133,10 +133,13 @@ class Recorder:
 
     def _from_thread(self, event: str, data: object) -> None:
         """Called in the recorder thread."""
-        if event == "keyframe":
-            self._loop.call_soon_threadsafe(self._key_frame, data)
-        elif event == "done":
-            self._loop.call_soon_threadsafe(self._thread_done, data)
+        try:
+            if event == "keyframe":
+                self._loop.call_soon_threadsafe(self._key_frame, data)
+            elif event == "done":
+                self._loop.call_soon_threadsafe(self._thread_done, data)
+        except RuntimeError:  # the event loop is closed (the process is exiting): nobody to tell
+            pass
 
     def _thread_done(self, summary: dict) -> None:
         if not self._done.done():
