@@ -110,9 +110,6 @@ class SegmentWriter:
     def _hold(self, group: Group, track: Track, frame: Frame, wall: float) -> None:
         if group.waiting_since is None:
             group.waiting_since = wall
-        if track.kind == "video" and frame.key:
-            # older video of this track is useless once a key frame is here
-            group.pending = [p for p in group.pending if p[0] is not track]
         group.pending.append((track, frame, wall))
         if len(group.pending) > MAX_PENDING_FRAMES:
             del group.pending[:len(group.pending) - MAX_PENDING_FRAMES]
@@ -122,7 +119,7 @@ class SegmentWriter:
         or the wait for video is over."""
         if group.segment is not None or not group.pending:
             return
-        keys = {}
+        keys = {}  # each video track's first key frame held: where its stream can start
         for track, frame, wall in group.pending:
             if track.kind == "video" and frame.key and frame.width and track not in keys:
                 keys[track] = wall
