@@ -126,11 +126,14 @@ async def test_a_two_party_call_is_recorded_and_stopped_mid_call(server, tmp_pat
         assert video["size"] == (WIDTH, HEIGHT) == video["decoded_size"]
         # audio and video start together (the file starts at the first key frame)...
         assert abs(video["start"] - audio["start"]) < 0.1, found
-        # ...and last about as long as the recording ran (bob started a moment later)
+        # ...and last about as long as the recording ran (bob's producers came a moment, two produce
+        # requests, after it started)
+        earliest = RECORD_SECONDS - (1.5 if entry["name"].startswith("Alice-") else 4)
         for kind in (video, audio):
-            assert RECORD_SECONDS - 2.5 < kind["end"] - kind["start"] < RECORD_SECONDS + 1.5, found
-        assert video["decoded"] >= 0.8 * len(video["times"]) and video["decoded"] > 100
-        assert audio["decoded"] > 50 * (RECORD_SECONDS - 3)
+            assert earliest < kind["end"] - kind["start"] < RECORD_SECONDS + 1.5, found
+        # every frame decodes (aiortc sends up to 30 a second, fewer when the machine is busy)
+        assert video["decoded"] == len(video["times"]) and video["decoded"] > 5 * earliest
+        assert audio["decoded"] > 25 * earliest
     # the stopped recording as listed: its row in the database
     status, listed = await rest(alice.sdk, "GET", base)
     assert listed["recordings"][0] == stopped

@@ -31,6 +31,8 @@ VIDEO_WAIT_SECONDS = 3.0
 SETTLE_SECONDS = 1.0
 # Audio held while the group waits (50 Opus packets a second).
 MAX_PENDING_FRAMES = 600
+# A video stream may start this much before the audio's first frame (one Opus packet).
+AV_TOLERANCE = 0.02
 MUX_CODECS = {"video/vp8": "vp8", "video/vp9": "vp9", "video/h264": "h264", "audio/opus": "libopus"}
 
 
@@ -115,21 +117,26 @@ class SegmentWriter:
             del group.pending[:len(group.pending) - MAX_PENDING_FRAMES]
 
     def try_open(self, group: Group, now: float) -> None:
-        """Open the group's next segment if it can start: every live video track has a key frame held,
-        or the wait for video is over."""
+        """Open the group's next segment if it can start: each live track has something held (a video
+        track a key frame no earlier than the audio's first frame, so both start together), or the
+        wait is over."""
         if group.segment is not None or not group.pending:
             return
-        keys = {}  # each video track's first key frame held: where its stream can start
-        for track, frame, wall in group.pending:
-            if track.kind == "video" and frame.key and frame.width and track not in keys:
-                keys[track] = wall
         videos = [t for t in group.tracks if t.kind == "video" and not t.ended]
-        audio = [t for t in group.tracks if t.kind == "audio" and not t.ended
-                 and any(p[0] is t for p in group.pending)]
         live_audio = [t for t in group.tracks if t.kind == "audio" and not t.ended]
+        first: dict[Track, float] = {}
+        for track, _, wall in group.pending:
+            first.setdefault(track, wall)
+        audio = [t for t in live_audio if t in first]
         waited = now - (group.waiting_since or now)
-        if waited < VIDEO_WAIT_SECONDS and (
-                len(keys) < len(videos) or len(audio) < len(live_audio) or waited < SETTLE_SECONDS):
+        patient = waited < VIDEO_WAIT_SECONDS
+        audio_from = max((first[t] for t in audio), default=None)
+        keys: dict[Track, tuple[float, Frame]] = {}  # where each video stream starts
+        for track, frame, wall in group.pending:
+            if track.kind == "video" and frame.key and frame.width and track not in keys and (
+                    audio_from is None or wall >= audio_from - AV_TOLERANCE or not patient):
+                keys[track] = (wall, frame)
+        if patient and (len(keys) < len(videos) or len(audio) < len(live_audio) or waited < SETTLE_SECONDS):
             # wait for every track (a producer added a moment after another), up to a limit: one
             # that is paused or never sends must not hold back the others for good
             for track in videos:
@@ -141,8 +148,8 @@ class SegmentWriter:
             group.pending.clear()
             group.waiting_since = None
             return
-        start = max(keys.values()) if keys else min(w for t, _, w in group.pending if t in audio)
-        self._open(group, tracks, start)
+        start = max(wall for wall, _ in keys.values()) if keys else min(first[t] for t in audio)
+        self._open(group, tracks, start, {t: frame for t, (_, frame) in keys.items()})
         pending, group.pending, group.waiting_since = group.pending, [], None
         for track, frame, wall in pending:
             if track in group.segment.streams and wall >= start - 0.001:
@@ -150,7 +157,7 @@ class SegmentWriter:
                     continue
                 self._mux(group.segment, track, frame, wall)
 
-    def _open(self, group: Group, tracks: list[Track], start: float) -> None:
+    def _open(self, group: Group, tracks: list[Track], start: float, keys: dict[Track, Frame]) -> None:
         group.count += 1
         h264 = any(t.mime == "video/h264" for t in tracks)
         extension, fmt = ("mkv", "matroska") if h264 else ("webm", "webm")
@@ -159,7 +166,7 @@ class SegmentWriter:
         streams = {}
         for track in sorted(tracks, key=lambda t: t.kind != "video"):
             if track.kind == "video":
-                _, frame, _ = next(p for p in group.pending if p[0] is track and p[1].key and p[1].width)
+                frame = keys[track]
                 track.width, track.height = frame.width, frame.height
                 stream = container.add_mux_stream(MUX_CODECS[track.mime], width=frame.width, height=frame.height)
             else:
