@@ -16,7 +16,9 @@ WORKDIR /src
 # The whole checkout less .dockerignore: pyproject.toml's [tool.setuptools] packages decide what the
 # wheel holds, so a new package needs no line here.
 COPY . ./
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The SDK (sdk/python/) is a dependency of the server that no index has: built from its path in the
+# same call, it satisfies the server's requirement by name and lands in /wheels beside it.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ./sdk/python .
 
 # Runtime: the wheels and the built web app only; no compiler, no Node.
 FROM python:3.11-slim-bookworm

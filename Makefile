@@ -18,8 +18,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 
-$(STAMP): $(BIN)/python pyproject.toml setup.py $(FASTPATH_SRC)
-	$(PIP) install --quiet -e .
+# The SDK (sdk/python/, the distribution switchyard-client) is a dependency that no index has: it is
+# installed from its path in the same pip call, which then satisfies the server's requirement by name.
+$(STAMP): $(BIN)/python pyproject.toml setup.py sdk/python/pyproject.toml $(FASTPATH_SRC)
+	$(PIP) install --quiet -e ./sdk/python -e .
 	@touch $@
 
 $(TEST_STAMP): $(STAMP)
@@ -70,7 +72,7 @@ loadtest: $(TEST_STAMP)
 	$(BIN)/switchyard loadtest --spawn-server --plot bench/results/loadtest.png $(LOADTEST_ARGS)
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check common fastpath media signaling app loadgen tests bench setup.py
+	$(BIN)/ruff check common fastpath media signaling app loadgen tests bench setup.py sdk/python
 
 clean:
 	rm -rf $(VENV) build *.egg-info fastpath/*.c fastpath/*.so loadgen/*.c loadgen/*.so web/dist web/node_modules

@@ -32,8 +32,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repository's packages are next to bench/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from switchyard_client import SwitchyardClient  # noqa: E402
+
 from loadgen.harness.spawn import SpawnedServer  # noqa: E402
-from signaling.client import SwitchyardClient  # noqa: E402
 
 CONCURRENCY = 4
 # one cycle takes a few ms; a cycle that takes this long means the server is stuck

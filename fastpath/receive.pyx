@@ -44,6 +44,7 @@ from fastpath.state cimport (
     DROP_NO_SRTP,
     DROP_RTP_MALFORMED,
     DROP_RTX_PADDING,
+    DROP_DUPLICATE,
     DROP_RTX_UNSUPPORTED,
     DROP_SRTP_RTP,
     DROP_TRUNCATED,
@@ -165,7 +166,7 @@ cdef class Receiver(Feedback):
         cdef int32_t slot
         cdef ProducerStream* s
         cdef PayloadInfo info
-        cdef bint keyframe = 0
+        cdef bint keyframe = 0, repair = 0
         cdef int level_offset = 0, twcc_offset = 0, sid
         if not tr.has_srtp:
             self.drops[DROP_NO_SRTP] += 1
@@ -199,6 +200,7 @@ cdef class Receiver(Feedback):
             if slot >= 0:
                 if not self._unwrap_rtx(&self.streams[slot], data, &length, &h):
                     return
+                repair = 1
             elif self.unknown_ssrc_budget > 0 and len(self._control) < MAX_CONTROL_PER_DRAIN:
                 # the first packets of a new SSRC go up so Python can match it by MID/RID
                 self.unknown_ssrc_budget -= 1
@@ -208,6 +210,16 @@ cdef class Receiver(Feedback):
                 self.drops[DROP_UNKNOWN_SSRC] += 1
                 return
         s = &self.streams[slot]
+        if s.history != NULL and s.history_len[h.sequence_number % HISTORY_PACKETS] != 0 and \
+                s.history_seq[h.sequence_number % HISTORY_PACKETS] == h.sequence_number:
+            # a packet received already: libwebrtc probes by resending recent packets as RTX
+            # (key frames' first, being large), and a path may duplicate. Taken as new, it would be
+            # sent to every consumer again, counted as another key frame, and could start a
+            # layer switch at an old packet, which leaves the packets after it as holes.
+            self.drops[DROP_DUPLICATE] += 1
+            return
+        if repair:
+            s.rtx_received += 1
         if s.nack_enabled:
             self._detect_loss(s, h.sequence_number, now)
         recv_stats_update(&s.stats, h.sequence_number, h.timestamp, clock_units(now, s.clock_rate))
@@ -253,7 +265,6 @@ cdef class Receiver(Feedback):
         if parse_rtp(data, length[0], h) < 0:
             self.drops[DROP_RTP_MALFORMED] += 1
             return 0
-        s.rtx_received += 1
         return 1
 
     def inject(self, int slot, bytes data):

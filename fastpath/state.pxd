@@ -44,7 +44,8 @@ cdef enum:
     DROP_TCP_BACKLOG = 13
     DROP_RTX_PADDING = 14
     DROP_RED_MALFORMED = 15
-    DROP_REASONS = 16
+    DROP_DUPLICATE = 16
+    DROP_REASONS = 17
     # queued output of one TCP transport between two drains (a slow reader loses the excess)
     TCP_OUTPUT_BYTES = 262144
     # upcalls per drain: bounds Python work an authenticated peer can cause

@@ -23,6 +23,7 @@ DROP_REASON_NAMES = (
     "unknown_class", "truncated", "unknown_tuple", "no_srtp", "srtp_rtp", "srtp_rtcp",
     "rtp_malformed", "rtcp_malformed", "unknown_ssrc", "unknown_payload_type", "rewrite",
     "control_queue_full", "rtx_unsupported", "tcp_backlog", "rtx_padding", "red_malformed",
+    "duplicate",
 )
 
 

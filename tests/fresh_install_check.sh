@@ -55,9 +55,12 @@ if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
         | tar -xf - -C "$src"
 fi
 
-step "pip wheel . (the project and every dependency, as the Dockerfile does)"
-"${pip[@]}" wheel --find-links "$WHEELHOUSE" --wheel-dir "$work/wheels" "$src"
-find "$work/wheels" -name '*.whl' ! -name 'switchyard-*' -exec cp -n {} "$WHEELHOUSE/" \;
+# The SDK (sdk/python/, switchyard-client) is a dependency no index has: built from its path in the same
+# call, it satisfies the server's requirement by name. Neither of the project's own wheels is cached.
+step "pip wheel ./sdk/python . (the project, its SDK and every dependency, as the Dockerfile does)"
+"${pip[@]}" wheel --find-links "$WHEELHOUSE" --wheel-dir "$work/wheels" "$src/sdk/python" "$src"
+find "$work/wheels" -name '*.whl' ! -name 'switchyard-*' ! -name 'switchyard_client-*' \
+    -exec cp -n {} "$WHEELHOUSE/" \;
 
 step "pip install switchyard from those $(ls "$work/wheels" | wc -l) wheels only (no extras, no index)"
 "${pip[@]}" install --no-index --find-links "$work/wheels" switchyard

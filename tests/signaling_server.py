@@ -11,7 +11,8 @@ import time
 import urllib.request
 import uuid
 
-from signaling.client import SwitchyardClient
+from switchyard_client import SwitchyardClient
+
 from tests.conftest import free_port_range
 
 SECRET = "signaling-tests-secret-0123456789abcdef"

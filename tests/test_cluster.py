@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from switchyard_client import SignalingError, SwitchyardClient
 
-from signaling.client import SignalingError, SwitchyardClient
 from signaling.cluster import ENTRY_TTL_MS, room_key
 from tests.conftest import free_port_range
 from tests.services import _listening

@@ -44,6 +44,11 @@ def test_the_build_context_keeps_what_the_wheel_and_the_web_app_are_built_from()
         folder = ROOT.joinpath(*package.split("."))
         needed += [str(path.relative_to(ROOT)) for path in folder.iterdir()
                    if path.suffix in (".py", ".pyx", ".pxd", ".mako")]
+    # the SDK (sdk/python, switchyard-client) is built beside the server: `pip wheel ./sdk/python .`
+    sdk = ROOT / "sdk" / "python"
+    needed += [str(path.relative_to(ROOT)) for path in [sdk / "pyproject.toml", sdk / "README.md",
+                                                        *(sdk / "switchyard_client").iterdir()]
+               if path.name != "__pycache__"]
     patterns = [p for p in dockerignore_patterns() if not p.startswith("!")]
     assert ignored("web/node_modules", patterns) and ignored(".venv", patterns)
     for path in needed:

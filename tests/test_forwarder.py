@@ -333,6 +333,41 @@ def test_nack_from_a_consumer_is_answered_from_the_stream_history(forwarder, rtx
     assert stats.get("rtxSsrc") == (5556 if rtx else None)
 
 
+def test_a_sender_resending_what_arrived_is_not_forwarded_again(forwarder):
+    """libwebrtc probes by resending recent packets as RTX (key frames' first packets most, being
+    large). Those copies repair nothing: a consumer gets each packet once, the key frame is counted
+    once, and only an RTX packet that fills a gap goes on."""
+    fwd, server_addr, control = forwarder
+    producer, viewer = Peer(), Peer()
+    stream = fwd.add_producer_stream(connect(fwd, producer), 4444, 0, CODEC_VP8, 90000, 0, True)
+    fwd.set_stream_rtx_ssrc(stream, 4445)
+    fwd.set_stream_rtx_payload(stream, 97, 96)
+    consumer = fwd.add_consumer(connect(fwd, viewer), 5555, 1, {96: 101}, {}, 0, CODEC_VP8, 90000, True, False)
+    fwd.attach_stream(consumer, 0, stream)
+
+    def send(seq: int, keyframe: bool = False, as_rtx: bool = False) -> None:
+        media = rtp(seq, seq * 3000, 4444, 96, vp8(keyframe))
+        if as_rtx:
+            media = rtp(9000 + seq, seq * 3000, 4445, 97, seq.to_bytes(2, "big") + vp8(keyframe))
+        producer.sock.sendto(producer.tx.protect(media), server_addr)
+
+    send(100, keyframe=True)
+    send(101)
+    send(100, keyframe=True, as_rtx=True)  # a probe: the key frame's first packet again
+    send(101, as_rtx=True)
+    send(103)  # 102 lost on the way ...
+    send(102, as_rtx=True)  # ... and repaired
+    drain_until(fwd, 0.3)
+    got = [RtpPacket.parse(viewer.rx.unprotect(p)) for p in viewer.receive(4)]
+    first = got[0].sequence_number
+    assert [(p.sequence_number - first) & 0xFFFF for p in got] == [0, 1, 3, 2]
+    viewer.sock.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        viewer.sock.recv(2048)
+    assert fwd.counters()["drops"]["duplicate"] == 2
+    assert fwd.stream_stats(stream)["keyFrames"] == 1
+
+
 def test_a_removed_consumer_says_bye_for_its_streams(forwarder):
     fwd, server_addr, control = forwarder
     producer, viewer = Peer(), Peer()

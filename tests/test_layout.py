@@ -77,3 +77,11 @@ def test_the_check_sees_an_upward_import(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("from typing import TYPE_CHECKING\nimport app.log\nif TYPE_CHECKING:\n    import signaling\n")
     assert runtime_imports(probe) == {"typing", "app.log"}
+
+
+def test_the_sdk_imports_nothing_of_the_server():
+    """sdk/python is its own distribution (switchyard-client): it installs and runs without the server."""
+    inward = [f"{path.relative_to(ROOT)} imports {module}"
+              for path in sorted((ROOT / "sdk" / "python").rglob("*.py"))
+              for module in runtime_imports(path) if module.split(".")[0] in (*LAYERS, "tests")]
+    assert not inward, "\n".join(inward)

@@ -81,6 +81,6 @@ def test_makefile_has_the_documented_targets():
 
 def test_ruff_is_clean():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "common", "fastpath", "media", "signaling",
-                             "app", "loadgen", "tests", "bench", "setup.py"],
+                             "app", "loadgen", "tests", "bench", "setup.py", "sdk/python"],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr

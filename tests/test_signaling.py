@@ -10,8 +10,8 @@ import aiohttp
 import jwt
 import pytest
 import socketio
+from switchyard_client import ApiError, SignalingError, SwitchyardClient
 
-from signaling.client import ApiError, SignalingError, SwitchyardClient
 from tests.signaling_server import SECRET, ServerProcess, signed_in
 
 pytestmark = pytest.mark.timeout(60)

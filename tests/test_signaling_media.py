@@ -8,8 +8,8 @@ import signal
 import urllib.request
 
 import pytest
+from switchyard_client import SignalingError
 
-from signaling.client import SignalingError
 from tests.media.client import receive_frames
 from tests.media.signaled_client import Participant
 from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack, ToneTrack

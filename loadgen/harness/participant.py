@@ -15,11 +15,12 @@ import asyncio
 import random
 import time
 
+from switchyard_client import SwitchyardClient
+
 from loadgen.harness.hub import KIND_AUDIO, KIND_VIDEO, MediaHub
 from loadgen.harness.media import ClientTransport
 from loadgen.harness.scenario import Scenario
 from media.engine.dtls import DtlsCertificate
-from signaling.client import SwitchyardClient
 
 OPUS_PT = 111
 VP8_PT = 96

@@ -22,6 +22,7 @@ import uuid
 import aiohttp
 import numpy as np
 from fastpath.srtp import SrtpSession, profile_key_lengths
+from switchyard_client import ApiError, SignalingError, SwitchyardClient
 
 from loadgen.harness.hub import MediaHub
 from loadgen.harness.observe import ServerObserver
@@ -38,7 +39,6 @@ from loadgen.harness.report import (
 from loadgen.harness.scenario import LoadtestError, Scenario, scenario_from_args
 from loadgen.synth import SyntheticMedia
 from media.engine.dtls import DtlsCertificate
-from signaling.client import ApiError, SignalingError, SwitchyardClient
 
 __all__ = ["LoadtestError", "main", "run_scenario"]
 

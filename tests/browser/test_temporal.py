@@ -1,6 +1,7 @@
 """Temporal layers between two Chromiums: the camera goes out as VP8 simulcast whose encodings
 mediasoup-client sends as L1T3 (three temporal layers each), and a viewer that prefers temporal
-layer 0, then 2, decodes a quarter of the frames, then all of them, without losing a packet."""
+layer 0, then 2, decodes a quarter of the frames, then all of them, and no skipped packet leaves a
+hole in the numbering."""
 
 from __future__ import annotations
 
@@ -86,7 +87,12 @@ async def test_a_viewer_decodes_the_temporal_layers_it_prefers(browser, server):
           f"(temporal layer 2); {after['packetsReceived']} packets, {after['packetsLost']} lost")
     assert full >= 8 and high >= 8, (full, high)
     assert 0.1 <= low / high <= 0.45, (low, high)
-    # a skipped frame leaves no hole: the receiver counts no loss (loopback loses nothing)
-    assert after["packetsLost"] == 0 and during["packetsLost"] == 0
+    # A skipped frame leaves no hole. Loopback itself can drop a datagram when a busy receiver's
+    # socket buffer fills (the kernel's RcvbufErrors); Bob NACKs such a loss and the server repairs
+    # it. A hole left by skipping could not be repaired (a packet of a skipped layer is never sent),
+    # and at temporal layer 0 three packets in four are skipped: hundreds of holes, none repaired.
+    repaired = consumers[0]["retransmittedPackets"]
+    assert after["packetsLost"] <= repaired, (after, consumers)
+    assert after["packetsLost"] <= 0.03 * after["packetsReceived"], after
     await bob.close()
     await alice.close()

@@ -12,13 +12,9 @@ import time
 
 from pymediasoup import AiortcHandler, Device
 from pymediasoup.rtp_parameters import RtpCapabilities
+from switchyard_client import wire
 
 from media.api.router import Router
-
-
-def wire(value):
-    """pymediasoup's pydantic models -> plain dicts as they would travel as JSON."""
-    return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
 
 
 class Client:

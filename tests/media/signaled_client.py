@@ -1,65 +1,40 @@
-"""A participant as a real app is built: the Switchyard SDK for signaling, pymediasoup + aiortc for media."""
+"""A participant as a real app is built: the SDK's signaling client and its MediaSession (pymediasoup +
+aiortc), driven request by request, for tests that look at each step (a Room does them all itself)."""
 
 from __future__ import annotations
 
-import copy
-
 from pymediasoup import AiortcHandler, Device
-from pymediasoup.rtp_parameters import RtpCapabilities
-
-from signaling.client import SwitchyardClient
-from tests.media.client import wire
+from switchyard_client import MediaSession, SwitchyardClient
+from switchyard_client.media import load_device
 
 
 class Participant:
     def __init__(self, sdk: SwitchyardClient, tracks: list | None = None):
         self.sdk = sdk
         self.device = Device(handlerFactory=AiortcHandler.createFactory(tracks=tracks or []))
-        self.send_transport = None
-        self.recv_transport = None
+        self.media = MediaSession(sdk, self.device)
         self.joined: dict = {}
+
+    @property
+    def send_transport(self):
+        return self.media.send_transport
+
+    @property
+    def recv_transport(self):
+        return self.media.recv_transport
 
     async def join(self, room_id: str) -> dict:
         self.joined = await self.sdk.join(room_id)
-        if not self.device.loaded:
-            caps = RtpCapabilities.model_validate(copy.deepcopy(self.joined["routerRtpCapabilities"]))
-            await self.device.load(caps)
+        await load_device(self.device, self.joined["routerRtpCapabilities"])
         return self.joined
 
-    async def _transport(self, direction: str):
-        info = await self.sdk.create_webrtc_transport(direction)
-        create = self.device.createSendTransport if direction == "send" else self.device.createRecvTransport
-        transport = create(id=info["id"], iceParameters=info["iceParameters"], iceCandidates=info["iceCandidates"],
-                           dtlsParameters=info["dtlsParameters"], sctpParameters=None)
-
-        @transport.on("connect")
-        async def on_connect(dtlsParameters):
-            await self.sdk.connect_webrtc_transport(info["id"], wire(dtlsParameters))
-
-        if direction == "send":
-            @transport.on("produce")
-            async def on_produce(kind, rtpParameters, appData):
-                return await self.sdk.produce(info["id"], kind, wire(rtpParameters), appData)
-
-        return transport
-
     async def produce(self, track):
-        if self.send_transport is None:
-            self.send_transport = await self._transport("send")
-        return await self.send_transport.produce(track=track, stopTracks=False)
+        return await self.media.produce(track)
 
     async def consume(self, producer_id: str):
         """consume (paused) -> local consumer -> resumeConsumer, as mediasoup-client apps do."""
-        if self.recv_transport is None:
-            self.recv_transport = await self._transport("recv")
-        answer = await self.sdk.consume(self.recv_transport.id, producer_id, wire(self.device.rtpCapabilities))
-        consumer = await self.recv_transport.consume(id=answer["id"], producerId=producer_id, kind=answer["kind"],
-                                                     rtpParameters=answer["rtpParameters"])
-        await self.sdk.resume_consumer(answer["id"])
-        return consumer, answer
+        return await self.media.consume(producer_id)
 
     async def close(self) -> None:
-        for transport in (self.send_transport, self.recv_transport):
-            if transport is not None:
-                await transport.close()
+        await self.media.close()
         await self.sdk.close()

@@ -1,4 +1,6 @@
-"""The Python client SDK: REST and Socket.IO calls of PROTOCOL.md as typed asyncio methods.
+"""Signaling without media: the REST and Socket.IO calls of PROTOCOL.md as typed asyncio methods.
+
+`Room` (room.py) is built on this class; use it directly for what a Room does not wrap.
 
     client = SwitchyardClient("http://localhost:3000")
     await client.guest("Ada")
@@ -51,7 +53,10 @@ class SignalingError(Exception):
 
 
 class SwitchyardClient:
-    def __init__(self, base_url: str, token: str | None = None, handle_sigint: bool = True):
+    """One user's REST session and Socket.IO connection to a Switchyard node."""
+
+    def __init__(self, base_url: str, token: str | None = None, handle_sigint: bool = True,
+                 queue_events: bool = True):
         self.base_url = base_url.rstrip("/")
         self.token = token
         # python-socketio's own Ctrl-C handling (disconnect, cancel every task); off for programs
@@ -62,6 +67,9 @@ class SwitchyardClient:
         self._http: aiohttp.ClientSession | None = None
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        # events() and wait_for() read this queue; a program that only uses on() turns it off, or
+        # the queue would grow for as long as the connection lives
+        self.queue_events = queue_events
 
     # ---- REST ------------------------------------------------------------------------------------
 
@@ -94,6 +102,15 @@ class SwitchyardClient:
 
     async def guest(self, display_name: str) -> dict:
         return await self._signed_in(await self._rest("POST", "/api/auth/guest", {"displayName": display_name}))
+
+    async def sign_in(self, display_name: str | None = None, email: str | None = None,
+                      password: str | None = None) -> dict:
+        """The web app's sign-in: email and password when given, else a guest with `display_name`."""
+        if email is not None and password is not None:
+            return await self.login(email, password)
+        if not display_name:
+            raise ValueError("sign_in needs a display_name (guest) or an email and password")
+        return await self.guest(display_name)
 
     async def me(self) -> dict:
         return (await self._rest("GET", "/api/me"))["user"]
@@ -141,7 +158,8 @@ class SwitchyardClient:
 
     def _handler(self, event: str) -> Callable:
         async def handle(data: Any = None) -> None:
-            self._queue.put_nowait((event, data))
+            if self.queue_events:
+                self._queue.put_nowait((event, data))
             for callback in list(self._listeners.get(event, [])):
                 result = callback(data)
                 if asyncio.iscoroutine(result):

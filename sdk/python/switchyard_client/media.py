@@ -1,0 +1,104 @@
+"""The media half of a connection: pymediasoup's Device and transports over aiortc, signaled here.
+
+mediasoup-client's flow, as the web app runs it (PROTOCOL.md section 3): `createWebRtcTransport`
+for each direction, the transport's `connect` event answered with `connectWebRtcTransport`, its
+`produce` event with `produce`; and to receive, `consume` (paused), the local consumer, then
+`resumeConsumer` once it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import TYPE_CHECKING, Any
+
+from pymediasoup import AiortcHandler, Device
+from pymediasoup.rtp_parameters import RtpCapabilities
+
+if TYPE_CHECKING:
+    from aiortc.mediastreams import MediaStreamTrack
+    from pymediasoup.consumer import Consumer
+    from pymediasoup.producer import Producer
+    from pymediasoup.transport import Transport
+
+    from switchyard_client.signaling import SwitchyardClient
+
+
+def wire(value: Any) -> Any:
+    """pymediasoup's pydantic models -> plain dicts, as they travel as JSON."""
+    return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
+
+
+def new_device() -> Device:
+    return Device(handlerFactory=AiortcHandler.createFactory(tracks=[]))
+
+
+async def load_device(device: Device, router_rtp_capabilities: dict[str, Any]) -> None:
+    """Device.load once per Room: the router's capabilities do not change between connections."""
+    if not device.loaded:
+        await device.load(RtpCapabilities.model_validate(copy.deepcopy(router_rtp_capabilities)))
+
+
+class MediaSession:
+    """One connection's send and receive transports; closing it ends every track it received."""
+
+    def __init__(self, client: SwitchyardClient, device: Device, force_tcp: bool = False):
+        self.client = client
+        self.device = device
+        self.force_tcp = force_tcp
+        self.send_transport: Transport | None = None
+        self.recv_transport: Transport | None = None
+        # pymediasoup renegotiates one RTCPeerConnection per transport: one change at a time
+        self._send_lock = asyncio.Lock()
+        self._recv_lock = asyncio.Lock()
+
+    async def _transport(self, direction: str) -> Transport:
+        info = await self.client.create_webrtc_transport(direction, force_tcp=self.force_tcp)
+        create = self.device.createSendTransport if direction == "send" else self.device.createRecvTransport
+        transport = create(id=info["id"], iceParameters=info["iceParameters"],
+                           iceCandidates=info["iceCandidates"], dtlsParameters=info["dtlsParameters"],
+                           sctpParameters=None)
+        client = self.client
+
+        @transport.on("connect")
+        async def on_connect(dtlsParameters: Any) -> None:
+            await client.connect_webrtc_transport(info["id"], wire(dtlsParameters))
+
+        if direction == "send":
+            @transport.on("produce")
+            async def on_produce(kind: str, rtpParameters: Any, appData: Any) -> str:
+                return await client.produce(info["id"], kind, wire(rtpParameters), appData)
+
+        return transport
+
+    async def produce(self, track: MediaStreamTrack, app_data: dict[str, Any] | None = None) -> Producer:
+        """A producer for `track` (one encoding); its `id` is the server's producer id."""
+        async with self._send_lock:
+            if self.send_transport is None:
+                self.send_transport = await self._transport("send")
+            return await self.send_transport.produce(track=track, stopTracks=False, appData=app_data or {})
+
+    async def consume(self, producer_id: str) -> tuple[Consumer, dict[str, Any]]:
+        """consume (paused) -> local consumer -> resumeConsumer; the local consumer and the ack."""
+        async with self._recv_lock:
+            if self.recv_transport is None:
+                self.recv_transport = await self._transport("recv")
+            answer = await self.client.consume(self.recv_transport.id, producer_id,
+                                               wire(self.device.rtpCapabilities))
+            consumer = await self.recv_transport.consume(
+                id=answer["id"], producerId=producer_id, kind=answer["kind"],
+                rtpParameters=answer["rtpParameters"])
+        await self.client.resume_consumer(answer["id"])
+        return consumer, answer
+
+    async def close_consumer(self, consumer: Consumer) -> None:
+        async with self._recv_lock:
+            if not consumer.closed:
+                await consumer.close()
+
+    async def close(self) -> None:
+        """Close both transports (their RTCPeerConnections): every received track ends."""
+        for transport in (self.send_transport, self.recv_transport):
+            if transport is not None and not transport.closed:
+                await transport.close()
+        self.send_transport = self.recv_transport = None
