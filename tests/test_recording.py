@@ -33,6 +33,14 @@ async def rest(sdk, method: str, path: str, body: dict | None = None) -> tuple[i
         return response.status, (response.content_type, raw)
 
 
+async def hearing_recordings(sdk):
+    """A signed-in SDK client that queues `recording-changed`. The SDK lists the event itself; this
+    registers it again (python-socketio keeps one handler per event, so it is the same one) for an
+    SDK installed from an older checkout than the server's."""
+    sdk.sio.on("recording-changed", sdk._handler("recording-changed"))
+    return sdk
+
+
 def inspect_file(path: Path) -> dict:
     """What PyAV finds in a recorded file: per stream kind, codec, first and last time (s), size, and
     how many frames decode."""
@@ -74,7 +82,7 @@ def server(tmp_path_factory):
 async def test_a_two_party_call_is_recorded_and_stopped_mid_call(server, tmp_path):
     alice_video, alice_audio, bob_video, bob_audio = MovingBarTrack(), ToneTrack(), MovingBarTrack(), ToneTrack()
     alice = Participant(await signed_in(server.url, "Alice"), [alice_video, alice_audio])
-    bob = Participant(await signed_in(server.url, "Bob"), [bob_video, bob_audio])
+    bob = Participant(await hearing_recordings(await signed_in(server.url, "Bob")), [bob_video, bob_audio])
     room = await alice.sdk.create_room("recorded")
     await alice.join(room["id"])
     await bob.join(room["id"])
@@ -150,7 +158,7 @@ async def test_the_size_cap_stops_a_recording_cleanly_and_the_call_goes_on(tmp_p
     try:
         video, audio = MovingBarTrack(), ToneTrack()
         alice = Participant(await signed_in(server.url, "Alice"), [video, audio])
-        bob = Participant(await signed_in(server.url, "Bob"))
+        bob = Participant(await hearing_recordings(await signed_in(server.url, "Bob")))
         room = await alice.sdk.create_room("capped")
         await alice.join(room["id"])
         await bob.join(room["id"])
