@@ -44,6 +44,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-incoming-bitrate", default=env("MAX_INCOMING_BITRATE", str(DEFAULT_MAX_INCOMING_BITRATE)),
                    help="bits/s a publisher may send on one transport, told by REMB "
                         "(SWITCHYARD_MAX_INCOMING_BITRATE; 0: no ceiling)")
+    p.add_argument("--recordings-dir", default=env("RECORDINGS_DIR", config.DEFAULT_RECORDINGS_DIR),
+                   help="where recordings are written (SWITCHYARD_RECORDINGS_DIR)")
     add_logging_arguments(p)
 
 
@@ -97,6 +99,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         log_format=args.log_format,
         max_incoming_bitrate=config.parse_int(args.max_incoming_bitrate, "max incoming bitrate"),
+        recordings_dir=args.recordings_dir,
+        recording_max_bytes=config.parse_int(
+            config.env_default("RECORDING_MAX_BYTES", str(config.DEFAULT_RECORDING_MAX_BYTES)),
+            "SWITCHYARD_RECORDING_MAX_BYTES"),
+        recording_min_free_bytes=config.parse_int(
+            config.env_default("RECORDING_MIN_FREE_BYTES", str(config.DEFAULT_RECORDING_MIN_FREE_BYTES)),
+            "SWITCHYARD_RECORDING_MIN_FREE_BYTES"),
     )
     return config.validate(settings)
 

@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 from media.limits import DEFAULT_MAX_INCOMING_BITRATE, MAX_INCOMING_BITRATE
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchyard.db"
+DEFAULT_RECORDINGS_DIR = "./recordings"
+DEFAULT_RECORDING_MAX_BYTES = 2 * 1024**3  # per recording: a few hours of a small room
+DEFAULT_RECORDING_MIN_FREE_BYTES = 1024**3  # no recording starts, or goes on, with less free
 
 
 class ConfigError(Exception):
@@ -39,6 +42,11 @@ class Settings:
     # what a publisher is told it may send on one transport at most (transport.setMaxIncomingBitrate
     # changes it per transport); 0: no ceiling
     max_incoming_bitrate: int = DEFAULT_MAX_INCOMING_BITRATE
+    # recordings (docs/operations.md): where their files go, the cap on one recording's media bytes,
+    # and the free space below which none starts and a running one stops
+    recordings_dir: str = DEFAULT_RECORDINGS_DIR
+    recording_max_bytes: int = DEFAULT_RECORDING_MAX_BYTES
+    recording_min_free_bytes: int = DEFAULT_RECORDING_MIN_FREE_BYTES
 
     @property
     def rtc_ports(self) -> list[int]:
@@ -130,6 +138,10 @@ def validate(settings: Settings) -> Settings:
     if not 0 <= settings.max_incoming_bitrate <= MAX_INCOMING_BITRATE:
         raise ConfigError("max incoming bitrate must be 0 (no ceiling) or up to 4 Gbit/s, "
                           f"got {settings.max_incoming_bitrate}")
+    if settings.recording_max_bytes < 1 or settings.recording_min_free_bytes < 0:
+        raise ConfigError("recording max bytes must be at least 1 and recording min free bytes at least 0")
+    if not settings.recordings_dir:
+        raise ConfigError("recordings dir must not be empty")
     if settings.workers < 1 or settings.workers > 256:
         raise ConfigError(f"workers must be between 1 and 256, got {settings.workers}")
     check_port(settings.rtc_port_base, "RTC port base")

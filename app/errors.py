@@ -20,6 +20,7 @@ STATUS_CODES = {
     415: "unsupported_media_type",
     422: "invalid_input",
     429: "limit_exceeded",
+    507: "insufficient_storage",
 }
 
 

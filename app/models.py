@@ -1,4 +1,4 @@
-"""The persisted objects: users, rooms, chat messages and room sessions (SQLAlchemy 2, SQLite and PostgreSQL)."""
+"""The persisted objects: users, rooms, chat messages, room sessions, recordings (SQLAlchemy 2; SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -152,3 +162,28 @@ class RoomSession(Base):
     peer_id: Mapped[str] = mapped_column(String(PEER_ID_MAX))
     joined_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     left_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+RECORDING_STATE_MAX = 16
+STOP_REASON_MAX = 32
+
+
+class Recording(Base):
+    """A recording of a room (every producer) or of one producer: its state and, once stopped, its files.
+
+    `files` is a JSON list of `{name, sizeBytes}`, the segment files in the recording's folder.
+    """
+
+    __tablename__ = "recordings"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"), index=True)
+    started_by: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    producer_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    state: Mapped[str] = mapped_column(String(RECORDING_STATE_MAX), default="recording")
+    stop_reason: Mapped[str | None] = mapped_column(String(STOP_REASON_MAX))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    duration_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    files: Mapped[str] = mapped_column(Text, default="[]")
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -17,11 +17,12 @@ ERROR_DESCRIPTIONS = {
     401: "`unauthorized`: the bearer token is missing, forged or expired (or `invalid_credentials` at login)",
     403: "`forbidden`: not allowed for this caller",
     404: "`not_found`: no such id",
-    409: "`email_taken`: an account with this email exists",
+    409: "`email_taken`: an account with this email exists (recordings: `invalid_state`, `conflict`)",
     413: "`payload_too_large`: the body is over 64 KiB",
     415: "`unsupported_media_type`: the body is not sent as application/json",
     422: "`invalid_input`: a field is missing, of the wrong type or out of range",
     429: "`limit_exceeded`: too many attempts; see Retry-After",
+    507: "`insufficient_storage`: the disk has less free space than a recording needs",
 }
 SCHEMA_REF = "#/components/schemas/{model}"
 PATH_PARAM = re.compile(r"\{(\w+)\}")

@@ -22,6 +22,7 @@ from app.live import NoLiveRooms, RoomsLive
 from app.metrics import count_requests
 from app.migrate import upgrade
 from app.openapi import openapi_document
+from app.recordings import RECORDINGS, Recordings
 from app.redis_check import check_redis
 from app.routes import all_endpoints
 from app.routes.docs import OPENAPI
@@ -86,6 +87,11 @@ def create_app(runtime: Runtime) -> web.Application:
     public_url = settings.public_url or default_public_url(settings.announced_ip or "127.0.0.1", settings.port)
     signaling = SignalingServer(runtime.workers, app[STORE], token_authenticator(app[STORE], app[AUTH].tokens),
                                 chat_message_json, settings.redis_url, public_url)
+    recordings = Recordings(settings, app[STORE], signaling)
+    app[RECORDINGS] = recordings
+    app.on_startup.append(recordings.abandon_stale)
+    # before signaling's own shutdown empties the rooms: every recording's files and row are finished
+    app.on_shutdown.append(recordings.stop_all)
     signaling.attach(app)
     runtime.rooms_live = signaling.registry
     app[SIGNALING] = signaling

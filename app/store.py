@@ -1,4 +1,4 @@
-"""Reads and writes of users, rooms, chat messages and room sessions: the one place that runs queries.
+"""Reads and writes of users, rooms, chat messages, room sessions and recordings: the one place that runs queries.
 
 The REST handlers use it, and so does the signaling layer (chat persistence, who joined and left).
 """
@@ -12,7 +12,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from app.models import ChatMessage, Room, RoomSession, User, utc_now
+from app.models import ChatMessage, Recording, Room, RoomSession, User, utc_now
 
 
 class EmailTaken(Exception):
@@ -168,3 +168,48 @@ class Store:
         query = select(RoomSession).where(RoomSession.room_id == room_id).order_by(RoomSession.joined_at)
         async with self.session() as session:
             return list(await session.scalars(query))
+
+    # recordings
+
+    async def create_recording(self, *, room_id: str, started_by: str, producer_id: str | None) -> Recording:
+        record = Recording(room_id=room_id, started_by=started_by, producer_id=producer_id, state="recording",
+                           size_bytes=0, duration_ms=0, files="[]")
+        async with self.session() as session:
+            session.add(record)
+            await session.commit()
+        return record
+
+    async def recording(self, room_id: str, recording_id: str) -> Recording | None:
+        if not is_id(recording_id):
+            return None
+        async with self.session() as session:
+            record = await session.get(Recording, recording_id)
+        return record if record is not None and record.room_id == room_id else None
+
+    async def recordings(self, room_id: str) -> list[Recording]:
+        """A room's recordings, newest first."""
+        query = (select(Recording).where(Recording.room_id == room_id)
+                 .order_by(Recording.started_at.desc(), Recording.id.desc()))
+        async with self.session() as session:
+            return list(await session.scalars(query))
+
+    async def recording_stopped(self, recording_id: str, *, state: str, stop_reason: str, size_bytes: int,
+                                duration_ms: int, files: str) -> Recording | None:
+        async with self.session() as session:
+            record = await session.get(Recording, recording_id)
+            if record is None:
+                return None
+            record.state, record.stop_reason, record.stopped_at = state, stop_reason, utc_now()
+            record.size_bytes, record.duration_ms, record.files = size_bytes, duration_ms, files
+            await session.commit()
+        return record
+
+    async def abandon_recordings(self) -> int:
+        """Recordings a previous run left `recording` (it was killed): they are stopped, files as found."""
+        async with self.session() as session:
+            result = await session.execute(
+                update(Recording).where(Recording.state == "recording")
+                .values(state="stopped", stop_reason="server_stopped", stopped_at=utc_now())
+            )
+            await session.commit()
+        return result.rowcount

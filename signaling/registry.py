@@ -17,8 +17,10 @@ from signaling.room import Room
 
 if TYPE_CHECKING:
     from app.models import Room as RoomRecord
+    from media.api.producer import Producer
     from media.api.worker import Worker
     from signaling.cluster import Cluster
+    from signaling.peer import Peer
 
 log = get_logger("signaling.rooms")
 
@@ -37,6 +39,8 @@ class RoomRegistry:
         self.on_room_closed: Callable[[Room, str], Awaitable[None]] | None = None
         # set by the signaling server when there are many nodes (Redis)
         self.cluster: Cluster | None = None
+        # told of every new producer in a room here (recordings of a room take its new producers)
+        self.producer_listeners: list[Callable[[Room, Peer, Producer], Awaitable[None]]] = []
 
     def pick_worker(self) -> Worker:
         alive = [w for w in self.workers if not w.closed]
@@ -78,6 +82,11 @@ class RoomRegistry:
             raise
         finally:
             self._opening.pop(record.id, None)
+
+    def producer_added(self, room: Room, peer: Peer, producer: Producer) -> None:
+        """A peer produced: the listeners run as tasks of their own, so the produce ack never waits."""
+        for listener in self.producer_listeners:
+            asyncio.ensure_future(listener(room, peer, producer))
 
     def peers_changed(self) -> None:
         """Someone joined or left a room here: other nodes see the new count soon."""

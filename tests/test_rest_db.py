@@ -20,7 +20,7 @@ from tests.test_cli import assert_one_line_error, run_cli, serve_args
 
 pytest_plugins = ("tests.rest_fixtures",)
 
-TABLES = {"users", "rooms", "chat_messages", "room_sessions", "alembic_version"}
+TABLES = {"users", "rooms", "chat_messages", "room_sessions", "recordings", "alembic_version"}
 
 
 async def create_scratch_database(postgres_url: str) -> tuple[str, str]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from app import health, metrics
 from app.api import Endpoint
-from app.routes import auth, docs, rooms
+from app.routes import auth, docs, recordings, rooms
 
 
 def all_endpoints() -> list[Endpoint]:
     return [
         *auth.ENDPOINTS,
         *rooms.ENDPOINTS,
+        *recordings.ENDPOINTS,
         *health.ENDPOINTS,
         Endpoint("GET", "/metrics", metrics.metrics, "Prometheus metrics", "meta", auth=False,
                  media_type="text/plain"),

@@ -58,6 +58,7 @@ async def produce(server: SignalingServer, connection: Connection, payload: Any)
     peer.producers[producer.id] = producer
     producer.on("transportclose", lambda: peer.producers.pop(producer.id, None))
     await server.to_others(peer, "new-producer", producer_info(producer, peer))
+    server.registry.producer_added(peer.room, peer, producer)
     return {"id": producer.id}
 
 

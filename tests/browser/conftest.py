@@ -92,8 +92,10 @@ def web_dist() -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, web_dist) -> ServerProcess:
-    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('web')}/s.db",
-                            extra_env={"SWITCHYARD_WEB_DIR": str(web_dist)})
+    folder = tmp_path_factory.mktemp('web')
+    process = ServerProcess(f"sqlite+aiosqlite:///{folder}/s.db",
+                            extra_env={"SWITCHYARD_WEB_DIR": str(web_dist),
+                                       "SWITCHYARD_RECORDINGS_DIR": str(folder / "recordings")})
     yield process
     err = process.stop()
     assert "Traceback" not in err, err

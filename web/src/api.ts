@@ -24,6 +24,20 @@ export type ChatMessage = {
 
 export type Session = { user: User; token: string };
 
+/** A room's recording (docs/rest.md): `recording` while it runs, then `stopped` or `failed`. */
+export type Recording = {
+  id: string;
+  roomId: string;
+  producerId: string | null;
+  state: 'recording' | 'stopped' | 'failed';
+  stopReason: string | null;
+  startedAt: string;
+  stoppedAt: string | null;
+  sizeBytes: number;
+  durationMs: number;
+  files: { name: string; sizeBytes: number }[];
+};
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -86,4 +100,18 @@ export const api = {
       `/rooms/${encodeURIComponent(roomId)}/messages?limit=${limit}`,
       token,
     ).then((r) => r.messages),
+  listRecordings: (token: string, roomId: string) =>
+    request<{ recordings: Recording[] }>('GET', `/rooms/${encodeURIComponent(roomId)}/recordings`, token).then(
+      (r) => r.recordings,
+    ),
+  startRecording: (token: string, roomId: string) =>
+    request<{ recording: Recording }>('POST', `/rooms/${encodeURIComponent(roomId)}/recordings`, token, {}).then(
+      (r) => r.recording,
+    ),
+  stopRecording: (token: string, roomId: string, recordingId: string) =>
+    request<{ recording: Recording }>(
+      'DELETE',
+      `/rooms/${encodeURIComponent(roomId)}/recordings/${encodeURIComponent(recordingId)}`,
+      token,
+    ).then((r) => r.recording),
 };

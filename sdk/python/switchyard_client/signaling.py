@@ -30,6 +30,7 @@ SERVER_EVENTS = (
     "active-speaker", "audio-mute", "video-mute", "raised-hand", "room-closed", "producer-layers-needed",
     "new-data-producer", "data-producer-closed", "data-consumer-closed",
 )
+SERVER_EVENTS += ("recording-changed",)  # a room's recording started or stopped (docs/rest.md)
 
 
 class ApiError(Exception):

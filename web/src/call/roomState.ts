@@ -242,6 +242,8 @@ function serverEvent(state: RoomState, event: ServerEventName, payload: unknown)
     case 'data-consumer-closed':
       // DataChannels are Call's; what arrives on them comes back as `reaction` actions
       return state;
+    case 'recording-changed': // CallView keeps the recording state (components/RecordingControl.tsx)
+      return state;
   }
 }
 

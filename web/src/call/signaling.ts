@@ -23,6 +23,7 @@ export const SERVER_EVENTS = [
   'new-data-producer',
   'data-producer-closed',
   'data-consumer-closed',
+  'recording-changed',
 ] as const;
 
 export type ServerEventName = (typeof SERVER_EVENTS)[number];

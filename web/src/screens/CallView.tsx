@@ -1,11 +1,12 @@
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
 
-import { api, type Room, type Session } from '../api';
+import { api, type Recording, type Room, type Session } from '../api';
 import { Call } from '../call/Call';
 import { initialRoomState, roomReducer, tilesOf, type RoomAction } from '../call/roomState';
 import { ChatPanel } from '../components/ChatPanel';
 import { Controls } from '../components/Controls';
 import { Header } from '../components/Header';
+import { afterRecordingChanged, RecordingControl } from '../components/RecordingControl';
 import { RemoteAudio } from '../components/RemoteAudio';
 import { VideoGrid } from '../components/VideoGrid';
 import { Icon } from '../components/icons';
@@ -38,12 +39,23 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
   const [unread, setUnread] = useState(0);
   const chatOpenRef = useRef(chatOpen);
   chatOpenRef.current = chatOpen;
+  const [recording, setRecording] = useState<Recording | null>(null);
 
   useEffect(() => {
     let active = true;
     const onAction = (action: RoomAction) => {
       if (!active) return;
       if (action.type === 'server' && action.event === 'chat' && !chatOpenRef.current) setUnread((n) => n + 1);
+      if (action.type === 'server' && action.event === 'recording-changed') {
+        setRecording((current) => afterRecordingChanged(current, action.data));
+      }
+      if (action.type === 'joined') {
+        // whether the room records now (also after a reconnect, when events may have been missed)
+        api
+          .listRecordings(session.token, room.id)
+          .then((list) => active && setRecording(list.find((r) => r.state === 'recording') ?? null))
+          .catch(() => undefined);
+      }
       dispatch(action);
     };
     const current = new Call({
@@ -128,6 +140,14 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
           <span className={`status-pill status-${state.status}`} role="status" aria-live="polite">
             {STATUS_TEXT[state.status]}
           </span>
+          <RecordingControl
+            token={session.token}
+            roomId={room.id}
+            recording={recording}
+            isOwner={room.ownerId === session.user.id}
+            onChange={setRecording}
+            onError={(message) => dispatch({ type: 'error', message })}
+          />
         </div>
       </Header>
       {state.status === 'reconnecting' && (
