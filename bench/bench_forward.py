@@ -27,8 +27,15 @@ or 100 packets, as it does for a browser; the table adds the feedbacks sent.
 Results go to forward-feedback.json. bench_feedback_cost.py counts what that
 costs in instructions, which this machine's noise hides here.
 
+With --sizes frames, input packets are sized as libwebrtc's packetizer cuts video frames: each frame
+into the fewest packets of at most 1,200 bytes, split about equally (RtpPacketizer::SplitAboutEqually:
+the last frame_bytes % n packets one byte larger than the others), frame sizes drawn from a log-normal
+around 7 KB with a key frame (6x) every 300 frames, as a 1.7 Mbit/s 30 fps VP8 stream. With --sizes
+random, sizes are uniform in 200-1,200 bytes. Both are seeded, so runs compare; results go to
+forward-sizes-frames.json / forward-sizes-random.json.
+
     .venv/bin/python bench/bench_forward.py [--seconds 1.0] [--repeat 2] [--consumers 10 100 500]
-        [--burst 8] [--feedback]
+        [--burst 8] [--feedback] [--sizes equal|frames|random]
 """
 
 from __future__ import annotations
@@ -89,6 +96,36 @@ MEDIASOUP_QUOTED = {
     "latency_p50_ms_at_half_max": {"100": 0.4, "500": 2.3},
     "idle_consumer_kib": 27,
 }
+
+
+# --sizes frames: a 1.7 Mbit/s 30 fps VP8 stream's frames (bytes of payload), see the module docstring
+FRAME_MEAN_BYTES, FRAME_SIGMA, KEY_FRAME_EVERY, KEY_FRAME_SCALE = 7_000, 0.45, 300, 6
+# bytes each packet adds to its share of the frame: RTP header and extensions, SRTP trailer
+PACKET_OVERHEAD = 40
+RANDOM_SIZES = (200, 1200)
+SIZE_SEED = 16
+
+
+def packet_sizes(kind: str, count: int = 1 << 16) -> np.ndarray | None:
+    """Input packet sizes (SRTP, bytes) for --sizes; None for equal 1,200-byte packets."""
+    rng = np.random.default_rng(SIZE_SEED)
+    if kind == "equal":
+        return None
+    if kind == "random":
+        return rng.integers(RANDOM_SIZES[0], RANDOM_SIZES[1] + 1, count).astype(np.uint16)
+    sizes: list[int] = []
+    capacity = PACKET_SIZE - PACKET_OVERHEAD
+    frame = 0
+    while len(sizes) < count:
+        frame_bytes = int(rng.lognormal(np.log(FRAME_MEAN_BYTES), FRAME_SIGMA))
+        if frame % KEY_FRAME_EVERY == 0:
+            frame_bytes *= KEY_FRAME_SCALE
+        frame += 1
+        n = -(-frame_bytes // capacity)
+        share, larger = divmod(frame_bytes, n)
+        # libwebrtc's SplitAboutEqually: the last `larger` packets carry one byte more
+        sizes.extend(PACKET_OVERHEAD + share + (i >= n - larger) for i in range(n))
+    return np.array(sizes[:count], dtype=np.uint16)
 
 
 def udp_socket(rcvbuf: int = 0) -> socket.socket:
@@ -230,7 +267,8 @@ def producer_main(conn) -> None:
         elif command == "send":
             result = send_rtp(sock, arg["dest"], session, PRODUCER_SSRC, PAYLOAD_TYPE, PACKET_SIZE,
                               arg["rate"], arg["seconds"], first_seq=seq, clock_rate=48000,
-                              burst=arg.get("burst", 1), twcc_ext_id=arg.get("twcc_ext_id", 0))
+                              burst=arg.get("burst", 1), twcc_ext_id=arg.get("twcc_ext_id", 0),
+                              sizes=arg.get("sizes"))
             seq = result["next_seq"]
             conn.send(result)
         else:
@@ -304,8 +342,10 @@ class Rig:
 class Session:
     """One configuration: a Forwarder in the worker wired to the producer and N consumer sockets."""
 
-    def __init__(self, rig: Rig, profile: str, consumers: int, burst: int, feedback: bool = False):
+    def __init__(self, rig: Rig, profile: str, consumers: int, burst: int, feedback: bool = False,
+                 sizes: np.ndarray | None = None):
         self.rig, self.profile, self.n, self.burst, self.feedback = rig, profile, consumers, burst, feedback
+        self.sizes = sizes
         producer_key = new_key(profile)
         producer_addr = rig.ask(rig.producer, "open", {"profile": profile, "key": producer_key})
         self.socks = rig.consumer_socks[:consumers]
@@ -330,7 +370,7 @@ class Session:
         fwd0, snmp0 = self.counters(), udp_snmp()
         cpu0, (busy0, total0) = process_cpu_seconds(self.pid), core_busy_ticks(WORKER_CORE)
         self.rig.producer.send(("send", {"dest": self.server_addr, "rate": rate_pps, "seconds": seconds,
-                                         "burst": self.burst,
+                                         "burst": self.burst, "sizes": self.sizes,
                                          "twcc_ext_id": TWCC_EXT_ID if self.feedback else 0}))
         window = receive_rtp(self.socks, self.sessions, seconds, sample_every)
         cpu1, (busy1, total1) = process_cpu_seconds(self.pid), core_busy_ticks(WORKER_CORE)
@@ -344,6 +384,7 @@ class Session:
         drops += sum(fwd1["socket"][k] - fwd0["socket"][k] for k in ("tx_dropped_eagain", "tx_errors"))
         return {
             "input_pps": sent["achieved_pps"],
+            "forwarded_bytes_per_s": window["bytes"] / window["seconds"],
             "forwarded_pps": window["packets"] / window["seconds"],
             "expected": expected,
             "delivered": delivered,
@@ -369,9 +410,9 @@ class Session:
 
 
 def measure_configuration(rig: Rig, profile: str, n: int, seconds: float, burst: int,
-                          feedback: bool = False) -> dict:
+                          feedback: bool = False, sizes: np.ndarray | None = None) -> dict:
     limits = {pattern: rig.send_limit(n, seconds, pattern) for pattern in ("x32", "fanout")}
-    session = Session(rig, profile, n, burst, feedback)
+    session = Session(rig, profile, n, burst, feedback, sizes)
     try:
         session.run(min(1000.0, limits["x32"]["pps"] / n), 0.3)  # warm up: libsrtp streams, caches
         rate = PROBE_OVERLOAD * limits["x32"]["pps"] / n
@@ -563,6 +604,8 @@ def main() -> None:
                         help="input packets sent back to back, as a video frame's are (1: evenly paced)")
     parser.add_argument("--feedback", action="store_true",
                         help="number every input packet transport-wide and send the producer transport-cc feedback")
+    parser.add_argument("--sizes", default="equal", choices=("equal", "frames", "random"),
+                        help="input packet sizes: 1,200 bytes, libwebrtc's video packetizer, or 200-1,200 random")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
     if not 1 <= args.burst <= 32:
@@ -570,6 +613,9 @@ def main() -> None:
     name = "forward" if args.burst == 1 else f"forward-burst{args.burst}"
     if args.feedback:
         name += "-feedback"
+    if args.sizes != "equal":
+        name += f"-sizes-{args.sizes}"
+    sizes = packet_sizes(args.sizes)
     if os.cpu_count() < 2:
         raise SystemExit("bench_forward needs two cores (the worker on core 0, clients on core 1)")
 
@@ -587,7 +633,7 @@ def main() -> None:
         for repetition in range(args.repeat):
             for profile in args.profiles:
                 for n in args.consumers:
-                    r = measure_configuration(rig, profile, n, args.seconds, args.burst, args.feedback)
+                    r = measure_configuration(rig, profile, n, args.seconds, args.burst, args.feedback, sizes)
                     r["repetition"] = repetition
                     runs.append(r)
                     console.print(
@@ -609,6 +655,8 @@ def main() -> None:
         "benchmark": "forward",
         "burst": args.burst,
         "feedback": args.feedback,
+        "sizes": args.sizes,
+        "mean_packet_bytes": float(sizes.mean()) if sizes is not None else PACKET_SIZE,
         "twcc_ext_id": TWCC_EXT_ID if args.feedback else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {**machine_info(), "load_average_at_start": load_at_start},

@@ -11,8 +11,8 @@ while a comedia transport waits goes up at once, mid-batch.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport int32_t, uint16_t, uint64_t
-from libc.string cimport memcpy, memmove
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
+from libc.string cimport memcpy, memmove, memset
 
 from fastpath.clock cimport monotonic_ns
 from fastpath.codecs cimport PayloadInfo, parse_payload
@@ -59,6 +59,7 @@ from fastpath.state cimport (
     MAX_TEMPORAL_LAYERS,
     MAX_UNKNOWN_SSRC_PER_DRAIN,
     ConsumerState,
+    PendingPacket,
     ProducerStream,
     TransportState,
     clock_units,
@@ -76,6 +77,57 @@ cdef enum:
     # wait for every other copy to be protected
     LIGHT_LOAD_BATCH = 4
     LIGHT_LOAD_FLUSH = 32
+    # _equalize_sizes pads a packet by at most this many bytes, and looks this far ahead in the
+    # batch for the next packet of its stream
+    MAX_EQUALIZING_PAD = 8
+    EQUALIZE_LOOKAHEAD = 16
+
+
+cdef inline int pending_length(const PendingPacket* p) noexcept nogil:
+    return p.h.header_len + p.h.payload_len + p.h.padding_len
+
+
+cdef void _equalize_sizes(PendingPacket* pending, int count) noexcept nogil:
+    """Pad a held packet (RFC 3550 section 5.1) up to the size of the next one of its stream when
+    that is at most MAX_EQUALIZING_PAD bytes larger.
+
+    UDP GSO sends a consumer's copies as one message only while they have one size (all
+    segments but the last, UDP_SEGMENT); a smaller one ends the message and a larger one starts
+    another. libwebrtc cuts a frame into packets within one byte of each other, the larger ones
+    last (RtpPacketizer::SplitAboutEqually), so a frame's copies broke into two messages per
+    consumer and unequal frames cost 12 % of the rate. Padded from the end of the batch back,
+    a frame's packets all take the size of its largest; no packet grows past its own size plus
+    the bound, nor past a size its sender used. Receivers drop padding before depacketizing; the
+    history keeps the packet as it came.
+    """
+    cdef int i, j, end, length, target, pad, old
+    cdef unsigned char* data
+    cdef PendingPacket* p
+    for i in range(count - 2, -1, -1):
+        p = &pending[i]
+        end = min(count, i + 1 + EQUALIZE_LOOKAHEAD)
+        for j in range(i + 1, end):
+            if pending[j].stream == p.stream:
+                break
+        else:
+            continue
+        length = pending_length(p)
+        target = pending_length(&pending[j])
+        pad = target - length
+        if pad <= 0 or pad > MAX_EQUALIZING_PAD or p.h.padding_len + pad > 255:
+            continue
+        data = <unsigned char*>p.data
+        if p.h.has_padding:
+            # the count moves to the new last octet; the octets between are padding too
+            old = p.h.padding_len
+            memset(data + length - 1, 0, pad)
+        else:
+            old = 0
+            data[0] |= 0x20
+            memset(data + length, 0, pad - 1)
+        data[target - 1] = <unsigned char>(old + pad)
+        p.h.has_padding = 1
+        p.h.padding_len = <uint8_t>(old + pad)
 
 
 cdef class Receiver(Feedback):
@@ -129,6 +181,7 @@ cdef class Receiver(Feedback):
                 else:
                     self.drops[DROP_UNKNOWN_CLASS] += 1
             # interleave: what this batch produced leaves before the next batch is read
+            _equalize_sizes(self.pending, self.pending_count)
             self._fan_out(now)
             if self.probes_active:
                 self._pace_probes(now)

@@ -27,11 +27,17 @@ DROP_REASON_NAMES = (
 )
 
 
+# Copies queued before a flush under load. A room's receive batch makes copies for each destination
+# spread over its whole fan-out (stream by stream); a flush that holds more of them groups more of a
+# destination's copies into one GSO message per size (udp.pyx). 1,024 is sendmmsg's limit (UIO_MAXIOV).
+FORWARDER_TX_SLOTS = 1024
+
+
 cdef class ForwarderState:
     """Every attribute of the Forwarder, allocated and freed here; the stages above add behaviour only."""
 
     def __cinit__(self, sock, on_control):
-        self.sock = UdpBatchSocket(sock)
+        self.sock = UdpBatchSocket(sock, tx_slots=FORWARDER_TX_SLOTS)
         # transport-cc reports when each packet reached us, not when a busy loop read it
         self.sock.enable_rx_timestamps()
         self.flush_every = self.sock.tx_slots

@@ -60,6 +60,7 @@ cdef class UdpBatchSocket:
     cdef int* group_first
     cdef int* group_last
     cdef int* slot_next
+    cdef int* bucket_scratch        # _flush_grouped's size buckets of one destination, 4 x tx_slots
 
     cdef readonly uint64_t rx_packets
     cdef readonly uint64_t rx_bytes

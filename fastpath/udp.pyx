@@ -114,6 +114,19 @@ cdef inline bint _same_destination(const sockaddr_storage* a,
             and memcmp(&a6.sin6_addr, &b6.sin6_addr, 16) == 0)
 
 
+cdef enum:
+    # a destination's packet joins one of its last this many size buckets, or opens a new one
+    MAX_BUCKET_SEARCH = 8
+
+
+cdef inline uint32_t _stream_key(const unsigned char* packet, size_t length) noexcept nogil:
+    """The SSRC of an RTP packet (readable under SRTP, RFC 3711 section 3.1); 0 for anything
+    else (RTCP, STUN, DTLS), which so keeps its order among itself."""
+    if length < 12 or (packet[0] >> 6) != 2 or 192 <= packet[1] <= 223:
+        return 0
+    return (<uint32_t>packet[8] << 24) | (<uint32_t>packet[9] << 16) | (<uint32_t>packet[10] << 8) | packet[11]
+
+
 cdef void* _alloc(size_t count, size_t size) except NULL:
     cdef void* p = calloc(count, size)
     if p == NULL:
@@ -185,6 +198,7 @@ cdef class UdpBatchSocket:
         self.group_first = <int*>_alloc(tx_slots, sizeof(int))
         self.group_last = <int*>_alloc(tx_slots, sizeof(int))
         self.slot_next = <int*>_alloc(tx_slots, sizeof(int))
+        self.bucket_scratch = <int*>_alloc(4 * <size_t>tx_slots, sizeof(int))
 
     def enable_rx_timestamps(self):
         """Have the kernel stamp each datagram when it reaches the socket (SO_TIMESTAMPNS).
@@ -222,6 +236,7 @@ cdef class UdpBatchSocket:
         free(self.group_table)
         free(self.group_first)
         free(self.group_last)
+        free(self.bucket_scratch)
         free(self.slot_next)
 
     cdef int recv_batch(self) noexcept nogil:
@@ -308,10 +323,16 @@ cdef class UdpBatchSocket:
     cdef int _flush_grouped(self, int count) noexcept nogil:
         """Send the slots for each destination as GSO messages of equal-sized segments.
 
-        Slots are gathered by iovec, so nothing is copied; packets to one
-        destination keep their order, packets to different ones may not.
+        Slots are gathered by iovec, so nothing is copied; packets of one stream to one
+        destination keep their order, packets to different destinations or streams may not.
         """
         cdef int s, g, h, groups = 0, messages = 0, iovs = 0, first, n, failed = -1, j, sent
+        cdef int b, k, t, buckets
+        cdef int* bucket_size
+        cdef int* bucket_first
+        cdef int* bucket_last
+        cdef int* bucket_next
+        cdef uint32_t key
         cdef size_t length, segment, total
         cdef mmsghdr* m
         cdef int err
@@ -333,42 +354,92 @@ cdef class UdpBatchSocket:
                     break
                 h = (h + 1) & self.group_mask
 
+        # Per destination, packets go into buckets of one size (in the order buckets open) and
+        # each bucket leaves as GSO messages (UDP_SEGMENT: every segment but the last of one
+        # size). Packets of different streams may pass each other this way, since RTP orders
+        # only within an SSRC; a packet joins an older bucket only if no packet of its own
+        # stream already sits in a later one. A room's consumer gets audio and video of many
+        # senders in one flush, sizes interleaved: in arrival order that was one message per
+        # size change, bucketed it is one or two per size.
+        bucket_size = self.bucket_scratch
+        bucket_first = self.bucket_scratch + self.tx_slots
+        bucket_last = self.bucket_scratch + 2 * self.tx_slots
+        bucket_next = self.bucket_scratch + 3 * self.tx_slots
         for g in range(groups):
+            buckets = 0
             s = self.group_first[g]
             while s >= 0:
-                # one message: segments of one size, the last may be shorter (UDP_SEGMENT)
-                first = iovs
-                segment = self.tx_iov[s].iov_len
-                total = 0
-                n = 0
-                while s >= 0:
-                    length = self.tx_iov[s].iov_len
-                    if n and (length > segment or n == GSO_MAX_SEGMENTS
-                              or total + length > GSO_MAX_BYTES):
+                length = self.tx_iov[s].iov_len
+                b = -1
+                k = buckets - 1
+                while k >= 0 and k >= buckets - MAX_BUCKET_SEARCH:
+                    if <size_t>bucket_size[k] == length:
+                        b = k
                         break
-                    self.gso_iov[iovs] = self.tx_iov[s]
-                    self.gso_order[iovs] = s
-                    iovs += 1
-                    n += 1
-                    total += length
-                    s = self.slot_next[s]
-                    if length < segment:
-                        break
-                m = &self.gso_msgs[messages]
-                m.msg_hdr.msg_name = &self.tx_addrs[self.gso_order[first]]
-                m.msg_hdr.msg_namelen = self.tx_msgs[self.gso_order[first]].msg_hdr.msg_namelen
-                m.msg_hdr.msg_iov = &self.gso_iov[first]
-                m.msg_hdr.msg_iovlen = n
-                m.msg_hdr.msg_flags = 0
-                if n > 1:
-                    m.msg_hdr.msg_control = self.gso_control + <size_t>messages * GSO_CMSG_SPACE
-                    m.msg_hdr.msg_controllen = GSO_CMSG_SPACE
-                    (<uint16_t*>CMSG_DATA(<cmsghdr*>m.msg_hdr.msg_control))[0] = <uint16_t>segment
+                    k -= 1
+                if b >= 0 and b != buckets - 1:
+                    key = _stream_key(<const unsigned char*>self.tx_iov[s].iov_base, length)
+                    k = b + 1
+                    while k < buckets and b >= 0:
+                        t = bucket_first[k]
+                        while t >= 0:
+                            if _stream_key(<const unsigned char*>self.tx_iov[t].iov_base,
+                                           self.tx_iov[t].iov_len) == key:
+                                b = -1
+                                break
+                            t = bucket_next[t]
+                        k += 1
+                if b < 0:
+                    b = buckets
+                    buckets += 1
+                    bucket_size[b] = <int>length
+                    bucket_first[b] = s
                 else:
-                    m.msg_hdr.msg_control = NULL
-                    m.msg_hdr.msg_controllen = 0
-                self.gso_msg_packets[messages] = n
-                messages += 1
+                    bucket_next[bucket_last[b]] = s
+                bucket_last[b] = s
+                bucket_next[s] = -1
+                s = self.slot_next[s]
+
+            for b in range(buckets):
+                s = bucket_first[b]
+                segment = <size_t>bucket_size[b]
+                while s >= 0:
+                    first = iovs
+                    total = 0
+                    n = 0
+                    while s >= 0 and n < GSO_MAX_SEGMENTS and total + segment <= GSO_MAX_BYTES:
+                        self.gso_iov[iovs] = self.tx_iov[s]
+                        self.gso_order[iovs] = s
+                        iovs += 1
+                        n += 1
+                        total += segment
+                        s = bucket_next[s]
+                    if s < 0 and b + 1 < buckets:
+                        # the next bucket's first packet, if smaller, rides as the short last
+                        # segment: it leaves right after this bucket either way
+                        t = bucket_first[b + 1]
+                        length = self.tx_iov[t].iov_len
+                        if length < segment and n < GSO_MAX_SEGMENTS and total + length <= GSO_MAX_BYTES:
+                            self.gso_iov[iovs] = self.tx_iov[t]
+                            self.gso_order[iovs] = t
+                            iovs += 1
+                            n += 1
+                            bucket_first[b + 1] = bucket_next[t]
+                    m = &self.gso_msgs[messages]
+                    m.msg_hdr.msg_name = &self.tx_addrs[self.gso_order[first]]
+                    m.msg_hdr.msg_namelen = self.tx_msgs[self.gso_order[first]].msg_hdr.msg_namelen
+                    m.msg_hdr.msg_iov = &self.gso_iov[first]
+                    m.msg_hdr.msg_iovlen = n
+                    m.msg_hdr.msg_flags = 0
+                    if n > 1:
+                        m.msg_hdr.msg_control = self.gso_control + <size_t>messages * GSO_CMSG_SPACE
+                        m.msg_hdr.msg_controllen = GSO_CMSG_SPACE
+                        (<uint16_t*>CMSG_DATA(<cmsghdr*>m.msg_hdr.msg_control))[0] = <uint16_t>segment
+                    else:
+                        m.msg_hdr.msg_control = NULL
+                        m.msg_hdr.msg_controllen = 0
+                    self.gso_msg_packets[messages] = n
+                    messages += 1
 
         sent = self._send_messages(self.gso_msgs, messages, self.gso_msg_packets, &failed)
         if failed < 0:

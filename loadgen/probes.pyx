@@ -108,7 +108,8 @@ cdef int64_t probe_send_ns(const unsigned char* buf, int length) noexcept nogil:
 
 def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, int packet_size,
              double rate_pps, double duration_s, int batch=32, int first_seq=0,
-             uint32_t clock_rate=90000, int burst=1, int twcc_ext_id=0, long count=0):
+             uint32_t clock_rate=90000, int burst=1, int twcc_ext_id=0, long count=0,
+             const uint16_t[:] sizes=None):
     """Send SRTP probes of packet_size bytes (trailer included) to dest for duration_s.
 
     rate_pps paces the stream (0: as fast as the core allows); packets leave
@@ -124,8 +125,13 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
     the kernel took), built, dropped (send buffer full), seconds,
     achieved_pps and next_seq (pass it as first_seq to continue the stream:
     the session's rollover counter follows the sequence numbers).
+    `sizes` (uint16 array, e.g. numpy): packet k is sizes[k % len(sizes)] bytes instead of
+    packet_size (which then only bounds them), as an encoder's packetizer makes them.
     """
     cdef int plain = packet_size - session.rtp_trailer
+    cdef Py_ssize_t n_sizes = 0 if sizes is None else sizes.shape[0]
+    cdef Py_ssize_t size_index = 0
+    cdef int packet_plain
     cdef int head = RTP_HEADER_LENGTH + PROBE_TIME_LENGTH + (PROBE_TWCC_EXT_LENGTH if twcc_ext_id else 0)
     cdef UdpBatchSocket out
     cdef sockaddr_storage ss
@@ -146,6 +152,12 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
     if plain < head or packet_size > UDP_DEFAULT_SLOT_SIZE:
         raise ValueError(f"packet_size must leave {head} bytes after the SRTP trailer "
                          f"and be at most {UDP_DEFAULT_SLOT_SIZE}")
+    if sizes is not None:
+        if n_sizes == 0:
+            raise ValueError("sizes must not be empty")
+        for k in range(n_sizes):
+            if not head + session.rtp_trailer <= sizes[k] <= packet_size:
+                raise ValueError(f"every size must be in {head + session.rtp_trailer}..packet_size")
     if not 1 <= batch <= 1024:
         raise ValueError("batch must be in 1..1024")
     if not 1 <= burst <= batch:
@@ -183,12 +195,18 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
                 due = count - <long>built
             for k in range(<int>due):
                 slot = out.tx_slot()
-                memcpy(slot + head, filler + head, plain - head)
+                packet_plain = plain
+                if n_sizes:
+                    packet_plain = sizes[size_index] - session.rtp_trailer
+                    size_index += 1
+                    if size_index == n_sizes:
+                        size_index = 0
+                memcpy(slot + head, filler + head, packet_plain - head)
                 t = monotonic_ns()
-                write_probe_rtp(slot, plain, <uint8_t>payload_type, seq,
+                write_probe_rtp(slot, packet_plain, <uint8_t>payload_type, seq,
                                 ts_base + <uint32_t>(((t - start) // 1000) * clock_rate // 1000000),
                                 ssrc, t, twcc_ext_id, seq)
-                n = plain
+                n = packet_plain
                 status = session.protect_rtp(slot, &n, out.slot_size)
                 if status != 0:
                     break

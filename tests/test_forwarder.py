@@ -136,6 +136,55 @@ def test_a_batch_leaves_as_one_gso_message_per_consumer(forwarder):
         assert {p.ssrc for p in packets} == {5000 + i}
 
 
+def test_a_frames_packets_are_padded_to_one_size_and_leave_as_one_gso_message(forwarder):
+    """libwebrtc cuts a frame into packets within one byte of each other, the larger last; UDP GSO
+    needs one size, so a consumer's copies left as two messages. The smaller ones are padded
+    (RFC 3550 section 5.1): each consumer's frame is one message and the payloads are intact."""
+    fwd, server_addr, control = forwarder
+    producer = Peer()
+    consumers = [Peer() for _ in range(3)]
+    stream = fwd.add_producer_stream(connect(fwd, producer), 1111, 0, CODEC_OPUS, 48000, 0, False)
+    for i, peer in enumerate(consumers):
+        consumer = fwd.add_consumer(connect(fwd, peer), 5000 + i, 1, {111: 100}, {}, 0, CODEC_OPUS,
+                                    48000, False, False)
+        fwd.attach_stream(consumer, 0, stream)
+    payloads = [bytes([k]) * size for k, size in enumerate((300, 300, 300, 301, 301))]
+    for seq, payload in enumerate(payloads):
+        producer.sock.sendto(producer.tx.protect(rtp(seq, 960, 1111, 111, payload)), server_addr)
+    time.sleep(0.05)  # one receive batch holds the frame
+    before = fwd.counters()["socket"]
+    fwd.drain()
+    after = fwd.counters()["socket"]
+    assert after["rx_batches"] - before["rx_batches"] == 1
+    assert after["tx_packets"] - before["tx_packets"] == 15
+    assert after["tx_messages"] - before["tx_messages"] == 3
+    for peer in consumers:
+        wire = peer.receive(5)
+        assert len({len(p) for p in wire}) == 1
+        packets = [RtpPacket.parse(peer.rx.unprotect(p)) for p in wire]
+        assert [p.payload for p in packets] == payloads
+        assert [p.padding_size for p in packets] == [1, 1, 1, 0, 0]
+
+
+def test_padding_a_packet_that_has_padding_keeps_its_payload(forwarder):
+    fwd, server_addr, control = forwarder
+    producer, viewer = Peer(), Peer()
+    stream = fwd.add_producer_stream(connect(fwd, producer), 1111, 0, CODEC_OPUS, 48000, 0, False)
+    consumer = fwd.add_consumer(connect(fwd, viewer), 5000, 1, {111: 100}, {}, 0, CODEC_OPUS, 48000, False, False)
+    fwd.attach_stream(consumer, 0, stream)
+    padded = RtpPacket(payload_type=111, sequence_number=0, timestamp=960, ssrc=1111, payload=b"a" * 300)
+    padded.padding_size = 4
+    packets = [bytes(padded.serialize()), rtp(1, 960, 1111, 111, b"b" * 306),
+               rtp(2, 960, 1111, 111, b"c" * 400)]  # 90 bytes larger: left alone
+    for packet in packets:
+        producer.sock.sendto(producer.tx.protect(packet), server_addr)
+    time.sleep(0.05)
+    fwd.drain()
+    got = [RtpPacket.parse(viewer.rx.unprotect(p)) for p in viewer.receive(3)]
+    assert [p.payload for p in got] == [b"a" * 300, b"b" * 306, b"c" * 400]
+    assert [p.padding_size for p in got] == [6, 0, 0]
+
+
 def vp8(keyframe: bool, picture_id: int | None = None) -> bytes:
     # RFC 7741: descriptor S=1 PID=0 (with X, I and a 15-bit picture id when given), then a VP8
     # payload header whose P bit is 0 on a key frame

@@ -283,3 +283,42 @@ def test_tcp_socket_is_refused():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         with pytest.raises(ValueError, match="SOCK_DGRAM"):
             UdpBatchSocket(s)
+
+
+def rtp_like(ssrc: int, seq: int, size: int) -> bytes:
+    """An RTP header (RFC 3550 section 5.1) then filler: what the grouping reads is the SSRC."""
+    return bytes([0x80, 96]) + seq.to_bytes(2, "big") + bytes(4) + ssrc.to_bytes(4, "big") + bytes(size - 12)
+
+
+@pytest.mark.skipif(not gso_supported(), reason="no UDP GSO")
+def test_gso_groups_a_destinations_streams_by_size_keeping_each_streams_order(sockets):
+    # a room's consumer: audio and video of several senders interleaved, each stream one size
+    receiver = sockets()
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    batch = UdpBatchSocket(sockets(), gso=True, tx_slots=256)
+    sent = []
+    for seq in range(20):
+        for ssrc, size in ((1, 120), (2, 900), (3, 120), (4, 900)):
+            sent.append(rtp_like(ssrc, seq, size))
+            batch.send_py(sent[-1], receiver.getsockname())
+    assert batch.flush_py() == 80
+    got = [d for d, _ in recv_all(receiver, 80)]
+    assert sorted(got) == sorted(sent)
+    for ssrc in (1, 2, 3, 4):
+        mine = [d for d in got if d[8:12] == ssrc.to_bytes(4, "big")]
+        assert [int.from_bytes(d[2:4], "big") for d in mine] == list(range(20))
+    # one message per size instead of one per size change (80 in arrival order)
+    assert batch.counters()["tx_messages"] == 2
+
+
+@pytest.mark.skipif(not gso_supported(), reason="no UDP GSO")
+def test_gso_never_reorders_one_stream(sockets):
+    # one stream whose sizes alternate cannot be grouped by size without reordering it
+    receiver = sockets()
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    batch = UdpBatchSocket(sockets(), gso=True, tx_slots=256)
+    sent = [rtp_like(7, seq, (300, 800, 800, 301)[seq % 4]) for seq in range(40)]
+    for data in sent:
+        batch.send_py(data, receiver.getsockname())
+    assert batch.flush_py() == 40
+    assert [d for d, _ in recv_all(receiver, 40)] == sent

@@ -8,20 +8,24 @@ import resource
 import socket
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fastpath.route import Forwarder
 
 from common.log import get_logger
 from media.engine.data_consumer import consume_data
 from media.engine.data_producer import produce_data
-from media.engine.dtls import DtlsCertificate
 from media.engine.errors import invalid_input, not_found
 from media.engine.ice import CONSENT_TIMEOUT, ufrag_of
 from media.engine.plain_transport import PlainTransport
 from media.engine.router import Router
 from media.engine.tcp import IceTcpConnection
-from media.engine.webrtc_transport import WebRtcTransport
 from media.limits import DEFAULT_MAX_INCOMING_BITRATE
+
+if TYPE_CHECKING:
+    # DTLS (cryptography, pyOpenSSL) and STUN (aioice) load with the first WebRTC transport.
+    from media.engine.dtls import DtlsCertificate
+    from media.engine.webrtc_transport import WebRtcTransport
 
 log = get_logger("engine")
 
@@ -42,7 +46,7 @@ class Engine:
         self.consent_timeout = consent_timeout
         self.max_incoming_bitrate = max_incoming_bitrate
         self.forwarder = Forwarder(udp, self._on_control)
-        self.certificate = DtlsCertificate.generate()
+        self._certificate: DtlsCertificate | None = None
         self.routers: dict[str, Router] = {}
         self.transports: dict[str, WebRtcTransport | PlainTransport] = {}
         self.producers: dict = {}
@@ -64,6 +68,18 @@ class Engine:
         self._udp = udp
         self.loop.add_reader(udp.fileno(), self.forwarder.drain)
         self._timer_task = self.loop.create_task(self._timers())
+
+    @property
+    def certificate(self) -> DtlsCertificate:
+        """The worker's DTLS certificate, made when the first WebRTC transport asks for it.
+
+        A worker before any room then holds neither the key nor the DTLS libraries.
+        """
+        if self._certificate is None:
+            from media.engine.dtls import DtlsCertificate
+
+            self._certificate = DtlsCertificate.generate()
+        return self._certificate
 
     async def serve_tcp(self, listener: socket.socket) -> None:
         """Accept ICE-TCP connections on the worker's shared TCP port."""
@@ -247,14 +263,21 @@ def _close_router(engine: Engine, data: dict) -> dict:
     return {}
 
 
-def _transport_creator(kind: type) -> Callable[[Engine, dict], dict]:
+def _webrtc_transport() -> type:
+    """WebRtcTransport, imported with the first one: it brings DTLS and STUN libraries along."""
+    from media.engine.webrtc_transport import WebRtcTransport
+
+    return WebRtcTransport
+
+
+def _transport_creator(kind: Callable[[], type]) -> Callable[[Engine, dict], dict]:
     """router.createWebRtcTransport / router.createPlainTransport: the new transport's answer."""
     def create(engine: Engine, data: dict) -> dict:
         router = engine._router(data)
         transport_id = data["transportId"]
         if transport_id in engine.transports:
             raise invalid_input(f"transport {transport_id!r} already exists")
-        transport = kind(engine, router, transport_id, data)
+        transport = kind()(engine, router, transport_id, data)
         router.transports[transport_id] = transport
         engine.transports[transport_id] = transport
         return transport.answer()
@@ -288,8 +311,8 @@ REQUESTS: dict[str, Callable[[Engine, dict], dict | None]] = {
     "router.create": _create_router,
     "router.close": _close_router,
     "router.dump": lambda e, d: e._router(d).dump(),
-    "router.createWebRtcTransport": _transport_creator(WebRtcTransport),
-    "router.createPlainTransport": _transport_creator(PlainTransport),
+    "router.createWebRtcTransport": _transport_creator(_webrtc_transport),
+    "router.createPlainTransport": _transport_creator(lambda: PlainTransport),
     "transport.connect": lambda e, d: e._transport(d).connect(d),
     "transport.restartIce": lambda e, d: e._transport(d).restart_ice(),
     "transport.close": _closer("transports", "transportId"),

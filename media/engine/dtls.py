@@ -13,10 +13,11 @@ association to take, and `send_application_data` protects what it sends.
 
 from __future__ import annotations
 
+import datetime
+import os
 import struct
 from dataclasses import dataclass
 
-from aiortc.rtcdtlstransport import generate_certificate
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -169,9 +170,26 @@ class DtlsCertificate:
 
     @classmethod
     def generate(cls) -> DtlsCertificate:
-        """A fresh P-256 key and certificate, made by aiortc's helper (valid 30 days)."""
+        """A fresh P-256 key and self-signed certificate, valid 30 days as aiortc's and browsers' are.
+
+        Built here with cryptography rather than by aiortc's helper: importing aiortc
+        loads PyAV, its codecs and the ICE agent, some 30 MB a worker never uses.
+        """
         key = ec.generate_private_key(ec.SECP256R1())
-        return cls(key, generate_certificate(key))
+        # RFC 8122 section 5: the fingerprint authenticates it, so the name is only random.
+        name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, os.urandom(16).hex())])
+        now = datetime.datetime.now(tz=datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, certificate)
 
     def dtls_parameters(self, role: str = "auto") -> dict:
         """Local DTLS parameters in mediasoup v3's DtlsParameters shape."""

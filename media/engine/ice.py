@@ -20,8 +20,10 @@ import secrets
 import string
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from aioice import stun
+if TYPE_CHECKING:
+    from aioice import stun
 
 # Letters and digits only: a subset of ice-char (RFC 8839 section 5.4) that
 # needs no escaping in SDP, JSON, logs or metric labels.
@@ -43,7 +45,10 @@ ICE_COMPONENT_RTP = 1
 
 STUN_HEADER_LENGTH = 20
 STUN_BINDING_REQUEST = b"\x00\x01"
-STUN_COOKIE = struct.pack("!I", stun.COOKIE)
+# RFC 8489 section 5. aioice (which pulls in dnspython, ifaddr and its ICE agent) is
+# imported only where a message is parsed or built, so a worker that has no WebRTC
+# transport yet does not carry it.
+STUN_COOKIE = struct.pack("!I", 0x2112A442)
 STUN_ATTR_USERNAME = 0x0006
 
 ICE_STATE_NEW = "new"
@@ -153,12 +158,13 @@ def ufrag_of(data: bytes) -> str | None:
                 return local.decode("ascii")
             except UnicodeDecodeError:
                 return None
-        pos += 4 + attr_length + stun.padding_length(attr_length)
+        pos += 4 + attr_length + (-attr_length & 3)  # attributes pad to 4 bytes
     return None
 
 
 def error_response(request: stun.Message, code: int, reason: str) -> bytes:
     """A Binding error response with FINGERPRINT (RFC 8489 section 6.3.4)."""
+    from aioice import stun
     response = stun.Message(
         message_method=stun.Method.BINDING,
         message_class=stun.Class.ERROR,
@@ -171,6 +177,7 @@ def error_response(request: stun.Message, code: int, reason: str) -> bytes:
 
 def success_response(request: stun.Message, addr: tuple[str, int], password: str) -> bytes:
     """A Binding success response carrying the reflexive address (RFC 8445 section 7.3.1.4)."""
+    from aioice import stun
     response = stun.Message(
         message_method=stun.Method.BINDING,
         message_class=stun.Class.RESPONSE,
@@ -233,6 +240,7 @@ class IceLiteServer:
         self, data: bytes, addr: tuple[str, int], now: float, protocol: str = "udp"
     ) -> StunResult:
         """Answer one STUN datagram from addr (RFC 8445 section 7.3, RFC 8489 section 6.3)."""
+        from aioice import stun
         if self.state == ICE_STATE_CLOSED:
             return StunResult(drop_reason=DROP_CLOSED)
         if data[4:8] != STUN_COOKIE:
@@ -326,6 +334,7 @@ class IceLiteServer:
 
     def _reject(self, request: stun.Message) -> tuple[int, str] | None:
         """The 400 answer for a request ICE cannot use (RFC 8445 section 7.3, RFC 8489 section 9.1.3)."""
+        from aioice import stun
         if request.message_method != stun.Method.BINDING:
             return (400, "Bad Request: not a Binding request")
         if "FINGERPRINT" not in request.attributes:

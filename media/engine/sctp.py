@@ -27,10 +27,15 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 
-from aiortc.rtcdatachannel import RTCDataChannel, RTCDataChannelParameters
-from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
+from typing import TYPE_CHECKING
 
 from common.log import get_logger
+
+if TYPE_CHECKING:
+    # aiortc (and PyAV, numpy with it) loads with a worker's first association, not at its start:
+    # a worker that carries no DataChannel stays lean (tests/test_worker_memory.py)
+    from aiortc.rtcdatachannel import RTCDataChannel
+    from aiortc.rtcsctptransport import RTCSctpTransport
 
 log = get_logger("sctp")
 
@@ -103,6 +108,8 @@ class SctpAssociation:
         self.max_message_size = max_message_size
         self.send_buffer_limit = SEND_BUFFER_MESSAGES * max_message_size
         self.dtls = DtlsDataTransport(send)
+        from aiortc.rtcsctptransport import RTCSctpTransport
+
         self.sctp = RTCSctpTransport(self.dtls, port=SCTP_PORT)  # type: ignore[arg-type]
         self.state = SCTP_STATE_NEW
         self.drops: Counter[str] = Counter()
@@ -135,6 +142,8 @@ class SctpAssociation:
 
     async def _run(self) -> None:
         # The remote's maxMessageSize is not signalled to us; clients accept mediasoup's default.
+        from aiortc.rtcsctptransport import RTCSctpCapabilities
+
         await self.sctp.start(RTCSctpCapabilities(maxMessageSize=self.max_message_size), SCTP_PORT)
         handled = 0
         while True:
@@ -170,6 +179,8 @@ class SctpAssociation:
     def open_stream(self, stream_id: int, label: str, protocol: str, ordered: bool,
                     max_packet_life_time: int | None, max_retransmits: int | None) -> RTCDataChannel:
         """A negotiated channel on a stream (RFC 8831 section 6.5): opens when the association is up."""
+        from aiortc.rtcdatachannel import RTCDataChannel, RTCDataChannelParameters
+
         parameters = RTCDataChannelParameters(
             label=label, protocol=protocol, ordered=ordered, maxPacketLifeTime=max_packet_life_time,
             maxRetransmits=max_retransmits, negotiated=True, id=stream_id)
