@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
-
 from typing import TYPE_CHECKING
 
 from common.log import get_logger
