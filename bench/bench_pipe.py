@@ -89,25 +89,28 @@ async def consumer_socket(router, producer_id: str) -> tuple[socket.socket, Srtp
     return sock, SrtpSession(SUITE, base64.b64decode(plain.srtp_parameters["keyBase64"]), "inbound")
 
 
-async def forwarded(workers: list[Worker]) -> int:
-    total = 0
+async def forwarded(workers: list[Worker]) -> tuple[int, dict[str, int]]:
+    """The workers' forwarded packets and drops by reason, summed."""
+    total, drops = 0, {}
     for worker in workers:
-        total += (await worker_request(worker, "worker.counters", {}))["forwardedPackets"]
-    return total
+        counters = await worker_request(worker, "worker.counters", {})
+        total += counters["forwardedPackets"]
+        for name, count in counters["drops"].items():
+            drops[name] = drops.get(name, 0) + count
+    return total, drops
 
 
-async def run_rate(workers, dest, out_session, socks, sessions, rate: float, seconds: float,
+async def run_rate(workers, sender, dest, out_session, socks, sessions, rate: float, seconds: float,
                    first_seq: int) -> tuple[dict, int]:
     """Send at `rate` for `seconds` while draining every consumer socket; what arrived."""
-    before = await forwarded(workers)
+    before, drops_before = await forwarded(workers)
     sample_every = max(1, int(rate * len(socks) // 20_000))
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sending = asyncio.to_thread(send_rtp, sender, dest, out_session, SSRC, PAYLOAD_TYPE, PACKET_SIZE,
                                 rate, seconds, 32, first_seq, 48000)
     receiving = asyncio.to_thread(receive_rtp, socks, sessions, seconds + 0.5, sample_every, 1 << 20, 0.3)
     sent, received = await asyncio.gather(sending, receiving)
-    sender.close()
-    after = await forwarded(workers)
+    after, drops_after = await forwarded(workers)
+    drops = {name: n - drops_before.get(name, 0) for name, n in drops_after.items() if n > drops_before.get(name, 0)}
     expected = sent["sent"] * len(socks)
     latencies = received["latencies_ns"]
     return {
@@ -115,6 +118,7 @@ async def run_rate(workers, dest, out_session, socks, sessions, rate: float, sec
         "copiesPerSecond": round(received["packets"] / seconds),
         "loss": round(1 - received["packets"] / expected, 4) if expected else None,
         "workerForwardedPerSecond": round((after - before) / seconds),
+        "workerDrops": drops,
         "latencyP50Ms": round(float(np.median(latencies)) / 1e6, 3) if len(latencies) else None,
         "latencyP99Ms": round(float(np.percentile(latencies, 99)) / 1e6, 3) if len(latencies) else None,
     }, sent["next_seq"]
@@ -133,11 +137,13 @@ async def fan_out(workers: list[Worker], consumers: int, rates: list[float], sec
         sessions.append(session)
     dest = ("127.0.0.1", workers[0].settings.rtc_port)
     rows, seq = [], 0
+    # one sender socket for every rate: the comedia producer transport knows its address
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for rate in rates:
-        row, seq = await run_rate(workers, dest, out_session, socks, sessions, rate, seconds, seq)
+        row, seq = await run_rate(workers, sender, dest, out_session, socks, sessions, rate, seconds, seq)
         rows.append({"workers": len(workers), "consumers": consumers, "rate": rate, **row})
         await asyncio.sleep(0.5)
-    for sock in socks:
+    for sock in [sender, *socks]:
         sock.close()
     for router in routers:
         await router.close()

@@ -14,7 +14,7 @@ import time
 import pytest
 from aiortc.rtp import RtcpPacket, RtpPacket
 
-from media.api.errors import InvalidStateError
+from media.api.errors import InvalidInputError, InvalidStateError
 from tests.media.client import Client, receive_frames
 from tests.media.tracks import HEIGHT, WIDTH
 from tests.test_api_objects import Events
@@ -295,3 +295,23 @@ async def test_pipe_refusals(routers):
             break
         await asyncio.sleep(0.05)
     assert pipe_a.closed and not producer.closed and producer.consumers == {}
+
+
+async def test_a_second_pipe_between_the_same_two_workers_is_refused_cleanly(routers):
+    """The workers find a pipe by its remote address on their one port: one pipe pair per pair of workers."""
+    router_a, router_b = routers
+    router_a2, router_b2 = [await r.worker.create_router() for r in routers]
+    producers = []
+    for router in (router_a, router_a2):
+        plain = await router.create_plain_transport(comedia=True)
+        producers.append(await plain.produce("audio", {
+            "codecs": [{"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2}],
+            "encodings": [{"ssrc": 6666}],
+        }))
+    await router_a.pipe_to_router(producers[0].id, router_b)
+    with pytest.raises(InvalidInputError, match="already belongs"):
+        await router_a2.pipe_to_router(producers[1].id, router_b2)
+    # nothing of the refused pair is left, and the first pipe still works
+    assert router_a2._pipes == {} and router_b2._pipes == {}
+    assert not [t for r in (router_a2, router_b2) for t in r.transports.values() if t.__class__.__name__ == "PipeTransport"]
+    assert producers[0].id in router_b.producers
