@@ -13,7 +13,10 @@ latency (arrival is the kernel's timestamp).
 Per configuration and input rate: copies delivered per second (RTCP sender reports, one a
 second per consumer, are counted too, so a run without loss shows a loss just below 0), the loss,
 and the workers' own forwarded-packet
-counters. Then the latency one pipe hop adds: one consumer on A and one on B of
+counters and CPU time: "projected" is the run's copies/s divided by the busiest worker's share of
+its core, what the workers would forward with whole cores to themselves (the sender and receiver
+share this 2-core machine with them, so a measured rate with two workers is capped by the client
+long before the workers). Then the latency one pipe hop adds: one consumer on A and one on B of
 the same piped producer at a low rate, the difference of their median one-way latencies.
 
 Each worker is pinned to a core of its own when two are used (worker 1 on core 0, worker 2 on
@@ -89,33 +92,42 @@ async def consumer_socket(router, producer_id: str) -> tuple[socket.socket, Srtp
     return sock, SrtpSession(SUITE, base64.b64decode(plain.srtp_parameters["keyBase64"]), "inbound")
 
 
-async def forwarded(workers: list[Worker]) -> tuple[int, dict[str, int]]:
-    """The workers' forwarded packets and drops by reason, summed."""
-    total, drops = 0, {}
+async def forwarded(workers: list[Worker]) -> tuple[int, dict[str, int], list[float]]:
+    """The workers' forwarded packets and drops by reason, summed, and each one's CPU seconds."""
+    total, drops, cpu = 0, {}, []
     for worker in workers:
         counters = await worker_request(worker, "worker.counters", {})
         total += counters["forwardedPackets"]
+        cpu.append(counters["cpuSeconds"])
         for name, count in counters["drops"].items():
             drops[name] = drops.get(name, 0) + count
-    return total, drops
+    return total, drops, cpu
 
 
 async def run_rate(workers, sender, dest, out_session, socks, sessions, rate: float, seconds: float,
                    first_seq: int) -> tuple[dict, int]:
     """Send at `rate` for `seconds` while draining every consumer socket; what arrived."""
-    before, drops_before = await forwarded(workers)
+    before, drops_before, cpu_before = await forwarded(workers)
+    started = time.monotonic()
     sample_every = max(1, int(rate * len(socks) // 20_000))
     sending = asyncio.to_thread(send_rtp, sender, dest, out_session, SSRC, PAYLOAD_TYPE, PACKET_SIZE,
                                 rate, seconds, 32, first_seq, 48000)
     receiving = asyncio.to_thread(receive_rtp, socks, sessions, seconds + 0.5, sample_every, 1 << 20, 0.3)
     sent, received = await asyncio.gather(sending, receiving)
-    after, drops_after = await forwarded(workers)
+    after, drops_after, cpu_after = await forwarded(workers)
+    elapsed = time.monotonic() - started
+    # each worker's share of its core over the run: what the same copies would take at 100 %
+    busy = [max((a - b) / elapsed, 1e-6) for a, b in zip(cpu_after, cpu_before, strict=True)]
+    copies = received["packets"] / seconds
     drops = {name: n - drops_before.get(name, 0) for name, n in drops_after.items() if n > drops_before.get(name, 0)}
     expected = sent["sent"] * len(socks)
     latencies = received["latencies_ns"]
     return {
         "inputPps": round(sent["achieved_pps"]),
-        "copiesPerSecond": round(received["packets"] / seconds),
+        "copiesPerSecond": round(copies),
+        "workerCpu": [round(b, 3) for b in busy],
+        # copies/s if the busiest worker had its whole core (the run's copies over its CPU share)
+        "projectedCopiesPerSecond": round(copies / max(busy)),
         "loss": round(1 - received["packets"] / expected, 4) if expected else None,
         "workerForwardedPerSecond": round((after - before) / seconds),
         "workerDrops": drops,
@@ -189,12 +201,14 @@ async def main(args: argparse.Namespace) -> None:
         for worker in workers:
             await worker.close()
     table = Table(title=f"one producer to {args.consumers} consumers: 1 worker vs 2 workers through a pipe")
-    for column in ("workers", "input pps", "copies/s", "loss", "worker fwd/s", "p50 ms", "p99 ms"):
+    for column in ("workers", "input pps", "copies/s", "loss", "worker fwd/s", "worker CPU", "projected/s",
+                   "p50 ms", "p99 ms"):
         table.add_column(column, justify="right")
     for r in rows:
         table.add_row(str(r["workers"]), str(r["inputPps"]), f"{r['copiesPerSecond']:,}", str(r["loss"]),
-                      f"{r['workerForwardedPerSecond']:,}", str(r["latencyP50Ms"]), str(r["latencyP99Ms"]))
-    console = Console()
+                      f"{r['workerForwardedPerSecond']:,}", " ".join(f"{c:.0%}" for c in r["workerCpu"]),
+                      f"{r['projectedCopiesPerSecond']:,}", str(r["latencyP50Ms"]), str(r["latencyP99Ms"]))
+    console = Console(width=150)
     console.print(table)
     console.print(f"one pipe hop at {LATENCY_RATE} pps: p50 {latency['p50MsA']} ms on A, {latency['p50MsB']} ms on B"
                   f" (+{latency['pipeHopP50Ms']} ms); p99 {latency['p99MsA']} / {latency['p99MsB']} ms")

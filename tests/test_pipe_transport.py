@@ -8,6 +8,8 @@ switched per consumer, close and pause travelling through the pipe, PLI back to 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import time
 
@@ -297,21 +299,65 @@ async def test_pipe_refusals(routers):
     assert pipe_a.closed and not producer.closed and producer.consumers == {}
 
 
-async def test_a_second_pipe_between_the_same_two_workers_is_refused_cleanly(routers):
-    """The workers find a pipe by its remote address on their one port: one pipe pair per pair of workers."""
+async def test_pipes_of_two_rooms_between_the_same_workers_share_one_link(routers):
+    """Both workers' pipes come from one port each: plain pipes of several router pairs share one
+    Forwarder slot per worker pair, told apart by SSRC; media flows on each, and closing one pipe
+    leaves the other working. An SRTP pipe keeps its own slot and keys, so it cannot join."""
     router_a, router_b = routers
     router_a2, router_b2 = [await r.worker.create_router() for r in routers]
-    producers = []
-    for router in (router_a, router_a2):
-        plain = await router.create_plain_transport(comedia=True)
-        producers.append(await plain.produce("audio", {
-            "codecs": [{"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2}],
-            "encodings": [{"ssrc": 6666}],
-        }))
-    await router_a.pipe_to_router(producers[0].id, router_b)
-    with pytest.raises(InvalidInputError, match="already belongs"):
-        await router_a2.pipe_to_router(producers[1].id, router_b2)
-    # nothing of the refused pair is left, and the first pipe still works
-    assert router_a2._pipes == {} and router_b2._pipes == {}
-    assert not [t for r in (router_a2, router_b2) for t in r.transports.values() if t.__class__.__name__ == "PipeTransport"]
-    assert producers[0].id in router_b.producers
+    room1 = await publish_simulcast(router_a)
+    room2 = await publish_simulcast(router_a2)
+    try:
+        sinks = []
+        for (producer, _, _), source, target in ((room1, router_a, router_b), (room2, router_a2, router_b2)):
+            await source.pipe_to_router(producer.id, target)
+            sinks.append(await plain_viewer(target, producer.id, 2))
+        for sink, _ in sinks:
+            assert {p.payload[2] for p in await receive(sink, 20)} <= {0, 1, 2}
+        (sink1, consumer1), (sink2, consumer2) = sinks
+        await until_layer(sink1, 2)
+        await until_layer(sink2, 2)
+        # room 1's pipe goes; room 2's goes on over the link
+        await router_b.close()
+        for _ in range(50):
+            if router_a._pipes == {}:
+                break
+            await asyncio.sleep(0.05)
+        assert router_a._pipes == {} and consumer1.closed and not consumer2.closed
+        drain(sink2)
+        assert len(await receive(sink2, 20)) == 20
+        # an SRTP pipe would need the address the link holds
+        router_b3 = await router_b2.worker.create_router()
+        with pytest.raises(InvalidInputError, match="already belongs"):
+            await router_a.pipe_to_router(room1[0].id, router_b3, enable_srtp=True)
+        assert router_a._pipes == {} and router_b3._pipes == {} and router_b3.transports == {}
+    finally:
+        room1[2].cancel()
+        room2[2].cancel()
+
+
+async def test_the_far_worker_dying_closes_the_pipe_and_a_new_one_can_be_made(routers):
+    router_a, router_b = routers
+    producer, source, sending = await publish_simulcast(router_a)
+    try:
+        pipe_consumer, pipe_producer = await router_a.pipe_to_router(producer.id, router_b)
+        os.kill(router_b.worker.pid, signal.SIGKILL)
+        # the pipe producer closing (with B's router) closes the pipe consumer, and B's end of the
+        # pipe closing closes A's end
+        for _ in range(100):
+            if pipe_consumer.closed and pipe_consumer.transport.closed:
+                break
+            await asyncio.sleep(0.05)
+        assert pipe_producer.closed and pipe_consumer.transport.closed and router_a._pipes == {}
+        assert not producer.closed and producer.consumers == {}
+        # the room goes on with a router on a new worker
+        worker_c = await start_worker()
+        try:
+            router_c = await worker_c.create_router()
+            _, piped = await router_a.pipe_to_router(producer.id, router_c)
+            sink, _ = await plain_viewer(router_c, piped.id)
+            assert len(await receive(sink, 10)) == 10
+        finally:
+            await worker_c.close()
+    finally:
+        sending.cancel()

@@ -9,8 +9,10 @@ simulcast layer. Closing, pausing and resuming follow mediasoup's pipeToRouter w
 requests cross the pipe as RTCP PLI (RFC 4585 6.3.1) to the pipe consumer's SSRC, which the first
 worker relays to the producer.
 
-The worker demuxes a transport by its remote address on its one shared port, so two routers are
-piped only across two different workers, and one pipe pair serves each pair of workers.
+Two routers are piped only across two different workers (a worker finds a transport by its
+remote address on its one port); in each worker the plain pipes to one other worker share a
+Forwarder slot (media/engine/pipe_transport.py), so many router pairs can be piped between the same
+two workers, while an SRTP pipe is the only one between its workers.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ async def create_pipe_pair(local: Router, remote: Router, enable_srtp: bool) -> 
     ends: list[PipeTransport] = []
     try:
         for router in (local, remote):
-            ends.append(await router.create_plain_transport(enable_srtp=enable_srtp, transport_class=PipeTransport))
+            ends.append(await router.create_plain_transport(enable_srtp=enable_srtp,
+                                                            transport_class=PipeTransport))
         a, b = ends
         # The worker's listening address, not the announced one: the pipe stays on this host.
         await a.connect(ip=_pipe_ip(remote), port=b.tuple["localPort"], srtp_parameters=b.srtp_parameters)

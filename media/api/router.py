@@ -152,6 +152,7 @@ class Router(AsyncIOEventEmitter):
             "comedia": bool(comedia),
             "enableSrtp": bool(enable_srtp),
             "srtpCryptoSuite": srtp_crypto_suite,
+            "pipe": issubclass(transport_class, PipeTransport),
         })
         self._check_created()
         transport = transport_class(
