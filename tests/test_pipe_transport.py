@@ -16,7 +16,13 @@ import time
 import pytest
 from aiortc.rtp import RtcpPacket, RtpPacket
 
-from media.api.errors import InvalidInputError, InvalidStateError
+from media.api.errors import (
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+    SwitchyardError,
+    worker_request,
+)
 from tests.media.client import Client, receive_frames
 from tests.media.tracks import HEIGHT, WIDTH
 from tests.test_api_objects import Events
@@ -361,3 +367,27 @@ async def test_the_far_worker_dying_closes_the_pipe_and_a_new_one_can_be_made(ro
             await worker_c.close()
     finally:
         sending.cancel()
+
+
+async def test_concurrent_pipes_share_one_pair_and_bad_requests_are_refused(routers):
+    router_a, router_b = routers
+    plain = await router_a.create_plain_transport(comedia=True)
+    producers = [await plain.produce("audio", {
+        "codecs": [{"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2}],
+        "encodings": [{"ssrc": 7000 + n}], "mid": str(n),
+    }) for n in range(3)]
+    piped = await asyncio.gather(*(router_a.pipe_to_router(p.id, router_b) for p in producers))
+    assert len({c.transport.id for c, _ in piped}) == 1 and len({p.transport.id for _, p in piped}) == 1
+    assert len([t for t in router_b.transports.values() if t.__class__.__name__ == "PipeTransport"]) == 1
+    with pytest.raises(NotFoundError):
+        await router_a.pipe_to_router("no-such-producer", router_b)
+    with pytest.raises(InvalidInputError):
+        await router_a.pipe_to_router(producers[0].id, "not a router")
+    # the worker refuses a pipe consumer whose encodings lack SSRCs, and keeps nothing of it
+    pipe_a = piped[0][0].transport
+    before = await router_a.dump()
+    with pytest.raises(SwitchyardError):
+        await worker_request(router_a.worker, "transport.consume", {
+            "transportId": pipe_a.id, "consumerId": "bad", "producerId": producers[0].id, "kind": "audio",
+            "type": "pipe", "rtpParameters": {**piped[0][0].rtp_parameters, "encodings": [{}]}})
+    assert await router_a.dump() == before

@@ -24,7 +24,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from media.api.consumer import Consumer
-from media.api.errors import InvalidStateError, NotFoundError, worker_request
+from media.api.errors import InvalidInputError, InvalidStateError, NotFoundError, worker_request
 from media.api.plain_transport import PlainTransport
 from media.ortc.capabilities import MID_URI, REPAIRED_RID_URI, RID_URI, TRANSPORT_WIDE_CC_URI
 from media.ortc.codecs import is_rtx_codec
@@ -139,6 +139,10 @@ async def pipe_to_router(
     source: Router, producer_id: str, target: Router, enable_srtp: bool = False
 ) -> tuple[Consumer, Producer]:
     """mediasoup's router.pipeToRouter({producerId, router}): (pipe consumer on source, pipe producer on target)."""
+    from media.api.router import Router  # the module imports this one
+
+    if not isinstance(target, Router):
+        raise InvalidInputError("router must be a Router")
     source._check_open()
     target._check_open()
     producer = source.producers.get(producer_id) if isinstance(producer_id, str) else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from media.engine.consumer import extension_map, payload_type_map, red_stream
+from media.engine.consumer import MAX_SPATIAL_LAYERS, extension_map, payload_type_map, red_stream
 from media.engine.errors import invalid_input, invalid_state
 from media.engine.producer import media_codec
 
@@ -34,8 +34,13 @@ class PipeConsumer:
         self.closed = False
         self.rtp_parameters = data["rtpParameters"]
         encodings = self.rtp_parameters["encodings"]
-        if len(encodings) != len(producer.encodings):
+        if len(encodings) != len(producer.encodings) or len(encodings) > MAX_SPATIAL_LAYERS:
             raise invalid_input("a pipe consumer has one encoding per encoding of its producer")
+        ssrcs = [encoding.get("ssrc") for encoding in encodings]
+        # checked before any Forwarder consumer is made, so a refusal leaves nothing behind
+        if any(isinstance(s, bool) or not isinstance(s, int) or not 0 < s < 1 << 32 for s in ssrcs) \
+                or len(set(ssrcs)) != len(ssrcs):
+            raise invalid_input("every pipe encoding needs an SSRC of its own (1..2^32-1)")
         self.paused = bool(data.get("paused"))
         self.producer_paused = producer.paused
         pt_map = payload_type_map(producer.rtp_mapping, self.rtp_parameters)
@@ -44,10 +49,10 @@ class PipeConsumer:
         clock_rate = int(media_codec(self.rtp_parameters)["clockRate"])
         fwd = self.engine.forwarder
         self.slots: list[int] = []
-        for layer, encoding in enumerate(encodings):
+        for layer, ssrc in enumerate(ssrcs):
             # The fan-out stage feeds a consumer by the stream's spatial layer, so the consumer of
             # encoding n has n + 1 layers, aims at the top one and is fed only that one.
-            slot = fwd.add_consumer(transport.slot, int(encoding["ssrc"]), layer + 1, pt_map, ext_map, 0,
+            slot = fwd.add_consumer(transport.slot, ssrc, layer + 1, pt_map, ext_map, 0,
                                     producer.codec_id, clock_rate, self.kind == "video", self.paused)
             if red_pt >= 0:  # RED passes through whole: the far router cuts it for its own consumers
                 fwd.set_consumer_red(slot, red_pt, False)
