@@ -8,6 +8,7 @@ that table, like every other, loses an object the moment it closes.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from media.api.errors import (
     log_listener_error,
     worker_request,
 )
+from media.api.pipe_transport import PipeTransport, create_pipe_pair, pipe_to_router
 from media.api.plain_transport import PlainTransport, check_srtp_crypto_suite
 from media.api.sctp import MAX_SCTP_MESSAGE_SIZE, sctp_request
 from media.api.transport import Transport, app_data_of
@@ -56,6 +58,10 @@ class Router(AsyncIOEventEmitter):
         self.producers: dict[str, Producer] = {}
         self.data_producers: dict[str, DataProducer] = {}
         self._targets: dict[str, Transport | Consumer] = {}
+        # pipe transport pairs by the other router's id (this end first), pending while created
+        self._pipes: dict[str, asyncio.Future[tuple[PipeTransport, PipeTransport]]] = {}
+        # pipe close and pause follow-ups run as tasks; kept here so none is collected early
+        self._pipe_tasks: set[asyncio.Task] = set()
         worker.on("notification", self._on_notification)
 
     @classmethod
@@ -129,8 +135,12 @@ class Router(AsyncIOEventEmitter):
         enable_srtp: bool = False,
         srtp_crypto_suite: str = "AES_CM_128_HMAC_SHA1_80",
         app_data: dict[str, Any] | None = None,
+        transport_class: type[PlainTransport] = PlainTransport,
     ) -> PlainTransport:
-        """A plain RTP transport for ffmpeg, GStreamer or a recorder (optionally SRTP with signalled keys)."""
+        """A plain RTP transport for ffmpeg, GStreamer or a recorder (optionally SRTP with signalled keys).
+
+        transport_class: PipeTransport for one end of a pipe (pipe_to_router makes those).
+        """
         self._check_open()
         app_data = app_data_of(app_data)
         check_srtp_crypto_suite(srtp_crypto_suite)
@@ -142,13 +152,45 @@ class Router(AsyncIOEventEmitter):
             "comedia": bool(comedia),
             "enableSrtp": bool(enable_srtp),
             "srtpCryptoSuite": srtp_crypto_suite,
+            "pipe": issubclass(transport_class, PipeTransport),
         })
         self._check_created()
-        transport = PlainTransport(
+        transport = transport_class(
             self, transport_id, data, app_data, bool(rtcp_mux), bool(comedia), bool(enable_srtp)
         )
         self._adopt(transport)
         return transport
+
+    async def pipe_to_router(
+        self, producer_id: str, router: Router, enable_srtp: bool = False
+    ) -> tuple[Consumer, Producer]:
+        """Consume a producer of this router on `router` (of another worker), as mediasoup's pipeToRouter.
+
+        Returns (pipe consumer here, pipe producer there, with the producer's id); one pipe transport
+        pair per router pair, made on first use and kept until either end closes.
+        """
+        return await pipe_to_router(self, producer_id, router, enable_srtp)
+
+    async def _pipe_pair(self, other: Router, enable_srtp: bool) -> tuple[PipeTransport, PipeTransport]:
+        """The pipe pair to `other` (this router's end first), made once even under concurrent calls."""
+        pending = self._pipes.get(other.id)
+        if pending is None:
+            pending = asyncio.ensure_future(create_pipe_pair(self, other, enable_srtp))
+            self._pipes[other.id] = pending
+            other._pipes[self.id] = pending
+            try:
+                await asyncio.shield(pending)
+            except BaseException:
+                self._forget_pipe(other.id)
+                other._forget_pipe(self.id)
+                raise
+        a, b = await asyncio.shield(pending)
+        if a.closed or b.closed:
+            raise InvalidStateError(f"the pipe between routers {self.id} and {other.id} closed")
+        return (a, b) if a.router is self else (b, a)
+
+    def _forget_pipe(self, other_id: str) -> None:
+        self._pipes.pop(other_id, None)
 
     def _check_created(self) -> None:
         # Closed while the worker created it: the worker closes it with the router.

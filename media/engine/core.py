@@ -17,6 +17,7 @@ from media.engine.data_consumer import consume_data
 from media.engine.data_producer import produce_data
 from media.engine.errors import invalid_input, not_found
 from media.engine.ice import CONSENT_TIMEOUT, ufrag_of
+from media.engine.pipe_transport import PipeLink, PipeTransport
 from media.engine.plain_transport import PlainTransport
 from media.engine.router import Router
 from media.engine.tcp import IceTcpConnection
@@ -58,6 +59,8 @@ class Engine:
         self.ufrags: dict[str, WebRtcTransport] = {}
         self.tuples: dict[tuple, WebRtcTransport] = {}
         self.comedia_waiting: list[PlainTransport] = []
+        # plain pipes by the remote worker's address: one shared Forwarder slot each
+        self.pipe_links: dict[tuple, PipeLink] = {}
         self.tcp_connections: dict[tuple, IceTcpConnection] = {}
         self.tcp_tuples: dict[tuple, WebRtcTransport] = {}
         # transports whose selected tuple is TCP: their Forwarder output is written after each drain
@@ -277,7 +280,10 @@ def _transport_creator(kind: Callable[[], type]) -> Callable[[Engine, dict], dic
         transport_id = data["transportId"]
         if transport_id in engine.transports:
             raise invalid_input(f"transport {transport_id!r} already exists")
-        transport = kind()(engine, router, transport_id, data)
+        cls = kind()
+        if cls is PlainTransport and data.get("pipe"):
+            cls = PipeTransport
+        transport = cls(engine, router, transport_id, data)
         router.transports[transport_id] = transport
         engine.transports[transport_id] = transport
         return transport.answer()

@@ -9,6 +9,7 @@ from fastpath.rtp import parse_rtp_py
 
 from media.engine.consumer import Consumer
 from media.engine.errors import invalid_input, invalid_state, not_found
+from media.engine.pipe_consumer import PipeConsumer
 from media.engine.producer import Producer, extension_ids, rid_of
 from media.limits import MAX_INCOMING_BITRATE
 from media.ortc.capabilities import TRANSPORT_WIDE_CC_URI
@@ -52,7 +53,7 @@ class Transport:
         self.closed = False
         self.slot = engine.forwarder.add_transport(secrets.randbits(32) or 1)
         self.producers: dict[str, Producer] = {}
-        self.consumers: dict[str, Consumer] = {}
+        self.consumers: dict[str, Consumer | PipeConsumer] = {}
         self.probator_pt: int | None = None  # set by the first video consumer (probing without RTX)
         # DataChannels (SCTP): only a WebRTC transport with an association has any
         self.data_producers: dict[str, DataProducer] = {}
@@ -96,7 +97,10 @@ class Transport:
         producer = self.router.producers.get(data["producerId"])
         if producer is None:
             raise not_found("producer", data["producerId"])
-        consumer = Consumer(self, consumer_id, producer, data)
+        if data.get("type") == "pipe":
+            consumer: Consumer | PipeConsumer = PipeConsumer(self, consumer_id, producer, data)
+        else:
+            consumer = Consumer(self, consumer_id, producer, data)
         self.consumers[consumer_id] = consumer
         self.engine.consumers[consumer_id] = consumer
         return {}
