@@ -1,9 +1,13 @@
 """The app on a phone: Chromium's device emulation (390x844 CSS px at 3x, touch, mobile viewport)
 in portrait and, turned, in landscape (844x390), in a real two-party call. Every control is inside
 the screen and takes a tap, nothing scrolls sideways, the chat opens as a sheet over the call and a
-message sent from it arrives, the other's video plays. Screenshots: docs/screenshots/phone-*.png."""
+message sent from it arrives, the other's video plays. Screenshots phone-*.png, written to
+docs/screenshots with SWITCHYARD_SCREENSHOTS=1 (else to a temporary folder: a run leaves the tree clean)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
@@ -52,7 +56,7 @@ async def check_controls(page: Page, where: str) -> None:
             await button.click(trial=True, timeout=5_000)
 
 
-async def check_call(alice: Person, bob: Person, where: str, text: str) -> None:
+async def check_call(alice: Person, bob: Person, where: str, text: str, shots: Path) -> None:
     page = alice.page
     await alice.wait_video_playing("Bob")
     await assert_inside(page, alice.tile_of("Bob"), f"{where}: Bob's tile")
@@ -74,13 +78,14 @@ async def check_call(alice: Person, bob: Person, where: str, text: str) -> None:
     await expect(bob.page.get_by_role("list", name="Messages")).to_contain_text(text)
     await bob.page.get_by_role("button", name="Close chat").tap()
     await assert_no_sideways_scroll(page, f"{where}, chat open")
-    await page.screenshot(path=str(SCREENSHOTS / f"phone-{where}-chat.png"))
+    await page.screenshot(path=str(shots / f"phone-{where}-chat.png"))
     await page.get_by_role("button", name="Close chat").tap()
     await expect(sheet).to_have_count(0)
     await check_controls(page, f"{where}, chat closed")
 
 
-async def test_call_on_a_phone_in_portrait_and_landscape(browser, server):
+async def test_call_on_a_phone_in_portrait_and_landscape(browser, server, tmp_path):
+    shots = SCREENSHOTS if os.environ.get("SWITCHYARD_SCREENSHOTS") else tmp_path
     alice = await Person.open(browser, server.url, "Alice", viewport=PORTRAIT, **PHONE)
     bob = await Person.open(browser, server.url, "Bob", viewport=PORTRAIT, **PHONE)
     await alice.guest()
@@ -96,14 +101,14 @@ async def test_call_on_a_phone_in_portrait_and_landscape(browser, server):
     await bob.join(room_path)
     await expect(alice.grid()).to_have_attribute("data-tiles", "2")
 
-    await check_call(alice, bob, "portrait", "hello from a phone held upright")
-    await alice.page.screenshot(path=str(SCREENSHOTS / "phone-portrait.png"))
+    await check_call(alice, bob, "portrait", "hello from a phone held upright", shots)
+    await alice.page.screenshot(path=str(shots / "phone-portrait.png"))
 
     # turned sideways: the same call, laid out again
     await alice.page.set_viewport_size(LANDSCAPE)
     await bob.page.set_viewport_size(LANDSCAPE)
-    await check_call(alice, bob, "landscape", "and now turned sideways")
-    await alice.page.screenshot(path=str(SCREENSHOTS / "phone-landscape.png"))
+    await check_call(alice, bob, "landscape", "and now turned sideways", shots)
+    await alice.page.screenshot(path=str(shots / "phone-landscape.png"))
     await bob.wait_video_playing("Alice")
 
     errors = [line for line in alice.console + bob.console if line.startswith(("error", "pageerror"))]
