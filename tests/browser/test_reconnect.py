@@ -2,7 +2,8 @@
 (Playwright's offline mode, Chromium's network emulation). The app says "Reconnecting…" meanwhile,
 then reconnects Socket.IO, joins again, makes new transports and publishes again by itself: video
 plays both ways again without a reload. While offline it does not hammer the network with joins
-that cannot work; the `online` event starts the next one at once."""
+that cannot work; the `online` event starts the next one at once. And the server itself dies and
+comes back on the same address: both people get back into the room by themselves."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import Person, media_flowing
+from tests.signaling_server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -77,3 +79,39 @@ async def test_offline_for_five_seconds_then_video_resumes_both_ways(browser, se
     assert await bob.page.evaluate("window.beforeOutage") is True
     await alice.close()
     await bob.close()
+
+
+async def test_server_restart_both_rejoin(browser, web_dist, tmp_path):
+    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path}/s.db", extra_env={"SWITCHYARD_WEB_DIR": str(web_dist)})
+    try:
+        alice = await Person.open(browser, server.url, "Cy")
+        bob = await Person.open(browser, server.url, "Di")
+        await alice.guest()
+        await bob.guest()
+        room_path = await alice.create_room("Rolling update")
+        await alice.join()
+        await bob.join(room_path)
+        await alice.wait_video_playing("Di")
+        await bob.wait_video_playing("Cy")
+
+        server.kill()  # a crash, or a restart with no goodbye: every socket and transport gone
+        for person in (alice, bob):
+            await expect(person.page.locator(".call-page")).to_have_attribute("data-status", "reconnecting",
+                                                                              timeout=10_000)
+        await asyncio.sleep(2)
+        server.restart()  # same port, database (the room, the guests) and token secret
+        for person in (alice, bob):
+            # the backoff is at most 10 s apart; the join, transports and media take a few more
+            await expect(person.page.locator(".call-page")).to_have_attribute("data-status", "joined",
+                                                                              timeout=40_000)
+        await expect(alice.grid()).to_have_attribute("data-tiles", "2", timeout=30_000)
+        await expect(bob.grid()).to_have_attribute("data-tiles", "2", timeout=30_000)
+        await video_advancing(alice, "Di")
+        await video_advancing(bob, "Cy")
+        await media_flowing(alice, video_streams=1, audio_streams=1)
+        await media_flowing(bob, video_streams=1, audio_streams=1)
+        await alice.close()
+        await bob.close()
+    finally:
+        err = server.stop()
+    assert "Traceback" not in err, err
