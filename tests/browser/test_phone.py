@@ -141,3 +141,32 @@ async def test_the_app_can_be_installed(browser, server):
         assert body[:8] == b"\x89PNG\r\n\x1a\n", icon
         assert (int.from_bytes(body[16:20], "big"), int.from_bytes(body[20:24], "big")) == (width, height), icon
     await person.close()
+
+
+async def test_sign_in_rooms_and_pre_join_fit_both_ways(browser, server):
+    """The pages before the call, upright and on its side (a fresh phone each): no sideways
+    scrolling, their main button on screen (after scrolling down, which a phone does)."""
+    for where, viewport in (("portrait", PORTRAIT), ("landscape", LANDSCAPE)):
+        person = await Person.open(browser, server.url, "Lou", viewport=viewport, **PHONE)
+        page = person.page
+        await page.goto("/")
+        await assert_no_sideways_scroll(page, f"{where}: sign in")
+        guest = page.get_by_role("button", name="Continue as guest")
+        await guest.scroll_into_view_if_needed()
+        await assert_inside(page, guest, f"{where}: Continue as guest")
+        await page.get_by_label("Your name").fill("Lou")
+        await guest.tap()
+        await page.wait_for_url("**/rooms")
+        await assert_no_sideways_scroll(page, f"{where}: rooms")
+        create = page.get_by_role("button", name="Create room")
+        await create.scroll_into_view_if_needed()
+        await assert_inside(page, create, f"{where}: Create room")
+        await page.get_by_label("Room name").fill(f"Lunch {where}")
+        await create.tap()
+        await page.wait_for_url("**/rooms/*")
+        join = page.get_by_role("button", name="Join room")
+        await expect(join).to_be_enabled()
+        await assert_no_sideways_scroll(page, f"{where}: pre-join")
+        await join.scroll_into_view_if_needed()
+        await assert_inside(page, join, f"{where}: Join room")
+        await person.close()
