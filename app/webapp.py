@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
 from aiohttp import web
@@ -13,6 +14,10 @@ PLACEHOLDER = """<!doctype html>
 <ul><li><a href="/api/health">/api/health</a></li></ul>
 </body></html>
 """
+
+# The web app manifest (installing the app, docs/web.md): its registered type, which Python's
+# mimetypes table lacks on some systems (FileResponse would say application/octet-stream).
+mimetypes.add_type("application/manifest+json", ".webmanifest")
 
 # The app's own pages (web/src/router.ts): a reload or a shared link on one of them gets the app.
 # Listed one by one rather than a catch-all, so an unknown /api path still answers JSON 404.

@@ -31,8 +31,16 @@ class ServerProcess:
             args += ["--redis-url", redis_url]
         env = {**os.environ, "SWITCHYARD_JWT_SECRET": SECRET, "SWITCHYARD_PUBLIC_URL": self.url,
                **(extra_env or {})}
+        self._args, self._env = args, env
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         stdin=subprocess.DEVNULL, env=env)
+        self._wait_healthy()
+
+    def restart(self) -> None:
+        """Start the same server again (same ports, database and secret) after kill() or stop()."""
+        assert self.process.poll() is not None, "the server is still running"
+        self.process = subprocess.Popen(self._args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        stdin=subprocess.DEVNULL, env=self._env)
         self._wait_healthy()
 
     def _wait_healthy(self, seconds: float = 30) -> None:

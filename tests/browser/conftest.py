@@ -123,8 +123,10 @@ class Person:
     console: list[str] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, browser: Browser, base_url: str, name: str, viewport: dict | None = None) -> Person:
-        context = await browser.new_context(viewport=viewport or VIEWPORT, base_url=base_url)
+    async def open(cls, browser: Browser, base_url: str, name: str, viewport: dict | None = None,
+                   **emulation) -> Person:
+        """`emulation`: more of Playwright's context options (device_scale_factor, is_mobile, has_touch)."""
+        context = await browser.new_context(viewport=viewport or VIEWPORT, base_url=base_url, **emulation)
         # The quality the pre-join screen remembers: small, to spare the CPU (see the module doc).
         await context.add_init_script("localStorage.setItem('switchyard.videoQuality', 'low')")
         page = await context.new_page()

@@ -77,7 +77,7 @@ async def test_a_browser_publisher_gets_feedback_and_sends_every_layer(browser, 
 
     # Bob's large tile takes the top layer (640 wide); a small window takes layer 0 (160), and back
     assert await wait_width(bob, "Alice", lambda w: w >= 640) >= 640
-    await bob.page.set_viewport_size({"width": 480, "height": 160})
+    await bob.page.set_viewport_size({"width": 480, "height": 120})
     assert await wait_width(bob, "Alice", lambda w: 0 < w <= 160) <= 160
     await bob.page.set_viewport_size({"width": 1280, "height": 800})
     assert await wait_width(bob, "Alice", lambda w: w >= 640) >= 640

@@ -10,6 +10,7 @@ import type { ChatMessage } from '../api';
 import { describeError } from '../errors';
 import { CAMERA_ENCODINGS, cameraCodecSetting } from './layout';
 import { qualityBetween, sampleOf, type ReceiveSample } from './quality';
+import { Backoff, browserNetwork, waitBeforeRetry } from './retry';
 import {
   decodeReaction,
   encodeReaction,
@@ -69,13 +70,10 @@ type ConsumeDataAnswer = {
 /** Errors that another attempt will not fix: the call ends with the message instead of retrying. */
 const FATAL_CODES = new Set(['unauthorized', 'not_found', 'room_full', 'forbidden', 'invalid_input']);
 const MAX_REDIRECTS = 3;
-const RETRY_FIRST_MS = 1000;
-const RETRY_MAX_MS = 10000;
 /** How long ICE may stay `disconnected` before the call reconnects. */
 const ICE_GRACE_MS = 6000;
 const STATS_INTERVAL_MS = 2000;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class Call {
   private signaling: Signaling | null = null;
@@ -106,6 +104,11 @@ export class Call {
   private reconnecting = false;
   private iceTimer: ReturnType<typeof setTimeout> | null = null;
   private statsTimer: ReturnType<typeof setInterval> | null = null;
+  /** Listeners of leave(): a retry that waits ends at once. */
+  private readonly onEnd = new Set<() => void>();
+  /** The browser says the network is gone (a phone between networks): reconnect at once rather than
+   * wait for a socket that may take a minute to notice, and again as soon as it is back. */
+  private readonly onOffline = () => this.connectionLost('the browser went offline');
 
   constructor(private readonly options: CallOptions) {
     this.url = options.url;
@@ -122,13 +125,18 @@ export class Call {
   /** Connect and join, retrying until it works, the error is one retrying cannot fix, or leave(). */
   async start(): Promise<void> {
     this.dispatch({ type: 'connecting' });
+    window.addEventListener('offline', this.onOffline);
+    // a loss while the first join is under way is that loop's to retry, not a second loop's
+    this.reconnecting = true;
     await this.connectUntilJoined();
+    this.reconnecting = false;
     if (!this.ended) this.statsTimer = setInterval(() => void this.sampleQuality(), STATS_INTERVAL_MS);
   }
 
   async leave(): Promise<void> {
     if (this.ended) return;
     this.ended = true;
+    this.stopWatching();
     try {
       await this.signaling?.request('leave');
     } catch {
@@ -141,8 +149,15 @@ export class Call {
     this.options.dispatch({ type: 'left' });
   }
 
+  /** Stop the retries and the network watch; the call is over. */
+  private stopWatching(): void {
+    window.removeEventListener('offline', this.onOffline);
+    for (const listener of [...this.onEnd]) listener();
+    this.onEnd.clear();
+  }
+
   private async connectUntilJoined(): Promise<void> {
-    let delay = RETRY_FIRST_MS;
+    const backoff = new Backoff();
     while (!this.ended) {
       try {
         await this.connectAndJoin(this.url, 0);
@@ -159,8 +174,15 @@ export class Call {
         }
         console.warn('switchyard: join failed, retrying', error);
         this.dispatch({ type: 'reconnecting' });
-        await sleep(delay);
-        delay = Math.min(delay * 2, RETRY_MAX_MS);
+        const outcome = await waitBeforeRetry(backoff.next(), browserNetwork, {
+          cancelled: () => this.ended,
+          onCancel: (listener) => {
+            this.onEnd.add(listener);
+            return () => this.onEnd.delete(listener);
+          },
+        });
+        // a network that just came back deserves a quick try, and quick ones after it
+        if (outcome === 'online') backoff.reset();
       }
     }
   }
@@ -169,6 +191,7 @@ export class Call {
   private end(message: string): void {
     this.teardown();
     this.ended = true;
+    this.stopWatching();
     if (this.statsTimer) clearInterval(this.statsTimer);
     this.options.dispatch({ type: 'failed', message });
   }
@@ -569,6 +592,7 @@ export class Call {
     if (name === 'room-closed' && !payload.reason) {
       this.options.dispatch({ type: 'server', event: name, data });
       this.ended = true;
+      this.stopWatching();
       this.teardown();
       if (this.statsTimer) clearInterval(this.statsTimer);
       return;
