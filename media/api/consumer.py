@@ -10,15 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyee.asyncio import AsyncIOEventEmitter
-
 from media.api.errors import (
     InvalidInputError,
-    InvalidStateError,
-    close_request,
-    log_listener_error,
-    worker_request,
 )
+from media.api.owned import TransportOwned
 from media.ortc import parse_scalability_mode
 
 if TYPE_CHECKING:
@@ -66,9 +61,12 @@ def initial_layers(rtp_parameters: RtpParameters, consumer_type: str, preferred:
     )
 
 
-class Consumer(AsyncIOEventEmitter):
+class Consumer(TransportOwned):
     """Events: `transportclose`, `producerclose`, `producerpause`, `producerresume`,
     `layerschange` (ConsumerLayers or None); private `@close` (closed by the application)."""
+
+    WORKER_NAME = "consumer"
+    DISPLAY_NAME = "consumer"
 
     def __init__(
         self,
@@ -81,11 +79,8 @@ class Consumer(AsyncIOEventEmitter):
         preferred_layers: ConsumerLayers | None,
         app_data: dict[str, Any],
     ):
-        super().__init__()
-        self.on("error", log_listener_error)
-        self.transport = transport
+        super().__init__(transport, consumer_id)
         self.producer = producer
-        self.id = consumer_id
         self.producer_id = producer.id
         self.kind = producer.kind
         self.rtp_parameters = rtp_parameters
@@ -95,22 +90,13 @@ class Consumer(AsyncIOEventEmitter):
         self.preferred_layers = preferred_layers
         self.current_layers: ConsumerLayers | None = None
         self.app_data = app_data
-        self.closed = False
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise InvalidStateError(f"consumer {self.id} is closed")
-
-    async def _request(self, method: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-        self._check_open()
-        return await worker_request(self.transport.worker, method, {"consumerId": self.id, **(data or {})})
 
     async def pause(self) -> None:
-        await self._request("consumer.pause")
+        await self._worker_request("pause")
         self.paused = True
 
     async def resume(self) -> None:
-        await self._request("consumer.resume")
+        await self._worker_request("resume")
         self.paused = False
 
     async def set_preferred_layers(self, spatial_layer: int, temporal_layer: int | None = None) -> None:
@@ -118,40 +104,18 @@ class Consumer(AsyncIOEventEmitter):
         self._check_open()
         spatial_layer = _layer_index(spatial_layer, "spatialLayer")
         layers = clamp_layers(self.rtp_parameters, self.type, spatial_layer, temporal_layer)
-        await self._request(
-            "consumer.setPreferredLayers",
+        await self._worker_request(
+            "setPreferredLayers",
             layers or {"spatialLayer": spatial_layer, "temporalLayer": temporal_layer},
         )
         self.preferred_layers = layers
 
     async def request_key_frame(self) -> None:
-        await self._request("consumer.requestKeyFrame")
-
-    async def get_stats(self) -> list[dict[str, Any]]:
-        data = await self._request("consumer.getStats")
-        return data.get("stats", [])
-
-    async def close(self) -> None:
-        """Close the consumer and tell the worker."""
-        if self.closed:
-            return
-        self._close_here()
-        self.emit("@close")
-        await close_request(self.transport.worker, "consumer.close", {"consumerId": self.id})
-
-    def transport_closed(self) -> None:
-        """Its transport closed (the worker already knows): close without a request."""
-        if self.closed:
-            return
-        self._close_here()
-        self.emit("transportclose")
+        await self._worker_request("requestKeyFrame")
 
     def producer_closed(self) -> None:
         """Its producer closed (the worker closes the consumer with it): close without a request."""
-        if self.closed:
-            return
-        self._close_here()
-        self.emit("producerclose")
+        self._closed_by("producerclose")
 
     def producer_paused_changed(self, paused: bool) -> None:
         """The producer was paused or resumed."""

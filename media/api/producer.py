@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyee.asyncio import AsyncIOEventEmitter
-
-from media.api.errors import InvalidStateError, close_request, log_listener_error, worker_request
+from media.api.errors import worker_request
+from media.api.owned import TransportOwned
 
 if TYPE_CHECKING:
     from media.api.consumer import Consumer
@@ -20,8 +19,11 @@ if TYPE_CHECKING:
     from media.ortc import RtpMapping, RtpParameters
 
 
-class Producer(AsyncIOEventEmitter):
+class Producer(TransportOwned):
     """Events: `transportclose` (its transport closed); private `@close` (closed by the application)."""
+
+    WORKER_NAME = "producer"
+    DISPLAY_NAME = "producer"
 
     def __init__(
         self,
@@ -35,10 +37,7 @@ class Producer(AsyncIOEventEmitter):
         paused: bool,
         app_data: dict[str, Any],
     ):
-        super().__init__()
-        self.on("error", log_listener_error)
-        self.transport = transport
-        self.id = producer_id
+        super().__init__(transport, producer_id)
         self.kind = kind
         self.rtp_parameters = rtp_parameters
         self.type = producer_type
@@ -46,12 +45,7 @@ class Producer(AsyncIOEventEmitter):
         self.rtp_mapping = rtp_mapping
         self.paused = paused
         self.app_data = app_data
-        self.closed = False
         self.consumers: dict[str, Consumer] = {}
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise InvalidStateError(f"producer {self.id} is closed")
 
     async def pause(self) -> None:
         """Stop forwarding; every consumer hears `producerpause`."""
@@ -71,27 +65,6 @@ class Producer(AsyncIOEventEmitter):
         self.paused = paused
         for consumer in list(self.consumers.values()):
             consumer.producer_paused_changed(paused)
-
-    async def get_stats(self) -> list[dict[str, Any]]:
-        """One entry per received stream (simulcast layer)."""
-        self._check_open()
-        data = await worker_request(self.transport.worker, "producer.getStats", {"producerId": self.id})
-        return data.get("stats", [])
-
-    async def close(self) -> None:
-        """Close the producer and every consumer of it; the worker is told once."""
-        if self.closed:
-            return
-        self._close_here()
-        self.emit("@close")
-        await close_request(self.transport.worker, "producer.close", {"producerId": self.id})
-
-    def transport_closed(self) -> None:
-        """Its transport closed (the worker already knows): close without a request."""
-        if self.closed:
-            return
-        self._close_here()
-        self.emit("transportclose")
 
     def _close_here(self) -> None:
         self.closed = True
