@@ -4,6 +4,7 @@
     room = await Room.join("http://localhost:3000", room_id, "Bot")
 """
 
+from switchyard_client.data import DataChannel, RemoteDataChannel
 from switchyard_client.media import MediaSession, wire
 from switchyard_client.models import ChatMessage, Peer, ProducerInfo, RemoteTrack
 from switchyard_client.room import SIMULCAST_UNSUPPORTED, Publication, Room
@@ -12,6 +13,6 @@ from switchyard_client.signaling import ApiError, SignalingError, SwitchyardClie
 __version__ = "0.1.0"
 
 __all__ = [
-    "SIMULCAST_UNSUPPORTED", "ApiError", "ChatMessage", "MediaSession", "Peer", "ProducerInfo", "Publication",
-    "RemoteTrack", "Room", "SignalingError", "SwitchyardClient", "wire",
+    "SIMULCAST_UNSUPPORTED", "ApiError", "ChatMessage", "DataChannel", "MediaSession", "Peer", "ProducerInfo", "Publication",
+    "RemoteDataChannel", "RemoteTrack", "Room", "SignalingError", "SwitchyardClient", "wire",
 ]

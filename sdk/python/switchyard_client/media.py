@@ -3,7 +3,9 @@
 mediasoup-client's flow, as the web app runs it (PROTOCOL.md section 3): `createWebRtcTransport`
 for each direction, the transport's `connect` event answered with `connectWebRtcTransport`, its
 `produce` event with `produce`; and to receive, `consume` (paused), the local consumer, then
-`resumeConsumer` once it is ready.
+`resumeConsumer` once it is ready. Every transport is created with the device's `sctpCapabilities`
+so it can carry DataChannels (PROTOCOL.md section 4): `produceData` names a negotiated stream the
+client opened, `consumeData` answers the stream the server chose (RFC 8831 section 6.5).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from pymediasoup import AiortcHandler, Device
 from pymediasoup.rtp_parameters import RtpCapabilities
+from pymediasoup.sctp_parameters import SctpParameters, SctpStreamParameters
 
 if TYPE_CHECKING:
     from aiortc.mediastreams import MediaStreamTrack
     from pymediasoup.consumer import Consumer
+    from pymediasoup.data_consumer import DataConsumer
+    from pymediasoup.data_producer import DataProducer
     from pymediasoup.producer import Producer
     from pymediasoup.transport import Transport
 
@@ -53,11 +58,13 @@ class MediaSession:
         self._recv_lock = asyncio.Lock()
 
     async def _transport(self, direction: str) -> Transport:
-        info = await self.client.create_webrtc_transport(direction, force_tcp=self.force_tcp)
+        info = await self.client.create_webrtc_transport(
+            direction, force_tcp=self.force_tcp, sctp_capabilities=wire(self.device.sctpCapabilities))
+        sctp = info.get("sctpParameters")
         create = self.device.createSendTransport if direction == "send" else self.device.createRecvTransport
         transport = create(id=info["id"], iceParameters=info["iceParameters"],
                            iceCandidates=info["iceCandidates"], dtlsParameters=info["dtlsParameters"],
-                           sctpParameters=None)
+                           sctpParameters=SctpParameters.model_validate(sctp) if sctp else None)
         client = self.client
 
         @transport.on("connect")
@@ -68,6 +75,11 @@ class MediaSession:
             @transport.on("produce")
             async def on_produce(kind: str, rtpParameters: Any, appData: Any) -> str:
                 return await client.produce(info["id"], kind, wire(rtpParameters), appData)
+
+            @transport.on("producedata")
+            async def on_produce_data(sctpStreamParameters: Any, label: str, protocol: str, appData: Any) -> str:
+                return await client.produce_data(info["id"], wire(sctpStreamParameters), label or "",
+                                                 protocol or "", appData)
 
         return transport
 
@@ -89,6 +101,30 @@ class MediaSession:
                 id=answer["id"], producerId=producer_id, kind=answer["kind"],
                 rtpParameters=answer["rtpParameters"])
         await self.client.resume_consumer(answer["id"])
+        return consumer, answer
+
+    async def produce_data(self, label: str, ordered: bool, max_retransmits: int | None,
+                           max_packet_life_time: int | None, protocol: str = "",
+                           app_data: dict[str, Any] | None = None) -> DataProducer:
+        """A data producer on a negotiated stream of the send transport; its `id` is the server's."""
+        async with self._send_lock:
+            if self.send_transport is None:
+                self.send_transport = await self._transport("send")
+            return await self.send_transport.produceData(
+                ordered=ordered, maxRetransmits=max_retransmits, maxPacketLifeTime=max_packet_life_time,
+                label=label, protocol=protocol, appData=app_data or {})
+
+    async def consume_data(self, data_producer_id: str) -> tuple[DataConsumer, dict[str, Any]]:
+        """consumeData (the server picks the stream), then the negotiated channel here; no resume needed."""
+        async with self._recv_lock:
+            if self.recv_transport is None:
+                self.recv_transport = await self._transport("recv")
+            answer = await self.client.consume_data(data_producer_id, self.recv_transport.id)
+            consumer = await self.recv_transport.consumeData(
+                id=answer["id"], dataProducerId=answer["dataProducerId"],
+                sctpStreamParameters=SctpStreamParameters.model_validate(answer["sctpStreamParameters"]),
+                label=answer.get("label", ""), protocol=answer.get("protocol", ""),
+                appData=answer.get("appData") or {})
         return consumer, answer
 
     async def close_consumer(self, consumer: Consumer) -> None:

@@ -10,12 +10,15 @@ Events (`room.on(event, handler)`, plain or async handlers): `track` (RemoteTrac
 registered late is also called for the tracks already received), `track-ended` (RemoteTrack),
 `producer` (ProducerInfo, a remote producer appeared), `peer-joined` / `peer-left` (Peer),
 `chat` (ChatMessage), `mute` (Peer, kind, muted), `active-speaker` (Peer or None, volume in dBov),
+`data` (message as str or bytes, Peer, label: a message on another peer's data channel),
+`data-channel` (RemoteDataChannel, open; a late handler also gets those already open),
+`data-channel-closed` (RemoteDataChannel: its peer closed it or left, or the connection dropped),
 `disconnected` (reason), `reconnected` (), `closed` (reason: `left`, `room_closed` or
 `reconnect_failed`).
 
 After the server drops the Socket.IO connection the Room signs in again with its token, joins
-again, publishes its tracks again (new producer ids on the same Publication objects) and
-subscribes again; the server has closed the old peer by then (PROTOCOL.md: a disconnect leaves).
+again, publishes its tracks and data channels again (new producer ids on the same Publication and
+DataChannel objects) and subscribes again; the server has closed the old peer by then (PROTOCOL.md: a disconnect leaves).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc.contrib.media import MediaRelay
 
+from switchyard_client.data import DataChannel, RemoteDataChannel, wait_open
 from switchyard_client.events import Emitter, Handler
 from switchyard_client.media import MediaSession, load_device, new_device
 from switchyard_client.models import ChatMessage, Peer, ProducerInfo, RemoteTrack
@@ -34,6 +38,7 @@ from switchyard_client.signaling import SERVER_EVENTS, SignalingError, Switchyar
 if TYPE_CHECKING:
     from aiortc.mediastreams import MediaStreamTrack
     from pymediasoup.consumer import Consumer
+    from pymediasoup.data_consumer import DataConsumer
     from pymediasoup.producer import Producer
 
 log = logging.getLogger("switchyard_client")
@@ -98,6 +103,11 @@ class Room:
         self._consumers: dict[str, Consumer] = {}  # by producer id
         self._wanted: dict[str, int | None] = {}  # producer id -> preferred spatial layer
         self._pending: dict[str, asyncio.Future[RemoteTrack]] = {}  # subscriptions under way
+        self.data_channels: list[DataChannel] = []
+        self.data_producers: dict[str, dict[str, Any]] = {}  # the others', as dataProducerInfo
+        self.data_subscriptions: dict[str, RemoteDataChannel] = {}  # by data producer id
+        self._data_consumers: dict[str, DataConsumer] = {}  # by data producer id
+        self._data_pending: dict[str, asyncio.Future[RemoteDataChannel]] = {}
         self._reconnecting: asyncio.Task[None] | None = None
         self._held: list[tuple[str, Any]] | None = None
 
@@ -150,6 +160,11 @@ class Room:
         for producer_id in self.producers:
             if self.auto_subscribe or producer_id in self._wanted:
                 self._subscribe_later(producer_id, self._wanted.get(producer_id))
+        self.data_producers = {p["dataProducerId"]: p for p in joined.get("dataProducers", [])
+                               if p["peerId"] != self.peer_id}
+        if self.auto_subscribe:
+            for data_producer_id in self.data_producers:
+                self._subscribe_data_later(data_producer_id)
         held, self._held = self._held, None
         for event, data in held:
             self._handle(event, data)
@@ -188,6 +203,9 @@ class Room:
         if event == "track":
             for remote in list(self.subscriptions.values()):
                 self._events.call(event, handler, remote)
+        elif event == "data-channel":
+            for channel in list(self.data_subscriptions.values()):
+                self._events.call(event, handler, channel)
         return handler
 
     def off(self, event: str, handler: Handler) -> None:
@@ -228,6 +246,13 @@ class Room:
             self._events.spawn(self._end_subscription(data["producerId"]), "unsubscribe")
         elif event == "consumer-closed":
             self._events.spawn(self._end_subscription(data["producerId"]), "unsubscribe")
+        elif event == "new-data-producer":
+            self.data_producers[data["dataProducerId"]] = data
+            if self.auto_subscribe:
+                self._subscribe_data_later(data["dataProducerId"])
+        elif event in ("data-producer-closed", "data-consumer-closed"):
+            self.data_producers.pop(data["dataProducerId"], None)
+            self._events.spawn(self._end_data_subscription(data["dataProducerId"]), "data unsubscribe")
         elif event == "chat":
             self._events.emit("chat", ChatMessage.from_wire(data))
         elif event in ("audio-mute", "video-mute"):
@@ -366,6 +391,99 @@ class Room:
         if remote is not None:
             self._events.emit("track-ended", remote)
 
+    # ---- data channels (PROTOCOL.md section 4, DataChannels) ---------------------------------------
+
+    async def publish_data(self, label: str = "", *, ordered: bool | None = None,
+                           max_retransmits: int | None = None, max_packet_life_time: int | None = None,
+                           protocol: str = "", app_data: dict[str, Any] | None = None) -> DataChannel:
+        """Open a data channel to the room (produceData); returns once it is open.
+
+        Reliable and ordered by default. `max_retransmits` or `max_packet_life_time` (ms, at most
+        one) make it partially reliable (RFC 8831 section 6.1) and unordered unless `ordered` is given;
+        the server refuses `ordered=True` with a non-zero limit (`invalid_input`).
+        """
+        if ordered is None:
+            ordered = max_retransmits is None and max_packet_life_time is None
+        channel = DataChannel(self, label, ordered, max_retransmits, max_packet_life_time, protocol,
+                              dict(app_data or {}))
+        await self._produce_data(channel)
+        self.data_channels.append(channel)
+        return channel
+
+    async def _produce_data(self, channel: DataChannel) -> None:
+        assert self._media is not None, "not joined"
+        channel.producer = await self._media.produce_data(
+            channel.label, channel.ordered, channel.max_retransmits, channel.max_packet_life_time,
+            channel.protocol, channel.app_data)
+        await wait_open(channel.producer)
+
+    async def unpublish_data(self, channel: DataChannel) -> None:
+        """closeDataProducer and close the local channel; the others get `data-channel-closed`."""
+        if channel in self.data_channels:
+            self.data_channels.remove(channel)
+        if channel.closed:
+            return
+        channel.closed = True
+        producer = channel.producer
+        if producer is not None and not producer.closed:
+            if self.client is not None and self._media is not None:
+                try:
+                    await self.client.close_data_producer(producer.id)
+                except SignalingError as exc:  # not_found: the server closed it already
+                    log.debug("closeDataProducer %s: %s", producer.id, exc)
+            await producer.close()
+
+    def _subscribe_data_later(self, data_producer_id: str) -> None:
+        self._events.spawn(self.subscribe_data(data_producer_id), f"subscribe data {data_producer_id}")
+
+    async def subscribe_data(self, data_producer_id: str) -> RemoteDataChannel:
+        """Receive another peer's data channel (done for every one when `auto_subscribe`).
+
+        Its messages arrive as `data` events; emits `data-channel` once the channel is open.
+        """
+        remote = self.data_subscriptions.get(data_producer_id)
+        if remote is not None:
+            return remote
+        pending = self._data_pending.get(data_producer_id)
+        if pending is None:
+            pending = self._data_pending[data_producer_id] = asyncio.ensure_future(
+                self._consume_data(data_producer_id))
+            pending.add_done_callback(lambda _: self._data_pending.pop(data_producer_id, None))
+        return await asyncio.shield(pending)
+
+    async def _consume_data(self, data_producer_id: str) -> RemoteDataChannel:
+        media = self._media
+        if media is None:
+            raise SignalingError("not_connected", "not joined")
+        consumer, answer = await media.consume_data(data_producer_id)
+        info = self.data_producers.get(data_producer_id, {})
+        peer_id = info.get("peerId", "")
+        peer = self.peers.get(peer_id) or Peer(peer_id=peer_id, user_id="", display_name="")
+        remote = RemoteDataChannel(peer=peer, label=answer.get("label", ""), protocol=answer.get("protocol", ""),
+                                   data_producer_id=data_producer_id, data_consumer_id=answer["id"],
+                                   app_data=dict(answer.get("appData") or {}))
+        # registered before the channel opens, so that no message is missed
+        consumer.on("message", lambda message: self._events.emit("data", message, remote.peer, remote.label))
+        self._data_consumers[data_producer_id] = consumer
+        try:
+            await wait_open(consumer)
+        except TimeoutError:
+            await self._end_data_subscription(data_producer_id)
+            raise
+        if media is not self._media or self._data_consumers.get(data_producer_id) is not consumer:
+            raise SignalingError("not_connected", "the data channel closed while opening")
+        self.data_subscriptions[data_producer_id] = remote
+        self._events.emit("data-channel", remote)
+        return remote
+
+    async def _end_data_subscription(self, data_producer_id: str) -> None:
+        remote = self.data_subscriptions.pop(data_producer_id, None)
+        consumer = self._data_consumers.pop(data_producer_id, None)
+        if consumer is not None and not consumer.closed:
+            await consumer.close()
+        if remote is not None:
+            self._events.emit("data-channel-closed", remote)
+
     # ---- chat and presence -----------------------------------------------------------------------
 
     async def chat(self, text: str) -> ChatMessage:
@@ -383,8 +501,11 @@ class Room:
         """Close this connection's transports; every received track ends (`track-ended`)."""
         media, self._media = self._media, None
         ended = list(self.subscriptions.values())
+        data_ended = list(self.data_subscriptions.values())
         self.subscriptions.clear()
         self._consumers.clear()
+        self.data_subscriptions.clear()
+        self._data_consumers.clear()
         if media is not None:
             try:
                 await media.close()
@@ -392,6 +513,8 @@ class Room:
                 log.debug("closing transports: %s", exc)
         for remote in ended:
             self._events.emit("track-ended", remote)
+        for channel in data_ended:
+            self._events.emit("data-channel-closed", channel)
 
     async def _reconnect(self, reason: str) -> None:
         """Join again with backoff, then publish every publication again."""
@@ -411,6 +534,8 @@ class Room:
                     await self._establish()
                     for publication in self.publications:
                         await self._produce(publication)
+                    for channel in self.data_channels:
+                        await self._produce_data(channel)
                 except Exception as exc:  # whatever failed in this attempt, the next one starts clean
                     log.info("reconnection attempt %d failed: %r", attempt, exc)
                     await self._drop_media()
