@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from switchyard_client import Room
 
 from tests.signaling_server import ServerProcess, signed_in
 
@@ -132,3 +133,30 @@ async def test_bot_echo_agent_and_listener_against_a_real_server(server, tmp_pat
         loud = samples[np.abs(samples) > 1000]
         assert len(loud) > RATE // 2, f"{who}'s recording is nearly silent"
         assert abs(dominant_frequency(samples, rate) - 440) < 10, who
+
+
+async def test_data_echo_bot_answers_over_its_own_data_channel(server, tmp_path):
+    owner = await signed_in(server.url, "Owner", connect=False)
+    room_id = (await owner.create_room("data example"))["id"]
+    await owner.close()
+    bot = await Example.start("data_echo.py", "--url", server.url, "--room", room_id, cwd=tmp_path)
+    room = None
+    try:
+        await bot.wait_for_line("echoing data messages")
+        room = await Room.join(server.url, room_id, "Ada")
+        answers: asyncio.Queue = asyncio.Queue()
+        room.on("data", lambda message, peer, label: answers.put_nowait((message, peer.display_name, label)))
+        opened: asyncio.Queue = asyncio.Queue()
+        room.on("data-channel", opened.put_nowait)
+        channel = await room.publish_data("chat")
+        assert (await asyncio.wait_for(opened.get(), WAIT)).label == "echo"
+        await bot.wait_for_line("subscribed to Ada's channel 'chat'")
+        channel.send("hello")
+        channel.send(b"\x01\x02")
+        assert await asyncio.wait_for(answers.get(), WAIT) == ("echo: hello", "Echo", "echo")
+        assert await asyncio.wait_for(answers.get(), WAIT) == (b"\x01\x02", "Echo", "echo")
+        await bot.wait_for_line("Ada on 'chat': 'hello'")
+    finally:
+        if room is not None:
+            await room.leave()
+        await bot.finish()
