@@ -41,6 +41,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--public-url", default=env("PUBLIC_URL"),
                    help="this node's base URL, where other nodes send its rooms' clients "
                         "(SWITCHYARD_PUBLIC_URL; default http://<announced-ip>:<port>)")
+    p.add_argument("--pipe-announced-ip", default=env("PIPE_ANNOUNCED_IP"),
+                   help="IP other nodes send a room's piped media to, at each worker's RTC port "
+                        "(SWITCHYARD_PIPE_ANNOUNCED_IP; default: the announced IP)")
+    p.add_argument("--max-peers", default=env("MAX_PEERS", "0"),
+                   help="peers this node takes before it sends new rooms' joins to another node "
+                        "(SWITCHYARD_MAX_PEERS; 0: no limit)")
     p.add_argument("--max-incoming-bitrate", default=env("MAX_INCOMING_BITRATE", str(DEFAULT_MAX_INCOMING_BITRATE)),
                    help="bits/s a publisher may send on one transport, told by REMB "
                         "(SWITCHYARD_MAX_INCOMING_BITRATE; 0: no ceiling)")
@@ -94,6 +100,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         database_url=args.database_url,
         redis_url=args.redis_url,
         public_url=args.public_url,
+        pipe_announced_ip=args.pipe_announced_ip,
+        max_peers=config.parse_int(args.max_peers, "max peers"),
         jwt_secret=config.env_default("JWT_SECRET"),
         allow_guests=config.parse_bool(config.env_default("ALLOW_GUESTS", "true"), "SWITCHYARD_ALLOW_GUESTS"),
         log_level=args.log_level,

@@ -33,6 +33,10 @@ class Settings:
     redis_url: str | None = None
     # where other nodes send clients of the rooms this node hosts (PROTOCOL.md §3, wrong_node)
     public_url: str | None = None
+    # where other nodes send the media of rooms that span nodes (docs/operations.md; default announced_ip),
+    # and the peers this node takes before joins to rooms not open here go elsewhere (0: no limit)
+    pipe_announced_ip: str | None = None
+    max_peers: int = 0
     jwt_secret: str | None = None
     jwt_secret_generated: bool = False
     log_level: str = "info"
@@ -157,6 +161,12 @@ def validate(settings: Settings) -> Settings:
         settings.announced_ip = first_non_loopback_ip()
     else:
         settings.announced_ip = check_announced_ip(settings.announced_ip)
+    if settings.pipe_announced_ip is None:
+        settings.pipe_announced_ip = settings.announced_ip
+    else:
+        settings.pipe_announced_ip = check_announced_ip(settings.pipe_announced_ip)
+    if not 0 <= settings.max_peers <= 1_000_000:
+        raise ConfigError(f"max peers must be 0 (no limit) or up to 1000000, got {settings.max_peers}")
     if settings.public_url is None:
         settings.public_url = default_public_url(settings.announced_ip, settings.port)
     else:

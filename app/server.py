@@ -86,7 +86,9 @@ def create_app(runtime: Runtime) -> web.Application:
     app.add_routes(route_defs(endpoints))
     public_url = settings.public_url or default_public_url(settings.announced_ip or "127.0.0.1", settings.port)
     signaling = SignalingServer(runtime.workers, app[STORE], token_authenticator(app[STORE], app[AUTH].tokens),
-                                chat_message_json, settings.redis_url, public_url)
+                                chat_message_json, settings.redis_url, public_url,
+                                pipe_ip=settings.pipe_announced_ip or settings.announced_ip,
+                                max_peers=settings.max_peers)
     recordings = Recordings(settings, app[STORE], signaling)
     app[RECORDINGS] = recordings
     app.on_startup.append(recordings.abandon_stale)
@@ -150,8 +152,12 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                 await worker.start()
             except (TimeoutError, ChannelClosed):
                 raise ConfigError(f"media worker {index} failed to start (see the log above)") from None
-        runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False,
+        app = create_app(runtime)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+        cluster = app[SIGNALING].registry.cluster
+        if cluster is not None:  # SIGUSR1: take no new rooms (docs/operations.md, draining a node)
+            loop.add_signal_handler(signal.SIGUSR1, cluster.drain)
         await runner.setup()
         for sock in sockets:
             await web.SockSite(runner, sock).start()
@@ -174,7 +180,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             await runtime.redis.aclose()
         if runtime.engine is not None:
             await runtime.engine.dispose()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
     log.info("stopped")
 
