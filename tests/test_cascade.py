@@ -5,15 +5,18 @@ A publisher on node A and a viewer on node B: the viewer joins on B (no `wrong_n
 peer and producer in its join, and decodes A's video piped from A's worker to B's; pause travels
 through the pipe; a pair on B and the publisher on A consume each other's nodes. Node A is then
 SIGKILLed: the viewer is told (`user-left`, the track ends) within 5 s and the pair on B keeps
-exchanging media. A draining node and a full node send joins to a node of the room (`wrong_node`).
+exchanging media. A node whose worker dies leaves the room the same way. A draining node and a
+full node send joins to a node of the room (`wrong_node`); the control path shrugs off garbage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
+import urllib.request
 
 import pytest
 import redis.asyncio as aioredis
@@ -134,8 +137,8 @@ async def test_a_room_spans_two_nodes_and_outlives_the_killed_one(database, redi
         assert (await next_item(joined_alice)).producer_id == carol_video.producer_id
         alice_view = await alice.subscribe(carol_video.producer_id)
         await receive_frames(alice_view.track, 5)
-        sent = await alice.chat("from node A")
         dave_chat = queue_of(dave, "chat")
+        sent = await alice.chat("from node A")
         assert (await next_item(dave_chat)).id == sent.id
 
         left, ended = queue_of(viewer, "peer-left"), queue_of(viewer, "track-ended")
@@ -252,3 +255,26 @@ async def test_the_control_path_answers_bad_requests_and_drops_garbage(node_b, r
     assert (await client.join(room["id"]))["peers"] == []
     await client.close()
 
+
+
+async def test_a_node_whose_worker_died_leaves_the_room_and_the_other_node_is_told(database, redis_url, node_b):
+    node_a = ServerProcess(database, redis_url)
+    rooms: list[Room] = []
+    try:
+        room_id = await new_room(node_a.url, "worker dies")
+        alice = await Room.join(node_a.url, room_id, "Alice", auto_subscribe=False, reconnect=False)
+        rooms.append(alice)
+        video = await alice.publish(MovingBarTrack())
+        watcher = await signed_in(node_b.url, "Watcher")
+        joined = await watcher.join(room_id)
+        assert [p["producerId"] for p in joined["producers"]] == [video.producer_id]
+        with urllib.request.urlopen(node_a.url + "/api/health", timeout=5) as response:
+            worker_pid = json.loads(response.read())["workers"][0]["pid"]
+        os.kill(worker_pid, signal.SIGKILL)
+        closed = await watcher.wait_for("producer-closed", timeout=TOLD_WITHIN_SECONDS)
+        assert closed == {"producerId": video.producer_id, "peerId": alice.peer_id}
+        assert await watcher.wait_for("user-left", timeout=TOLD_WITHIN_SECONDS) == {"peerId": alice.peer_id}
+        await watcher.close()
+    finally:
+        await leave_all(rooms)
+        node_a.stop()
