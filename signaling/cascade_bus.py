@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from common.log import get_logger
 from media.api.errors import SwitchyardError
 from signaling.errors import RequestError, from_engine
@@ -68,7 +70,8 @@ class Bus:
                 reply = await future
         except TimeoutError:
             raise RequestError("unavailable", f"node {node_id} did not answer {method} in {timeout:.0f}s") from None
-        except OSError as exc:
+        except (RedisError, OSError) as exc:
+            self.cluster._lost(exc)
             raise RequestError("unavailable", f"the other node could not be reached: {exc}") from None
         finally:
             self._waiting.pop(request_id, None)
