@@ -128,6 +128,10 @@ async def test_room_events_and_live_counts_across_nodes(nodes):
     assert await alice.wait_for("audio-mute") == {"peerId": b["peerId"], "muted": True}
     await alice.video_mute(True)
     assert await bob.wait_for("video-mute") == {"peerId": a["peerId"], "muted": True}
+    carol = await signed_in(other.url, "Carol")  # the other node's view of Alice follows her state
+    c = await carol.join(room["id"])
+    assert {p["displayName"]: p["videoMuted"] for p in c["peers"]} == {"Alice": True, "Bob": False}
+    await carol.close()
 
     watcher = await signed_in(other.url, "Watcher", connect=False)
 
