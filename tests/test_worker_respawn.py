@@ -104,11 +104,15 @@ class FrameWatch:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def wait_respawned(url: str, index: int, old_pid: int, limit: float) -> dict:
-    """Poll /api/health until slot `index` runs a new process that answers; its entry."""
+async def wait_respawned(url: str, index: int, old_pid: int, limit: float, seen: set | None = None) -> dict:
+    """Poll /api/health until slot `index` runs a new process that answers; its entry. The
+    statuses met on the way go to `seen`."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        entry = (await health(url))["workers"][index]
+        answer = await health(url)
+        entry = answer["workers"][index]
+        if seen is not None:
+            seen.add((answer["status"], entry["status"]))
         if entry["status"] == "ok" and entry["pid"] not in (None, old_pid):
             return entry
         await asyncio.sleep(0.05)
@@ -148,7 +152,9 @@ async def test_a_killed_worker_comes_back_on_its_port_and_its_call_resumes_while
         slot_b = workers[1 - slot_a["index"]]
         room_b_trouble = [queue_of(r, e) for r in (carol, dave) for e in ("disconnected", "closed", "track-ended")]
         worker_died = [queue_of(r, "disconnected") for r in (alice, bob)]
-        rejoined = [queue_of(r, "reconnected") for r in (alice, bob)]
+        rejoined: list[asyncio.Queue] = [asyncio.Queue(), asyncio.Queue()]
+        for room, queue in zip((alice, bob), rejoined, strict=True):
+            room.on("reconnected", lambda queue=queue: queue.put_nowait(time.monotonic()))
         old_producers = {alice_video.producer_id, bob_video.producer_id}
         old_peers = {alice.peer_id, bob.peer_id}
         deadline = time.monotonic() + 10
@@ -172,8 +178,7 @@ async def test_a_killed_worker_comes_back_on_its_port_and_its_call_resumes_while
         recovered_in = await asyncio.wait_for(recovery, WAIT)
         for queue in worker_died:
             assert await next_item(queue) == "worker_died"
-        for queue in rejoined:
-            await next_item(queue)
+        rejoined_in = [await next_item(queue) - killed_at for queue in rejoined]
         assert {alice.peer_id, bob.peer_id}.isdisjoint(old_peers)
         assert max(recovered_in) < RECOVERY_SECONDS, f"video decoded again after {recovered_in} s"
 
@@ -186,7 +191,8 @@ async def test_a_killed_worker_comes_back_on_its_port_and_its_call_resumes_while
         assert list(dave.subscriptions) == [carol_track.producer_id]
         after = (await health(url))["workers"]
         assert (after[slot_b["index"]]["pid"], after[slot_b["index"]]["restarts"]) == (slot_b["pid"], 0)
-        print(f"respawned in {respawned_in:.2f} s; both sides decoding again after "
+        print(f"respawned in {respawned_in:.2f} s; rejoined and republished after {rejoined_in[0]:.2f} / "
+              f"{rejoined_in[1]:.2f} s; both sides decoding again after "
               f"{recovered_in[0]:.2f} / {recovered_in[1]:.2f} s; room B's longest gap {gap:.3f} s")
     finally:
         if watch is not None:
@@ -199,11 +205,14 @@ async def test_a_crash_looping_worker_is_given_up_and_stopping_never_races_a_res
     process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path}/s.db", workers=1,
                             extra_env={"SWITCHYARD_WORKER_RESPAWN_LIMIT": "2"})
     try:
+        seen: set = set()
         for restarts in (1, 2):  # two deaths within the window: respawned (the second after a backoff)
             entry = (await health(process.url))["workers"][0]
             os.kill(entry["pid"], signal.SIGKILL)
-            back = await wait_respawned(process.url, 0, entry["pid"], WAIT)
+            back = await wait_respawned(process.url, 0, entry["pid"], WAIT, seen)
             assert back["restarts"] == restarts
+        # the second respawn waited 0.25 s first: health said so, with a 503
+        assert ("degraded", "restarting") in seen, seen
         os.kill(back["pid"], signal.SIGKILL)  # the third: given up
         deadline = time.monotonic() + WAIT
         while (answer := await health(process.url))["workers"][0]["status"] != "dead":
