@@ -15,6 +15,8 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchyard.db"
 DEFAULT_RECORDINGS_DIR = "./recordings"
 DEFAULT_RECORDING_MAX_BYTES = 2 * 1024**3  # per recording: a few hours of a small room
 DEFAULT_RECORDING_MIN_FREE_BYTES = 1024**3  # no recording starts, or goes on, with less free
+DEFAULT_WORKER_RESPAWN_LIMIT = 5  # deaths of one worker slot respawned within the window
+DEFAULT_WORKER_RESPAWN_WINDOW = 60  # seconds
 
 
 class ConfigError(Exception):
@@ -47,6 +49,10 @@ class Settings:
     recordings_dir: str = DEFAULT_RECORDINGS_DIR
     recording_max_bytes: int = DEFAULT_RECORDING_MAX_BYTES
     recording_min_free_bytes: int = DEFAULT_RECORDING_MIN_FREE_BYTES
+    # a dead worker is respawned on its port unless its slot died more than `limit` times within
+    # `window` seconds (app/worker_pool.py); limit 0: never respawn
+    worker_respawn_limit: int = DEFAULT_WORKER_RESPAWN_LIMIT
+    worker_respawn_window: int = DEFAULT_WORKER_RESPAWN_WINDOW
 
     @property
     def rtc_ports(self) -> list[int]:
@@ -142,6 +148,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("recording max bytes must be at least 1 and recording min free bytes at least 0")
     if not settings.recordings_dir:
         raise ConfigError("recordings dir must not be empty")
+    if settings.worker_respawn_limit < 0 or settings.worker_respawn_window < 1:
+        raise ConfigError("worker respawn limit must be at least 0 and worker respawn window at least 1 s")
     if settings.workers < 1 or settings.workers > 256:
         raise ConfigError(f"workers must be between 1 and 256, got {settings.workers}")
     check_port(settings.rtc_port_base, "RTC port base")

@@ -29,6 +29,7 @@ from app.routes.docs import OPENAPI
 from app.schemas import chat_message_json
 from app.store import Store
 from app.webapp import static_routes
+from app.worker_pool import RespawnPolicy, WorkerPool
 from common.log import get_logger
 from media.api.worker import Worker, WorkerSettings, bind_rtc_sockets
 from media.channel import ChannelClosed
@@ -48,6 +49,8 @@ class Runtime:
 
     settings: Settings
     workers: list[Worker] = field(default_factory=list)
+    # respawns dead workers; its `workers` list is `workers` above (app/worker_pool.py)
+    pool: WorkerPool | None = None
     engine: object | None = None
     redis: object | None = None
     # Live room state for REST (participant counts, closing a deleted room): the signaling layer
@@ -135,21 +138,28 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def settings_for(index: int) -> WorkerSettings:
+        return WorkerSettings(index, settings.host, settings.rtc_ports[index], settings.announced_ip,
+                              settings.log_level, settings.log_format,
+                              max_incoming_bitrate=settings.max_incoming_bitrate)
+
+    pool = WorkerPool(rtc_sockets, settings_for,
+                      RespawnPolicy(settings.worker_respawn_limit, settings.worker_respawn_window))
+    runtime.pool, runtime.workers = pool, pool.workers
+
+    def on_signal() -> None:
+        # before anything closes: a worker that dies while the node stops is not respawned
+        pool.stop_respawning()
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     try:
-        for index, (udp, tcp) in enumerate(rtc_sockets):
-            worker = Worker(
-                WorkerSettings(index, settings.host, settings.rtc_ports[index], settings.announced_ip,
-                               settings.log_level, settings.log_format,
-                               max_incoming_bitrate=settings.max_incoming_bitrate),
-                udp, tcp,
-            )
-            runtime.workers.append(worker)
-            try:
-                await worker.start()
-            except (TimeoutError, ChannelClosed):
-                raise ConfigError(f"media worker {index} failed to start (see the log above)") from None
+        try:
+            await pool.start()
+        except (TimeoutError, ChannelClosed):
+            raise ConfigError(f"media worker {len(pool.workers)} failed to start (see the log above)") from None
         runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False,
                                shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
         await runner.setup()
@@ -167,7 +177,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             log.debug("closing HTTP and signaling")
             await runner.cleanup()
             log.debug("HTTP closed")
-        await asyncio.gather(*(w.close() for w in runtime.workers), return_exceptions=True)
+        await pool.close()
         for sock in sockets:
             sock.close()
         if runtime.redis is not None:
