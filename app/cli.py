@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from parsed flags, validated."""
+    from app.turn.settings import turn_settings_from_env
+
     settings = Settings(
         host=args.host,
         port=config.parse_int(args.port, "HTTP port"),
@@ -106,6 +108,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         recording_min_free_bytes=config.parse_int(
             config.env_default("RECORDING_MIN_FREE_BYTES", str(config.DEFAULT_RECORDING_MIN_FREE_BYTES)),
             "SWITCHYARD_RECORDING_MIN_FREE_BYTES"),
+        turn=turn_settings_from_env(),
     )
     return config.validate(settings)
 

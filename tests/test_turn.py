@@ -1,0 +1,211 @@
+"""TURN (app/turn/): `switchyard serve` runs coturn, hands out per-peer credentials, and the relay works.
+
+Real parts only: a `switchyard serve` subprocess that starts coturn (Debian's `turnserver`), the SDK's
+signaling client for the `createWebRtcTransport` answer, aioice's TURN client for allocations over
+UDP, TCP and TLS, and aioice's STUN messages over a real UDP socket for the credential checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import ssl
+import time
+
+import pytest
+from aioice import stun
+from aioice.turn import create_turn_endpoint, make_integrity_key
+
+from app import cli
+from app.turn.credentials import mint, turn_urls
+from app.turn.probe import BindingError, binding
+from app.turn.settings import DEFAULT_TTL, TurnSettings
+from tests.signaling_server import signed_in
+from tests.turn_fixtures import TURN_SECRET, TurnServer
+
+pytestmark = pytest.mark.timeout(90)
+WAIT = 10.0
+
+
+@pytest.fixture(scope="module")
+def turn_server(tmp_path_factory):
+    server = TurnServer(tmp_path_factory.mktemp("turn"), "udp,tcp,tls")
+    yield server
+    err = server.stop()
+    assert "Traceback" not in err, err
+    assert not server.coturn_pids()
+
+
+async def transport_answer(url: str) -> tuple[str, dict]:
+    """A guest joins a new room and creates a send transport: (its peer id, the answer)."""
+    owner = await signed_in(url, "Owner", connect=False)
+    room = await owner.create_room("turn")
+    await owner.close()
+    client = await signed_in(url, "Relayed")
+    try:
+        joined = await client.join(room["id"])
+        return joined["peerId"], await client.create_webrtc_transport("send")
+    finally:
+        await client.close()
+
+
+class Echo(asyncio.DatagramProtocol):
+    """A UDP peer on loopback (the role the media worker plays): sends back what it gets."""
+
+    def __init__(self) -> None:
+        self.sources: list[tuple[str, int]] = []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.sources.append(addr)
+        self.transport.sendto(b"echo:" + data, addr)
+
+
+class Relayed(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.received: asyncio.Queue = asyncio.Queue()
+        self.errors: asyncio.Queue = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.received.put_nowait((data, addr))
+
+    def error_received(self, exc: Exception) -> None:
+        self.errors.put_nowait(exc)
+
+
+def test_credentials_follow_the_turn_rest_convention():
+    username, password = mint("s3cret", "peer-1", 600, now=1_700_000_000)
+    assert username == "1700000600:peer-1"
+    # base64(HMAC-SHA1("s3cret", username)), as coturn's use-auth-secret recomputes it
+    assert password == "KoFUtOANZXhnAZZRdZn8Yd4jr/4="
+    turn = TurnSettings(mode="coturn", host="2001:db8::1", port=3478, tls_port=443, transports=("tcp", "tls"))
+    assert turn_urls(turn) == ["turn:[2001:db8::1]:3478?transport=tcp", "turns:[2001:db8::1]:443?transport=tcp"]
+
+
+async def test_transport_answer_carries_turn_servers_minted_for_the_peer(turn_server):
+    peer_id, answer = await transport_answer(turn_server.url)
+    [entry] = answer["iceServers"]
+    port, tls = turn_server.turn_port, turn_server.tls_port
+    assert entry["urls"] == [f"turn:127.0.0.1:{port}?transport=udp", f"turn:127.0.0.1:{port}?transport=tcp",
+                             f"turns:127.0.0.1:{tls}?transport=tcp"]
+    expiry, _, subject = entry["username"].partition(":")
+    assert subject == peer_id
+    assert abs(int(expiry) - (time.time() + DEFAULT_TTL)) < 60
+    assert entry["credential"] == mint(TURN_SECRET, peer_id, 0, now=int(expiry))[1]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+async def test_allocation_relays_to_the_media_peer_only(turn_server, transport):
+    """An allocation with the answer's credentials relays UDP both ways to the announced IP, and
+    coturn refuses a permission for any other address (403)."""
+    _, answer = await transport_answer(turn_server.url)
+    entry = answer["iceServers"][0]
+    loop = asyncio.get_running_loop()
+    echo_transport, echo = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+    context = None
+    if transport == "tls":
+        context = ssl.create_default_context(cafile=str(turn_server.cert))
+    port = turn_server.tls_port if transport == "tls" else turn_server.turn_port
+    relay, relayed = await create_turn_endpoint(
+        Relayed, ("127.0.0.1", port), entry["username"], entry["credential"], ssl=context,
+        transport="udp" if transport == "udp" else "tcp")
+    try:
+        relayed_address = relay.get_extra_info("sockname")
+        peer = echo_transport.get_extra_info("sockname")
+        for n in range(3):
+            relay.sendto(b"ping-%d" % n, peer)
+            data, source = await asyncio.wait_for(relayed.received.get(), WAIT)
+            assert (data, source) == (b"echo:ping-%d" % n, peer)
+        # the media worker sees the relay's address, not ours
+        assert set(echo.sources) == {relayed_address}
+        relay.sendto(b"to an address that is not the media worker's", ("127.0.0.2", peer[1]))
+        error = await asyncio.wait_for(relayed.errors.get(), WAIT)
+        assert isinstance(error, stun.TransactionFailed) and error.response.error_code == 403, error
+    finally:
+        relay.close()
+        echo_transport.close()
+
+
+class StunSocket(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.answers: asyncio.Queue = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.answers.put_nowait(stun.parse_message(data))
+
+
+async def allocate(sock, protocol: StunSocket, username: str | None = None, password: str | None = None,
+                   realm: str | None = None, nonce: bytes | None = None) -> stun.Message:
+    """One Allocate request (RFC 8656 section 7.1) over the socket; its answer."""
+    request = stun.Message(stun.Method.ALLOCATE, stun.Class.REQUEST)
+    request.attributes["REQUESTED-TRANSPORT"] = 17 << 24  # UDP
+    if username is not None:
+        request.attributes["USERNAME"] = username
+        request.attributes["REALM"] = realm
+        request.attributes["NONCE"] = nonce
+        request.add_message_integrity(make_integrity_key(username, realm, password))
+    sock.sendto(bytes(request))
+    answer = await asyncio.wait_for(protocol.answers.get(), WAIT)
+    assert answer.transaction_id == request.transaction_id
+    return answer
+
+
+async def test_expired_credentials_are_refused(turn_server):
+    loop = asyncio.get_running_loop()
+    sock, protocol = await loop.create_datagram_endpoint(
+        StunSocket, remote_addr=("127.0.0.1", turn_server.turn_port))
+    try:
+        challenge = await allocate(sock, protocol)
+        assert (challenge.message_class, challenge.error_code) == (stun.Class.ERROR, 401)
+        realm, nonce = challenge.attributes["REALM"], challenge.attributes["NONCE"]
+        assert realm == "switchyard"
+
+        # minted for an hour, two hours ago: the right password for a username whose time is over
+        expired = mint(TURN_SECRET, "peer-expired", 3600, now=time.time() - 7200)
+        answer = await allocate(sock, protocol, *expired, realm, nonce)
+        assert (answer.message_class, answer.error_code) == (stun.Class.ERROR, 401), answer
+        # a valid username with a password made with another secret
+        forged = (mint(TURN_SECRET, "peer-forged", 600)[0], mint("another secret", "peer-forged", 600)[1])
+        answer = await allocate(sock, protocol, *forged, realm, nonce)
+        assert (answer.message_class, answer.error_code) == (stun.Class.ERROR, 401), answer
+        # the same socket with live credentials gets its allocation: the 401s were about the credentials
+        answer = await allocate(sock, protocol, *mint(TURN_SECRET, "peer-live", 600), realm, nonce)
+        assert answer.message_class == stun.Class.RESPONSE, answer
+        assert answer.attributes["XOR-RELAYED-ADDRESS"][0] == "127.0.0.1"
+    finally:
+        sock.close()
+
+
+def test_missing_coturn_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setenv("SWITCHYARD_TURN", "coturn")
+    monkeypatch.setenv("SWITCHYARD_TURN_TRANSPORTS", "udp,tcp")
+    monkeypatch.setenv("SWITCHYARD_TURN_BINARY", "/nonexistent/turnserver")
+    assert cli.main(["serve", "--announced-ip", "127.0.0.1"]) == cli.EXIT_CONFIG
+    assert "apt-get install coturn" in capsys.readouterr().err
+    monkeypatch.setenv("SWITCHYARD_TURN_TRANSPORTS", "tls")
+    monkeypatch.delenv("SWITCHYARD_TURN_CERT", raising=False)
+    assert cli.main(["serve", "--announced-ip", "127.0.0.1"]) == cli.EXIT_CONFIG
+    assert "SWITCHYARD_TURN_CERT" in capsys.readouterr().err
+
+
+async def test_coturn_is_restarted_when_it_dies(turn_server):
+    """Last in this module: it kills the module's coturn."""
+    [pid] = turn_server.coturn_pids()
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        pids = turn_server.coturn_pids()
+        if pids and pids != [pid]:
+            try:
+                await binding("127.0.0.1", turn_server.turn_port, "udp", timeout=1.0)
+                await binding("127.0.0.1", turn_server.tls_port, "tls", timeout=1.0)
+                break
+            except BindingError:
+                pass
+        assert time.monotonic() < deadline, f"coturn was not restarted: {pids}"
+        await asyncio.sleep(0.2)
+    # and the relay works again with a new transport's credentials
+    await test_allocation_relays_to_the_media_peer_only(turn_server, "udp")
