@@ -17,10 +17,13 @@ import pytest
 from aioice import stun
 from aioice.turn import create_turn_endpoint, make_integrity_key
 
+from switchyard_client import Room
+
 from app import cli
 from app.turn.credentials import mint, turn_urls
 from app.turn.probe import BindingError, binding
 from app.turn.settings import DEFAULT_TTL, TurnSettings
+from tests.media.tracks import MovingBarTrack
 from tests.signaling_server import signed_in
 from tests.turn_fixtures import TURN_SECRET, TurnServer
 
@@ -127,6 +130,22 @@ async def test_allocation_relays_to_the_media_peer_only(turn_server, transport):
     finally:
         relay.close()
         echo_transport.close()
+
+
+async def test_sdk_gathers_a_relayed_candidate_with_the_answer_credentials(turn_server):
+    """The SDK hands the answer's iceServers to aiortc, whose ICE agent allocates on coturn (UDP)."""
+    owner = await signed_in(turn_server.url, "Owner", connect=False)
+    room_id = (await owner.create_room("sdk-turn"))["id"]
+    await owner.close()
+    room = await Room.join(turn_server.url, room_id, "Relayed")
+    try:
+        await room.publish(MovingBarTrack())
+        pc = room._media.send_transport._handler._pc
+        gatherer = pc.getTransceivers()[0].sender.transport.transport.iceGatherer
+        relayed = [c for c in gatherer.getLocalCandidates() if c.type == "relay"]
+        assert relayed and relayed[0].ip == "127.0.0.1" and relayed[0].protocol == "udp", relayed
+    finally:
+        await room.leave()
 
 
 class StunSocket(asyncio.DatagramProtocol):
