@@ -71,6 +71,11 @@ class Relayed(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.received: asyncio.Queue = asyncio.Queue()
         self.errors: asyncio.Queue = asyncio.Queue()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
 
     def datagram_received(self, data: bytes, addr) -> None:
         self.received.put_nowait((data, addr))
@@ -128,7 +133,8 @@ async def test_allocation_relays_to_the_media_peer_only(turn_server, transport):
         error = await asyncio.wait_for(relayed.errors.get(), WAIT)
         assert isinstance(error, stun.TransactionFailed) and error.response.error_code == 403, error
     finally:
-        relay.close()
+        relay.close()  # deletes the allocation (Refresh with lifetime 0), then the connection ends
+        await asyncio.wait_for(relayed.closed, WAIT)
         echo_transport.close()
 
 
