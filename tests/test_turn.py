@@ -16,7 +16,6 @@ import time
 import pytest
 from aioice import stun
 from aioice.turn import create_turn_endpoint, make_integrity_key
-
 from switchyard_client import Room
 
 from app import cli
@@ -178,30 +177,34 @@ async def allocate(sock, protocol: StunSocket, username: str | None = None, pass
     return answer
 
 
-async def test_expired_credentials_are_refused(turn_server):
+async def allocate_with(port: int, username: str, password: str) -> stun.Message:
+    """The 401 challenge, then an Allocate with these credentials, from a socket of its own (coturn
+    ties a 5-tuple to the first username it saw: each attempt gets a fresh one)."""
     loop = asyncio.get_running_loop()
-    sock, protocol = await loop.create_datagram_endpoint(
-        StunSocket, remote_addr=("127.0.0.1", turn_server.turn_port))
+    sock, protocol = await loop.create_datagram_endpoint(StunSocket, remote_addr=("127.0.0.1", port))
     try:
         challenge = await allocate(sock, protocol)
         assert (challenge.message_class, challenge.error_code) == (stun.Class.ERROR, 401)
         realm, nonce = challenge.attributes["REALM"], challenge.attributes["NONCE"]
         assert realm == "switchyard"
-
-        # minted for an hour, two hours ago: the right password for a username whose time is over
-        expired = mint(TURN_SECRET, "peer-expired", 3600, now=time.time() - 7200)
-        answer = await allocate(sock, protocol, *expired, realm, nonce)
-        assert (answer.message_class, answer.error_code) == (stun.Class.ERROR, 401), answer
-        # a valid username with a password made with another secret
-        forged = (mint(TURN_SECRET, "peer-forged", 600)[0], mint("another secret", "peer-forged", 600)[1])
-        answer = await allocate(sock, protocol, *forged, realm, nonce)
-        assert (answer.message_class, answer.error_code) == (stun.Class.ERROR, 401), answer
-        # the same socket with live credentials gets its allocation: the 401s were about the credentials
-        answer = await allocate(sock, protocol, *mint(TURN_SECRET, "peer-live", 600), realm, nonce)
-        assert answer.message_class == stun.Class.RESPONSE, answer
-        assert answer.attributes["XOR-RELAYED-ADDRESS"][0] == "127.0.0.1"
+        return await allocate(sock, protocol, username, password, realm, nonce)
     finally:
         sock.close()
+
+
+async def test_expired_credentials_are_refused(turn_server):
+    port = turn_server.turn_port
+    # minted for an hour, two hours ago: the right password for a username whose time is over
+    answer = await allocate_with(port, *mint(TURN_SECRET, "peer-expired", 3600, now=time.time() - 7200))
+    assert (answer.message_class, answer.error_code) == (stun.Class.ERROR, 401), answer
+    # a live username with a password made with another secret
+    forged = (mint(TURN_SECRET, "peer-forged", 600)[0], mint("another secret", "peer-forged", 600)[1])
+    answer = await allocate_with(port, *forged)
+    assert (answer.message_class, answer.error_code) == (stun.Class.ERROR, 401), answer
+    # live credentials get an allocation: the 401s were about the credentials
+    answer = await allocate_with(port, *mint(TURN_SECRET, "peer-live", 600))
+    assert answer.message_class == stun.Class.RESPONSE, answer
+    assert answer.attributes["XOR-RELAYED-ADDRESS"][0] == "127.0.0.1"
 
 
 def test_missing_coturn_is_a_clear_error(monkeypatch, capsys):

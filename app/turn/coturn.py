@@ -53,7 +53,8 @@ def command(turn: TurnSettings, listen_host: str, announced_ip: str, workdir: st
         turn.binary, "-n", "--no-cli", "--log-file=stdout", "--simple-log",
         f"--pidfile={workdir}/turnserver.pid", f"--userdb={workdir}/turndb",
         "--use-auth-secret", f"--static-auth-secret={turn.secret}", f"--realm={turn.realm}",
-        "--fingerprint", "--no-multicast-peers", "--no-tcp-relay", "--no-dtls",
+        "--fingerprint", "--no-multicast-peers", "--no-tcp-relay", "--no-dtls", "--no-rfc5780",
+        "--no-software-attribute",
         f"--listening-port={turn.port}", f"--tls-listening-port={turn.tls_port}",
         f"--min-port={turn.relay_ports[0]}", f"--max-port={turn.relay_ports[1]}",
     ]

@@ -82,7 +82,7 @@ def turn_settings_from_env() -> TurnSettings:
         key=env("TURN_KEY"),
         ttl=parse_int(env("TURN_TTL", str(DEFAULT_TTL)), "SWITCHYARD_TURN_TTL"),
         realm=env("TURN_REALM", DEFAULT_REALM) or DEFAULT_REALM,
-        relay_ports=parse_port_range(env("TURN_RELAY_PORTS", "%d-%d" % DEFAULT_RELAY_PORTS) or "",
+        relay_ports=parse_port_range(env("TURN_RELAY_PORTS", "{}-{}".format(*DEFAULT_RELAY_PORTS)) or "",
                                      "SWITCHYARD_TURN_RELAY_PORTS"),
         external_ip=env("TURN_EXTERNAL_IP"),
         binary=env("TURN_BINARY", "turnserver") or "turnserver",
