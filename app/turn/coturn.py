@@ -136,7 +136,7 @@ class Coturn:
         assert process.stdout is not None
         while line := await process.stdout.readline():
             text = line.decode(errors="replace").rstrip()
-            if self.turn.secret:
+            if self.turn.secret and len(self.turn.secret) >= 8:  # never echo the shared secret
                 text = text.replace(self.turn.secret, "<secret>")
             self.output.append(text)
             log.debug("coturn: %s", text)
