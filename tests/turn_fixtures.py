@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import ipaddress
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,21 @@ def self_signed(folder: Path) -> tuple[Path, Path, str]:
     return cert_path, key_path, base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
 class TurnServer:
     """`switchyard serve` with SWITCHYARD_TURN=coturn on fresh ports; `.turn_port`, `.tls_port`."""
 
@@ -78,17 +94,21 @@ class TurnServer:
         self.server = ServerProcess(f"sqlite+aiosqlite:///{folder}/s.db", extra_env=env)
         self.url = self.server.url
 
-    def coturn_pids(self) -> list[int]:
-        """The server's coturn children (from /proc: every thread's children)."""
-        pids = []
-        for children in Path(f"/proc/{self.server.process.pid}/task").glob("*/children"):
-            for pid in children.read_text().split():
+    def coturn_pids(self, wait: float = 5.0) -> list[int]:
+        """The server's running coturn children (from /proc: every thread's children), waiting up
+        to `wait` seconds for one to show."""
+        deadline = time.monotonic() + wait
+        while True:
+            pids = []
+            for children in Path(f"/proc/{self.server.process.pid}/task").glob("*/children"):
                 try:
-                    if Path(f"/proc/{pid}/comm").read_text().strip() == "turnserver":
-                        pids.append(int(pid))
+                    listed = children.read_text().split()
                 except OSError:
                     continue
-        return pids
+                pids += [int(pid) for pid in listed if comm(int(pid)) == "turnserver" and running(int(pid))]
+            if pids or time.monotonic() > deadline:
+                return pids
+            time.sleep(0.1)
 
     def stop(self) -> str:
         return self.server.stop()
