@@ -211,10 +211,11 @@ async def test_expired_credentials_are_refused(turn_server):
 
 def test_missing_coturn_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setenv("SWITCHYARD_TURN", "coturn")
-    monkeypatch.setenv("SWITCHYARD_TURN_TRANSPORTS", "udp,tcp")
+    monkeypatch.delenv("SWITCHYARD_TURN_TRANSPORTS", raising=False)  # all three, TLS without a certificate
     monkeypatch.setenv("SWITCHYARD_TURN_BINARY", "/nonexistent/turnserver")
     assert cli.main(["serve", "--announced-ip", "127.0.0.1"]) == cli.EXIT_CONFIG
     assert "apt-get install coturn" in capsys.readouterr().err
+    monkeypatch.setenv("SWITCHYARD_TURN_BINARY", "turnserver")
     monkeypatch.setenv("SWITCHYARD_TURN_TRANSPORTS", "tls")
     monkeypatch.delenv("SWITCHYARD_TURN_CERT", raising=False)
     assert cli.main(["serve", "--announced-ip", "127.0.0.1"]) == cli.EXIT_CONFIG

@@ -128,7 +128,10 @@ class Coturn:
         self.process = await asyncio.create_subprocess_exec(
             *command(self.turn, self.listen_host, self.announced_ip, self.workdir),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, preexec_fn=die_with_parent)
+            stderr=asyncio.subprocess.STDOUT, preexec_fn=die_with_parent,
+            # its own session: Ctrl-C in a terminal reaches the whole foreground group, and the
+            # server, not the terminal, decides when coturn stops (as for the media workers)
+            start_new_session=True)
         self._reader = asyncio.create_task(self._read_output(self.process))
 
     async def _read_output(self, process: asyncio.subprocess.Process) -> None:

@@ -118,6 +118,12 @@ def validate_turn(turn: TurnSettings, announced_ip: str) -> TurnSettings:
             raise ConfigError("SWITCHYARD_TURN=external needs SWITCHYARD_TURN_SECRET, the TURN server's shared secret")
         return turn
     # coturn, started here
+    found = shutil.which(turn.binary)
+    if found is None:
+        raise ConfigError(
+            f"SWITCHYARD_TURN=coturn but coturn's {turn.binary!r} is not installed: "
+            "apt-get install coturn (or set SWITCHYARD_TURN_BINARY, or SWITCHYARD_TURN=off)")
+    turn.binary = found
     unknown = [t for t in turn.transports if t not in TRANSPORTS]
     if unknown or not turn.transports:
         raise ConfigError(f"SWITCHYARD_TURN_TRANSPORTS must list some of udp, tcp, tls, got {','.join(turn.transports)!r}")
@@ -133,12 +139,6 @@ def validate_turn(turn: TurnSettings, announced_ip: str) -> TurnSettings:
             ipaddress.ip_address(turn.external_ip)
         except ValueError:
             raise ConfigError(f"SWITCHYARD_TURN_EXTERNAL_IP {turn.external_ip!r} is not an IP address") from None
-    found = shutil.which(turn.binary)
-    if found is None:
-        raise ConfigError(
-            f"SWITCHYARD_TURN=coturn but coturn's {turn.binary!r} is not installed: "
-            "apt-get install coturn (or set SWITCHYARD_TURN_BINARY, or SWITCHYARD_TURN=off)")
-    turn.binary = found
     if not turn.secret:
         turn.secret = secrets.token_urlsafe(32)
         turn.secret_generated = True
