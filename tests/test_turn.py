@@ -240,3 +240,14 @@ async def test_coturn_is_restarted_when_it_dies(turn_server):
         await asyncio.sleep(0.2)
     # and the relay works again with a new transport's credentials
     await test_allocation_relays_to_the_media_peer_only(turn_server, "udp")
+
+
+async def test_coturn_dies_with_a_killed_server(tmp_path):
+    """SIGKILL leaves the server no time to stop coturn: Linux does (PR_SET_PDEATHSIG)."""
+    server = TurnServer(tmp_path, "udp")
+    [pid] = server.coturn_pids()
+    server.server.kill()
+    deadline = time.monotonic() + 10
+    while running(pid):
+        assert time.monotonic() < deadline, "coturn outlived its server"
+        await asyncio.sleep(0.1)
