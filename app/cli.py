@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from parsed flags, validated."""
+    from app.turn.settings import turn_settings_from_env
+
     settings = Settings(
         host=args.host,
         port=config.parse_int(args.port, "HTTP port"),
@@ -112,6 +114,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         worker_respawn_window=config.parse_int(
             config.env_default("WORKER_RESPAWN_WINDOW", str(config.DEFAULT_WORKER_RESPAWN_WINDOW)),
             "SWITCHYARD_WORKER_RESPAWN_WINDOW"),
+        turn=turn_settings_from_env(),
     )
     return config.validate(settings)
 

@@ -7,9 +7,13 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from media.limits import DEFAULT_MAX_INCOMING_BITRATE, MAX_INCOMING_BITRATE
+
+if TYPE_CHECKING:
+    from app.turn.settings import TurnSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchyard.db"
 DEFAULT_RECORDINGS_DIR = "./recordings"
@@ -21,6 +25,13 @@ DEFAULT_WORKER_RESPAWN_WINDOW = 60  # seconds
 
 class ConfigError(Exception):
     """A setting is invalid or cannot be used; the CLI prints it as one line and exits 2."""
+
+
+def turn_off() -> TurnSettings:
+    """No TURN (app/turn/settings.py imports this module, hence the late import)."""
+    from app.turn.settings import TurnSettings
+
+    return TurnSettings()
 
 
 @dataclass
@@ -53,6 +64,8 @@ class Settings:
     # `window` seconds (app/worker_pool.py); limit 0: never respawn
     worker_respawn_limit: int = DEFAULT_WORKER_RESPAWN_LIMIT
     worker_respawn_window: int = DEFAULT_WORKER_RESPAWN_WINDOW
+    # TURN for clients behind strict firewalls (app/turn/, SWITCHYARD_TURN_*; docs/operations.md)
+    turn: TurnSettings = field(default_factory=turn_off)
 
     @property
     def rtc_ports(self) -> list[int]:
@@ -176,4 +189,7 @@ def validate(settings: Settings) -> Settings:
     if not settings.jwt_secret:
         settings.jwt_secret = secrets.token_urlsafe(32)
         settings.jwt_secret_generated = True
+    from app.turn.settings import validate_turn
+
+    settings.turn = validate_turn(settings.turn, settings.announced_ip)
     return settings

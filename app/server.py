@@ -28,6 +28,8 @@ from app.routes import all_endpoints
 from app.routes.docs import OPENAPI
 from app.schemas import chat_message_json
 from app.store import Store
+from app.turn.coturn import Coturn, start_turn
+from app.turn.credentials import ice_servers
 from app.webapp import static_routes
 from app.worker_pool import RespawnPolicy, WorkerPool
 from common.log import get_logger
@@ -56,6 +58,8 @@ class Runtime:
     # Live room state for REST (participant counts, closing a deleted room): the signaling layer
     # replaces this with its own (see app/live.py).
     rooms_live: RoomsLive = field(default_factory=NoLiveRooms)
+    # the supervised coturn (app/turn/coturn.py) when SWITCHYARD_TURN=coturn
+    turn: Coturn | None = None
 
 
 def bind_tcp(host: str, port: int, what: str) -> socket.socket:
@@ -95,6 +99,9 @@ def create_app(runtime: Runtime) -> web.Application:
     app.on_startup.append(recordings.abandon_stale)
     # before signaling's own shutdown empties the rooms: every recording's files and row are finished
     app.on_shutdown.append(recordings.stop_all)
+    if settings.turn.enabled:
+        turn = settings.turn
+        signaling.ice_servers = lambda peer: ice_servers(turn, peer.peer_id)
     signaling.attach(app)
     runtime.rooms_live = signaling.registry
     app[SIGNALING] = signaling
@@ -156,6 +163,7 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
     try:
+        runtime.turn = await start_turn(settings.turn, settings.host, settings.announced_ip)
         try:
             await pool.start()
         except (TimeoutError, ChannelClosed):
@@ -178,6 +186,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             await runner.cleanup()
             log.debug("HTTP closed")
         await pool.close()
+        if runtime.turn is not None:
+            await runtime.turn.close()
         for sock in sockets:
             sock.close()
         if runtime.redis is not None:
@@ -201,8 +211,17 @@ def announce(settings: Settings, runtime: Runtime) -> None:
         f"{len(runtime.workers)} worker(s), pids {', '.join(str(w.pid) for w in runtime.workers)}",
         f"  database: {safe_url(runtime.engine)}",
         f"  redis: {settings.redis_url or 'none (single node)'}",
+        f"  TURN: {turn_summary(settings, runtime)}",
     ]
     print("\n".join(lines), flush=True)
+
+
+def turn_summary(settings: Settings, runtime: Runtime) -> str:
+    if runtime.turn is not None:
+        return runtime.turn.describe()
+    if settings.turn.mode == "external":
+        return f"external, {', '.join(settings.turn.urls)}"
+    return "off (SWITCHYARD_TURN)"
 
 
 def web_dir_default() -> str | None:

@@ -8,6 +8,7 @@ import type { Consumer, DataConsumer, DataProducer, Producer, Transport } from '
 
 import type { ChatMessage } from '../api';
 import { describeError } from '../errors';
+import { iceTransportPolicyFrom } from './ice';
 import { CAMERA_ENCODINGS, cameraCodecSetting } from './layout';
 import { qualityBetween, sampleOf, type ReceiveSample } from './quality';
 import { Backoff, browserNetwork, waitBeforeRetry } from './retry';
@@ -298,7 +299,12 @@ export class Call {
       // DataChannels (reactions): the server answers sctpParameters
       sctpCapabilities: device.sctpCapabilities,
     });
-    const options = { ...info, iceServers: [] };
+    // TURN servers from the answer (when the server has TURN), and a relay-only policy if the URL asks
+    const options = {
+      ...info,
+      iceServers: info.iceServers ?? [],
+      iceTransportPolicy: iceTransportPolicyFrom(window.location.search),
+    };
     const transport = direction === 'send' ? device.createSendTransport(options) : device.createRecvTransport(options);
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
       signaling
