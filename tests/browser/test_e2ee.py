@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 from playwright.async_api import expect
 from switchyard_client import Room
