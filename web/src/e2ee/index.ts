@@ -15,7 +15,8 @@ export type { TransformOptions } from './protocol';
  * without encryption) or decrypts (its first frame, or again); a sender fails to encrypt. */
 export type E2eeStatus = TransformOptions & { state: 'failing' | 'decrypting'; reason?: string };
 
-/** WebRTC Encoded Transform (Chromium 141+, Safari, Firefox), workers and WebCrypto are all there. */
+/** WebRTC Encoded Transform (RTCRtpScriptTransform: Chromium, tested with 156; Safari; Firefox),
+ * workers and WebCrypto are all there. */
 export function e2eeSupported(): boolean {
   return (
     typeof RTCRtpScriptTransform === 'function' &&
