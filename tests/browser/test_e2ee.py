@@ -120,7 +120,21 @@ async def test_e2ee_call_decodes_with_the_passphrase_and_not_without(browser, se
     await expect(alice.page.locator(".banner.error")).to_contain_text("Eve")
     await expect(alice.page.locator(".banner.error")).to_contain_text("cannot be decrypted")
 
-    # Alice and Bob go on undisturbed.
+    # Alice and Bob go on undisturbed, also after Bob's connection drops and the app rejoins (new
+    # senders with new key ids, new receivers, the same worker and passphrase).
+    await media_flowing(alice, video_streams=1, audio_streams=1)
+    await media_flowing(bob, video_streams=1, audio_streams=1)
+    await bob.page.evaluate("""() => {
+        window.statuses = [];
+        const page = document.querySelector('.call-page');
+        new MutationObserver(() => window.statuses.push(page.dataset.status))
+            .observe(page, {attributes: true, attributeFilter: ['data-status']});
+        window.switchyard.simulateNetworkDrop();
+    }""")
+    await expect(bob.page.locator(".call-page")).to_have_attribute("data-status", "joined")
+    assert "reconnecting" in await bob.page.evaluate("window.statuses")
+    await alice.wait_video_playing("Bob")
+    await bob.wait_video_playing("Alice")
     await media_flowing(alice, video_streams=1, audio_streams=1)
     await media_flowing(bob, video_streams=1, audio_streams=1)
     errors = [line for line in alice.console + bob.console if line.startswith(("error", "pageerror"))]
