@@ -104,6 +104,13 @@ async def test_e2ee_call_decodes_with_the_passphrase_and_not_without(browser, se
     await bob.page.set_viewport_size({"width": 1280, "height": 800})
     await wait_inbound_height(bob, 180)
 
+    # A screen share is encrypted too (the third producer path of Call.ts).
+    await alice.page.get_by_role("button", name="Share screen").click()
+    screen = bob.page.locator('figure.tile[data-source="screen"] video')
+    await bob.page.wait_for_function("v => v.videoWidth > 0", arg=await screen.element_handle())
+    await alice.page.get_by_role("button", name="Share screen").click()
+    await expect(bob.page.locator('figure.tile[data-source="screen"]')).to_have_count(0)
+
     # Eve has another passphrase: packets from both arrive, no frame decodes, and she is told.
     await join_encrypted(eve, room_path, "not-the-passphrase")
     await expect(eve.page.locator(".banner.error")).to_contain_text("cannot be decrypted")
