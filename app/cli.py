@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from parsed flags, validated."""
+    from app.turn.settings import turn_settings_from_env
+
     settings = Settings(
         host=args.host,
         port=config.parse_int(args.port, "HTTP port"),
@@ -114,6 +116,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         recording_min_free_bytes=config.parse_int(
             config.env_default("RECORDING_MIN_FREE_BYTES", str(config.DEFAULT_RECORDING_MIN_FREE_BYTES)),
             "SWITCHYARD_RECORDING_MIN_FREE_BYTES"),
+        worker_respawn_limit=config.parse_int(
+            config.env_default("WORKER_RESPAWN_LIMIT", str(config.DEFAULT_WORKER_RESPAWN_LIMIT)),
+            "SWITCHYARD_WORKER_RESPAWN_LIMIT"),
+        worker_respawn_window=config.parse_int(
+            config.env_default("WORKER_RESPAWN_WINDOW", str(config.DEFAULT_WORKER_RESPAWN_WINDOW)),
+            "SWITCHYARD_WORKER_RESPAWN_WINDOW"),
+        turn=turn_settings_from_env(),
     )
     return config.validate(settings)
 

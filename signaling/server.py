@@ -83,6 +83,8 @@ class SignalingServer:
         self.message_shape = message_shape
         self.connections: dict[str, Connection] = {}
         self.chat_limits = SlidingWindow(CHAT_PER_SECOND, 1.0)
+        # TURN servers with credentials minted for a peer (app/turn/), put in createWebRtcTransport's answer
+        self.ice_servers: Callable[[Peer], list[dict[str, Any]]] | None = None
         self.handlers = {**room.HANDLERS, **transport.HANDLERS, **media.HANDLERS, **presence.HANDLERS,
                          **data.HANDLERS}
         self.sio.on("connect", self._connect)

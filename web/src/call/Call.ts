@@ -7,7 +7,9 @@ import { Device } from 'mediasoup-client';
 import type { Consumer, DataConsumer, DataProducer, Producer, Transport } from 'mediasoup-client/types';
 
 import type { ChatMessage } from '../api';
+import type { E2ee } from '../e2ee';
 import { describeError } from '../errors';
+import { iceTransportPolicyFrom } from './ice';
 import { CAMERA_ENCODINGS, cameraCodecSetting } from './layout';
 import { qualityBetween, sampleOf, type ReceiveSample } from './quality';
 import { Backoff, browserNetwork, waitBeforeRetry } from './retry';
@@ -45,6 +47,8 @@ export type CallOptions = {
   self: SelfState;
   dispatch: (action: RoomAction) => void;
   loadHistory: (roomId: string) => Promise<ChatMessage[]>;
+  /** End-to-end encryption of every producer and consumer (web/src/e2ee), when the room uses it. */
+  e2ee?: E2ee | null;
 };
 
 type JoinAnswer = JoinData & { routerRtpCapabilities: Parameters<Device['load']>[0]['routerRtpCapabilities'] };
@@ -298,7 +302,12 @@ export class Call {
       // DataChannels (reactions): the server answers sctpParameters
       sctpCapabilities: device.sctpCapabilities,
     });
-    const options = { ...info, iceServers: [] };
+    // TURN servers from the answer (when the server has TURN), and a relay-only policy if the URL asks
+    const options = {
+      ...info,
+      iceServers: info.iceServers ?? [],
+      iceTransportPolicy: iceTransportPolicyFrom(window.location.search),
+    };
     const transport = direction === 'send' ? device.createSendTransport(options) : device.createRecvTransport(options);
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
       signaling
@@ -351,7 +360,8 @@ export class Call {
     try {
       const appData: Record<string, unknown> = { source };
       let producer: Producer;
-      const setting = source === 'camera' ? cameraCodecSetting(window.location.search, localStorage) : null;
+      // E2EE: VP8 simulcast, the codec whose clear header the server needs is known (e2ee/frame.ts)
+      const setting = source === 'camera' && !this.options.e2ee ? cameraCodecSetting(window.location.search, localStorage) : null;
       const codec = setting && this.device?.rtpCapabilities.codecs?.find((c) => c.mimeType.toLowerCase() === setting.mimeType);
       if (source === 'camera' && codec) {
         // one encoding whose layers are in the stream (SVC), chosen per viewer by the server
@@ -362,6 +372,7 @@ export class Call {
           encodings: [{ scalabilityMode: setting?.scalabilityMode, maxBitrate: 1_500_000 }],
           codecOptions: { videoGoogleStartBitrate: 1000 },
           stopTracks: false,
+          onRtpSender: this.options.e2ee?.onRtpSender,
           appData,
         });
       } else if (source === 'camera') {
@@ -371,10 +382,11 @@ export class Call {
           encodings: CAMERA_ENCODINGS.map((e) => ({ ...e })),
           codecOptions: { videoGoogleStartBitrate: 1000 },
           stopTracks: false,
+          onRtpSender: this.options.e2ee?.onRtpSender,
           appData,
         });
       } else {
-        producer = await transport.produce({ track, stopTracks: false, appData });
+        producer = await transport.produce({ track, stopTracks: false, onRtpSender: this.options.e2ee?.onRtpSender, appData });
       }
       if (attempt !== this.attempt) return;
       this.producers.set(source, producer);
@@ -660,6 +672,7 @@ export class Call {
         kind: answer.kind,
         rtpParameters: answer.rtpParameters,
         streamId: `${info.peerId}-${info.appData?.source === 'screen' ? 'screen' : 'user'}`,
+        onRtpReceiver: this.options.e2ee?.onRtpReceiver(info.peerId),
       });
       if (attempt !== this.attempt || this.closedConsumers.has(answer.id)) {
         consumer.close();

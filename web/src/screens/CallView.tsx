@@ -4,6 +4,7 @@ import { api, type Recording, type Room, type Session } from '../api';
 import { Call } from '../call/Call';
 import { initialRoomState, roomReducer, tilesOf, type RoomAction } from '../call/roomState';
 import { ChatPanel } from '../components/ChatPanel';
+import { E2ee, type E2eeStatus } from '../e2ee';
 import { Controls } from '../components/Controls';
 import { Header } from '../components/Header';
 import { afterRecordingChanged, RecordingControl } from '../components/RecordingControl';
@@ -23,6 +24,15 @@ declare global {
 
 type Props = { session: Session; room: Room; choice: JoinChoice; onTryAgain: () => void };
 
+/** What the person is told when a transform of an end-to-end encrypted call fails. */
+function e2eeFailure(status: E2eeStatus, who: string | undefined): string {
+  if (status.role === 'encrypt') return `Your ${status.kind} could not be encrypted, so it is not sent (${status.reason}).`;
+  return (
+    `The ${status.kind} of ${who ?? 'a participant'} cannot be decrypted: their end-to-end encryption passphrase ` +
+    'differs from yours, or they joined without one.'
+  );
+}
+
 const STATUS_TEXT = {
   connecting: 'Joining…',
   joined: 'Connected',
@@ -40,6 +50,8 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
   const chatOpenRef = useRef(chatOpen);
   chatOpenRef.current = chatOpen;
   const [recording, setRecording] = useState<Recording | null>(null);
+  const peersRef = useRef(state.peers);
+  peersRef.current = state.peers;
 
   useEffect(() => {
     let active = true;
@@ -58,6 +70,22 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
       }
       dispatch(action);
     };
+    let e2ee: E2ee | null = null;
+    if (choice.e2eePassphrase) {
+      try {
+        e2ee = new E2ee(choice.e2eePassphrase, room.id, (status) => {
+          if (status.state === 'failing') {
+            onAction({ type: 'error', message: e2eeFailure(status, peersRef.current[status.peerId ?? '']?.displayName) });
+          }
+        });
+      } catch (error) {
+        // never join unencrypted when encryption was asked for
+        onAction({ type: 'failed', message: (error as Error).message });
+        return () => {
+          active = false;
+        };
+      }
+    }
     const current = new Call({
       url: window.location.origin,
       token: session.token,
@@ -67,13 +95,14 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
       self: choice.self,
       dispatch: onAction,
       loadHistory: (roomId) => api.messages(session.token, roomId),
+      e2ee,
     });
     setCall(current);
     window.switchyard = current;
     void current.start();
     return () => {
       active = false;
-      void current.leave();
+      void current.leave().finally(() => e2ee?.close());
       if (window.switchyard === current) delete window.switchyard;
     };
   }, [session.token, room.id, choice]);
@@ -140,6 +169,11 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
           <span className={`status-pill status-${state.status}`} role="status" aria-live="polite">
             {STATUS_TEXT[state.status]}
           </span>
+          {choice.e2eePassphrase && (
+            <span className="status-pill e2ee-pill" title="End-to-end encrypted: video and audio are encrypted in the browsers; the server cannot see them">
+              Encrypted
+            </span>
+          )}
           <RecordingControl
             token={session.token}
             roomId={room.id}
