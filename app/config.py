@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from media.limits import DEFAULT_MAX_INCOMING_BITRATE, MAX_INCOMING_BITRATE
+from signaling.placement import DEFAULT_SPREAD_CONSUMERS
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchyard.db"
 DEFAULT_RECORDINGS_DIR = "./recordings"
@@ -47,6 +48,9 @@ class Settings:
     recordings_dir: str = DEFAULT_RECORDINGS_DIR
     recording_max_bytes: int = DEFAULT_RECORDING_MAX_BYTES
     recording_min_free_bytes: int = DEFAULT_RECORDING_MIN_FREE_BYTES
+    # a room's consumers on one worker before it spreads to another (signaling/placement.py says how
+    # the default was sized); 0: rooms never spread
+    spread_consumers: int = DEFAULT_SPREAD_CONSUMERS
 
     @property
     def rtc_ports(self) -> list[int]:
@@ -140,6 +144,8 @@ def validate(settings: Settings) -> Settings:
                           f"got {settings.max_incoming_bitrate}")
     if settings.recording_max_bytes < 1 or settings.recording_min_free_bytes < 0:
         raise ConfigError("recording max bytes must be at least 1 and recording min free bytes at least 0")
+    if settings.spread_consumers < 0:
+        raise ConfigError(f"spread consumers must be 0 (never spread) or more, got {settings.spread_consumers}")
     if not settings.recordings_dir:
         raise ConfigError("recordings dir must not be empty")
     if settings.workers < 1 or settings.workers > 256:

@@ -86,7 +86,8 @@ def create_app(runtime: Runtime) -> web.Application:
     app.add_routes(route_defs(endpoints))
     public_url = settings.public_url or default_public_url(settings.announced_ip or "127.0.0.1", settings.port)
     signaling = SignalingServer(runtime.workers, app[STORE], token_authenticator(app[STORE], app[AUTH].tokens),
-                                chat_message_json, settings.redis_url, public_url)
+                                chat_message_json, settings.redis_url, public_url,
+                                spread_consumers=settings.spread_consumers)
     recordings = Recordings(settings, app[STORE], signaling)
     app[RECORDINGS] = recordings
     app.on_startup.append(recordings.abandon_stale)

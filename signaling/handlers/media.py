@@ -14,6 +14,7 @@ from signaling.errors import invalid_input, limit_exceeded, not_found
 from signaling.handlers import joined
 from signaling.handlers.transport import own_transport
 from signaling.peer import MAX_CONSUMERS, MAX_PRODUCERS
+from signaling.placement import consumers_of
 from signaling.room import producer_info
 from signaling.schemas import (
     Consume,
@@ -101,6 +102,8 @@ async def consume(server: SignalingServer, connection: Connection, payload: Any)
         raise not_found("producer")
     if len(peer.consumers) >= MAX_CONSUMERS:
         raise limit_exceeded(f"at most {MAX_CONSUMERS} consumers per peer")
+    # a producer of another router of the room is piped to this one first (once)
+    await server.registry.placement.pipe_for(owner.producers[request.producerId], transport.router)
     consumer = await transport.consume(request.producerId, request.rtpCapabilities, paused=request.paused)
     peer.consumers[consumer.id] = consumer
     _relay_consumer_events(server, peer, owner, consumer)
@@ -140,8 +143,9 @@ async def announce_layers_needed(server: SignalingServer, owner: Peer, producer_
     producer = owner.producers.get(producer_id)
     if producer is None or producer.type != "simulcast":
         return
-    preferred = [c.preferred_layers["spatialLayer"] for c in producer.consumers.values()
-                 if not c.closed and c.preferred_layers]
+    # its consumers on every router of the room, through the pipes
+    preferred = [c.preferred_layers["spatialLayer"] for c in consumers_of(owner.room, producer_id)
+                 if c.preferred_layers]
     # never an empty list: with nobody consuming, the lowest layer stays on for the next joiner
     layers = list(range(max(preferred, default=0) + 1))
     if owner.layers_needed.get(producer_id) != layers:
