@@ -110,6 +110,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         max_incoming_bitrate=config.parse_int(args.max_incoming_bitrate, "max incoming bitrate"),
         recordings_dir=args.recordings_dir,
+        spread_consumers=config.parse_int(
+            config.env_default("SPREAD_CONSUMERS", str(config.DEFAULT_SPREAD_CONSUMERS)),
+            "SWITCHYARD_SPREAD_CONSUMERS"),
         recording_max_bytes=config.parse_int(
             config.env_default("RECORDING_MAX_BYTES", str(config.DEFAULT_RECORDING_MAX_BYTES)),
             "SWITCHYARD_RECORDING_MAX_BYTES"),

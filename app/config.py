@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from media.limits import DEFAULT_MAX_INCOMING_BITRATE, MAX_INCOMING_BITRATE
+from signaling.placement import DEFAULT_SPREAD_CONSUMERS
 
 if TYPE_CHECKING:
     from app.turn.settings import TurnSettings
@@ -70,6 +71,9 @@ class Settings:
     worker_respawn_window: int = DEFAULT_WORKER_RESPAWN_WINDOW
     # TURN for clients behind strict firewalls (app/turn/, SWITCHYARD_TURN_*; docs/operations.md)
     turn: TurnSettings = field(default_factory=turn_off)
+    # a room's consumers on one worker before it spreads to another (signaling/placement.py says how
+    # the default was sized); 0: rooms never spread
+    spread_consumers: int = DEFAULT_SPREAD_CONSUMERS
 
     @property
     def rtc_ports(self) -> list[int]:
@@ -163,6 +167,8 @@ def validate(settings: Settings) -> Settings:
                           f"got {settings.max_incoming_bitrate}")
     if settings.recording_max_bytes < 1 or settings.recording_min_free_bytes < 0:
         raise ConfigError("recording max bytes must be at least 1 and recording min free bytes at least 0")
+    if settings.spread_consumers < 0:
+        raise ConfigError(f"spread consumers must be 0 (never spread) or more, got {settings.spread_consumers}")
     if not settings.recordings_dir:
         raise ConfigError("recordings dir must not be empty")
     if settings.worker_respawn_limit < 0 or settings.worker_respawn_window < 1:

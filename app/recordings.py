@@ -160,6 +160,8 @@ class Recordings:
                  if pid in active.recorder.consumers and active.recorder.consumers[pid].kind == producer.kind}
         group = base if base not in taken else f"{base}-{producer.id[:8]}"
         try:
+            # a spread room's producer of another worker is piped to the recorder's router first
+            await self.registry.placement.pipe_for(producer, active.recorder.router)
             consumer = await active.recorder.add(producer, group)
         except SwitchyardError as exc:  # the producer closed meanwhile, or its codec cannot be recorded
             log.warning("recording %s: producer %s not recorded: %s", active.record.id, producer.id, exc.message)

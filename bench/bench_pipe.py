@@ -1,4 +1,4 @@
-"""One producer to N consumers on one worker, and the same N split across two workers through a pipe.
+"""One producer to N consumers on one worker, and the same N in a room spread over two workers through a pipe.
 
 Real worker processes behind the media API (media/api), as the server runs them. The producer
 is a plain SRTP transport on router A (worker 1) fed with loadgen.probes.send_rtp (1,200-byte
@@ -7,8 +7,12 @@ process, drained by loadgen.probes.receive_rtp, which unprotects a sample to rea
 latency (arrival is the kernel's timestamp).
 
 - "1 worker": N consumers on router A.
-- "2 workers": N/2 on router A and N/2 on router B (worker 2), which gets the producer through
-  router.pipe_to_router (one pipe copy per input packet, plain RTP on loopback).
+- "2 workers": the room as the signaling server spreads it (signaling/placement.py, the same code):
+  each consumer is a viewer joining the room, placed by Placement.router_for_new_peer with the
+  spread threshold (`--spread-consumers`, default the server's), so router A takes consumers up to
+  the threshold and router B (worker 2) opens for the next ones, with the producer piped to it by
+  Placement.pipe_for on B's first consumer (router.pipe_to_router: one pipe copy per input packet,
+  plain RTP on loopback). The split is printed.
 
 Per configuration and input rate: copies delivered per second (RTCP sender reports, one a
 second per consumer, are counted too, so a run without loss shows a loss just below 0), the loss,
@@ -25,7 +29,8 @@ other engineers' tests, so wall-clock rates here are noisy and the sender and re
 with the workers for the same 2 cores: read the figures as a comparison made in one run, not as
 capacity.
 
-    .venv/bin/python bench/bench_pipe.py [--consumers 100] [--seconds 2] [--rates 1000 2000 4000]
+    PYTHONPATH=. .venv/bin/python bench/bench_pipe.py [--consumers 1000] [--seconds 2] [--rates 100 200 400]
+        [--spread-consumers 500]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import base64
 import json
 import os
 import platform
+import resource
 import socket
 import time
 from pathlib import Path
@@ -49,6 +55,9 @@ from rich.table import Table
 from loadgen.harness.spawn import free_port_range
 from media.api.errors import worker_request
 from media.api.worker import Worker, WorkerSettings, bind_rtc_sockets
+from signaling.peer import Peer
+from signaling.placement import DEFAULT_SPREAD_CONSUMERS, Placement
+from signaling.room import Room
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 SSRC = 0x5EED0002
@@ -80,7 +89,7 @@ async def publish(router) -> tuple:
     return producer, SrtpSession(SUITE, key, "outbound")
 
 
-async def consumer_socket(router, producer_id: str) -> tuple[socket.socket, SrtpSession]:
+async def consumer_socket(router, producer_id: str, peer: Peer | None = None) -> tuple[socket.socket, SrtpSession]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
@@ -88,7 +97,9 @@ async def consumer_socket(router, producer_id: str) -> tuple[socket.socket, Srtp
     plain = await router.create_plain_transport(enable_srtp=True, srtp_crypto_suite=SUITE)
     await plain.connect(ip="127.0.0.1", port=sock.getsockname()[1], srtp_parameters={
         "cryptoSuite": SUITE, "keyBase64": base64.b64encode(os.urandom(30)).decode()})
-    await plain.consume(producer_id, router.rtp_capabilities, paused=False)
+    consumer = await plain.consume(producer_id, router.rtp_capabilities, paused=False)
+    if peer is not None:
+        peer.consumers[consumer.id] = consumer
     return sock, SrtpSession(SUITE, base64.b64decode(plain.srtp_parameters["keyBase64"]), "inbound")
 
 
@@ -136,24 +147,34 @@ async def run_rate(workers, sender, dest, out_session, socks, sessions, rate: fl
     }, sent["next_seq"]
 
 
-async def fan_out(workers: list[Worker], consumers: int, rates: list[float], seconds: float) -> list[dict]:
-    """One configuration: consumers spread evenly over the workers' routers, the producer on the first."""
-    routers = [await w.create_router() for w in workers]
-    producer, out_session = await publish(routers[0])
-    for router in routers[1:]:
-        await routers[0].pipe_to_router(producer.id, router)
+async def fan_out(workers: list[Worker], consumers: int, rates: list[float], seconds: float,
+                  threshold: int) -> list[dict]:
+    """One configuration: a room on the first worker, its viewers placed as signaling places them."""
+    room = Room("bench", "bench", None, await workers[0].create_router())
+    placement = Placement(lambda: workers, threshold)
+    producer, out_session = await publish(room.router)
+    publisher = Peer("publisher", None, "publisher", room, router=room.router)
+    publisher.producers[producer.id] = producer
+    room.peers[publisher.peer_id] = publisher
     socks, sessions = [], []
     for n in range(consumers):
-        sock, session = await consumer_socket(routers[n % len(routers)], producer.id)
+        router = await placement.router_for_new_peer(room)
+        viewer = Peer(f"viewer-{n}", None, "viewer", room, router=router)
+        room.peers[viewer.peer_id] = viewer
+        await placement.pipe_for(producer, router)
+        sock, session = await consumer_socket(router, producer.id, viewer)
         socks.append(sock)
         sessions.append(session)
+    routers = room.routers
+    split = "/".join(str(sum(1 for p in room.peers.values() if p.router is r and p.consumers)) for r in routers)
     dest = ("127.0.0.1", workers[0].settings.rtc_port)
     rows, seq = [], 0
     # one sender socket for every rate: the comedia producer transport knows its address
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for rate in rates:
         row, seq = await run_rate(workers, sender, dest, out_session, socks, sessions, rate, seconds, seq)
-        rows.append({"workers": len(workers), "consumers": consumers, "rate": rate, **row})
+        rows.append({"workers": len(workers), "consumers": consumers, "split": split, "rate": rate,
+                     "loadAverage": [round(x, 2) for x in os.getloadavg()], **row})
         await asyncio.sleep(0.5)
     for sock in [sender, *socks]:
         sock.close()
@@ -188,24 +209,27 @@ async def pipe_latency(workers: list[Worker], seconds: float) -> dict:
 
 
 async def main(args: argparse.Namespace) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < args.consumers + 256:  # one socket per consumer in this process
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.consumers + 256), hard))
     workers = [await start_worker(0), await start_worker(1)]
     cores = sorted(os.sched_getaffinity(0))
     try:
         if len(cores) >= 2:
             for worker, core in zip(workers, cores, strict=False):
                 os.sched_setaffinity(worker.pid, {core})
-        rows = await fan_out(workers[:1], args.consumers, args.rates, args.seconds)
-        rows += await fan_out(workers, args.consumers, args.rates, args.seconds)
+        rows = await fan_out(workers[:1], args.consumers, args.rates, args.seconds, args.spread_consumers)
+        rows += await fan_out(workers, args.consumers, args.rates, args.seconds, args.spread_consumers)
         latency = await pipe_latency(workers, args.seconds)
     finally:
         for worker in workers:
             await worker.close()
     table = Table(title=f"one producer to {args.consumers} consumers: 1 worker vs 2 workers through a pipe")
-    for column in ("workers", "input pps", "copies/s", "loss", "worker fwd/s", "worker CPU", "projected/s",
+    for column in ("workers", "split", "load avg", "input pps", "copies/s", "loss", "worker fwd/s", "worker CPU", "projected/s",
                    "p50 ms", "p99 ms"):
         table.add_column(column, justify="right")
     for r in rows:
-        table.add_row(str(r["workers"]), str(r["inputPps"]), f"{r['copiesPerSecond']:,}", str(r["loss"]),
+        table.add_row(str(r["workers"]), r["split"], str(r["loadAverage"][0]), str(r["inputPps"]), f"{r['copiesPerSecond']:,}", str(r["loss"]),
                       f"{r['workerForwardedPerSecond']:,}", " ".join(f"{c:.0%}" for c in r["workerCpu"]),
                       f"{r['projectedCopiesPerSecond']:,}", str(r["latencyP50Ms"]), str(r["latencyP99Ms"]))
     console = Console(width=150)
@@ -218,14 +242,17 @@ async def main(args: argparse.Namespace) -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "shared": True},
-        "packetSize": PACKET_SIZE, "seconds": args.seconds, "rows": rows, "pipeLatency": latency,
+        "packetSize": PACKET_SIZE, "seconds": args.seconds, "spreadConsumers": args.spread_consumers,
+        "rows": rows, "pipeLatency": latency, "loadAverageAtEnd": [round(x, 2) for x in os.getloadavg()],
         "bestCopiesPerSecond": best, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }, indent=2))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--consumers", type=int, default=100)
+    parser.add_argument("--consumers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--rates", type=float, nargs="+", default=[1000, 2000, 4000])
+    parser.add_argument("--rates", type=float, nargs="+", default=[100, 200, 400])
+    parser.add_argument("--spread-consumers", type=int, default=DEFAULT_SPREAD_CONSUMERS,
+                        help="a room's consumers on one worker before it spreads (SWITCHYARD_SPREAD_CONSUMERS)")
     asyncio.run(main(parser.parse_args()))

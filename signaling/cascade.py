@@ -29,6 +29,7 @@ from signaling.errors import RequestError, invalid_input, not_found
 from signaling.room import producer_info
 
 if TYPE_CHECKING:
+    from media.api.producer import Producer
     from signaling.cluster import Cluster
     from signaling.peer import Peer
     from signaling.registry import RoomRegistry
@@ -119,8 +120,9 @@ class Cascade:
         nodes = set(mirror.nodes) if mirror else set()
         return nodes | self.pipes.nodes_of(room_id)
 
-    async def make_consumable(self, room: Room, producer_id: str) -> None:
-        """A remote producer piped into this node's router of the room (not_found if none is known)."""
+    async def make_consumable(self, room: Room, producer_id: str) -> Producer:
+        """A remote producer piped into this node's first router of the room (not_found if none is
+        known): the pipe producer that stands for it here."""
         mirror = self.mirrors.get(room.id)
         if mirror is None:
             raise not_found("producer")
@@ -148,6 +150,7 @@ class Cascade:
             raise not_found("producer")
         if producer.paused != remote.paused:
             await (producer.pause() if remote.paused else producer.resume())
+        return producer
 
     # ---- what happens here --------------------------------------------------------------------
 

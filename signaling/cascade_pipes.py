@@ -151,8 +151,12 @@ class NodePipes:
         if end is None or end.closed or end.id != params.get("transportId"):
             raise not_found("pipe transport")
         producer_id = _text(params, "producerId")
-        if room.producer_owner(producer_id) is None:  # only a local peer's producers are fed
+        owner = room.producer_owner(producer_id)
+        if owner is None:  # only a local peer's producers are fed
             raise not_found("producer")
+        # pipes to other nodes leave from the room's first router: a producer of another of its
+        # routers (the room spread over this node's workers, signaling/placement.py) comes there first
+        await self.registry.placement.pipe_for(owner.producers[producer_id], room.router)
         producer = room.router.producers[producer_id]
         for consumer in end.consumers.values():
             if consumer.producer_id == producer_id and not consumer.closed:

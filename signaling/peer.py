@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from media.api.data_consumer import DataConsumer
     from media.api.data_producer import DataProducer
     from media.api.producer import Producer
+    from media.api.router import Router
     from media.api.transport import Transport
     from signaling.room import Room
 
@@ -43,6 +44,8 @@ class Peer:
     data_consumers: dict[str, DataConsumer] = field(default_factory=dict)
     # producer id -> the spatial layers last announced in producer-layers-needed
     layers_needed: dict[str, list[int]] = field(default_factory=dict)
+    # the router of the room its transports are on (signaling.placement); None: the room's first
+    router: Router | None = None
 
     def info(self) -> dict[str, Any]:
         """The contract's `peer` shape."""

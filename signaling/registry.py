@@ -2,7 +2,8 @@
 
 With Redis, `cluster` (signaling.cluster) registers this node among the nodes of each room it opens
 (a room spans nodes: signaling/cascade.py); a node that is draining or full refuses new rooms with
-`wrong_node`; counts and closes reach the room on every node.
+`wrong_node`; counts and closes reach the room on every node. Within the node a room spreads over
+the workers (signaling.placement): a worker of a spread room dying costs only its router's peers.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import TYPE_CHECKING
 from common.log import get_logger
 from media.api.errors import SwitchyardError
 from signaling.errors import RequestError
+from signaling.placement import DEFAULT_SPREAD_CONSUMERS, Placement
 from signaling.room import Room
 
 if TYPE_CHECKING:
     from app.models import Room as RoomRecord
     from media.api.producer import Producer
+    from media.api.router import Router
     from media.api.worker import Worker
     from signaling.cluster import Cluster
     from signaling.peer import Peer
@@ -32,12 +35,15 @@ class RoomRegistry:
     It implements app.live.RoomsLive, so REST sees live participant counts and can close a room.
     """
 
-    def __init__(self, workers: list[Worker]):
+    def __init__(self, workers: list[Worker], spread_consumers: int = DEFAULT_SPREAD_CONSUMERS):
         self.workers = workers
+        self.placement = Placement(lambda: self.workers, spread_consumers, watch=self._watch)
         self.rooms: dict[str, Room] = {}
         self._opening: dict[str, asyncio.Future] = {}
         # set by the signaling server: tells a room's peers and removes them
         self.on_room_closed: Callable[[Room, str], Awaitable[None]] | None = None
+        # set by the signaling server: tells some peers of a room they lost it, and removes them
+        self.on_peers_lost: Callable[[Room, list[Peer], str], Awaitable[None]] | None = None
         # set by the signaling server when there are many nodes (Redis)
         self.cluster: Cluster | None = None
         # told of every new producer in a room here (recordings of a room take its new producers)
@@ -71,7 +77,7 @@ class RoomRegistry:
                 await self._unregister(record.id)
                 raise RequestError("internal_error", f"the room's media could not start: {exc.message}") from None
             room = Room(record.id, record.name, record.max_participants, router)
-            router.on("workerclose", lambda: asyncio.ensure_future(self._worker_died(room)))
+            self._watch(room, router)
             self.rooms[record.id] = room
             future.set_result(room)
             log.info("room %s opened on worker %d", record.id, worker.index)
@@ -98,8 +104,27 @@ class RoomRegistry:
         if not room.peers and self.rooms.get(room.id) is room:
             del self.rooms[room.id]
             await self._unregister(room.id)
-            await room.router.close()
+            await self.placement.close_routers(room)
             log.info("room %s closed (empty)", room.id)
+        elif room.peers:
+            await self.placement.shrink(room)
+
+    def _watch(self, room: Room, router: Router) -> None:
+        router.on("workerclose", lambda: asyncio.ensure_future(self._router_died(room, router)))
+
+    async def _router_died(self, room: Room, router: Router) -> None:
+        """A worker of the room died: while the room has other routers, only this one's peers lose it."""
+        if self.rooms.get(room.id) is room and router not in room.routers:
+            return  # a router the room had already left
+        lost = [p for p in room.peers.values() if p.router is router]
+        if self.rooms.get(room.id) is not room or not self.placement.drop_router(room, router):
+            await self._worker_died(room)
+            return
+        log.warning("room %s lost its router on worker %d: its %d peer(s) are told, the others stay",
+                    room.id, router.worker.index, len(lost))
+        if lost and self.on_peers_lost is not None:
+            await self.on_peers_lost(room, lost, "worker_died")
+        await self.release_if_empty(room)
 
     async def _worker_died(self, room: Room) -> None:
         if self.rooms.get(room.id) is room:
@@ -123,7 +148,7 @@ class RoomRegistry:
             await self._unregister(room_id)
         if self.on_room_closed is not None:
             await self.on_room_closed(room, reason)
-        await room.router.close()
+        await self.placement.close_routers(room)
 
     # app.live.RoomsLive
 

@@ -1,7 +1,8 @@
-"""A live room: the database room, its router on one worker, and the peers in it."""
+"""A live room: the database room, its routers (one per worker it spreads to), and the peers in it."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +30,20 @@ class Room:
     id: str
     name: str
     max_participants: int | None
-    router: Router
+    router: Router  # the first of `routers`: where the room opened (and recordings run)
     peers: dict[str, Peer] = field(default_factory=dict)
-    observed: bool = False  # the router's active-speaker events are relayed
+    # every router of the room, one per worker it uses (signaling.placement spreads it)
+    routers: list[Router] = field(default_factory=list)
+    observed: set[str] = field(default_factory=set)  # routers whose active-speaker events are relayed
+    # each router's loudest producer (id, dBov), and the room's: the loudest of those
+    speakers: dict[str, tuple[str, float]] = field(default_factory=dict)
+    speaker: str | None = None
+    speaker_volume: float | None = None
+    placing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one placement decision at a time
+
+    def __post_init__(self) -> None:
+        if not self.routers:
+            self.routers = [self.router]
 
     def others(self, peer: Peer) -> list[Peer]:
         return [p for p in self.peers.values() if p is not peer]

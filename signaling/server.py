@@ -18,6 +18,7 @@ from signaling.cluster import Cluster, RoomEvents
 from signaling.errors import RequestError, from_engine
 from signaling.handlers import data, media, presence, room, transport
 from signaling.metrics import SIGNALING_REQUESTS, SIGNALING_SECONDS
+from signaling.placement import DEFAULT_SPREAD_CONSUMERS
 from signaling.registry import RoomRegistry
 from signaling.sockets import SocketServer
 
@@ -59,9 +60,10 @@ class SignalingServer:
 
     def __init__(self, workers: list, store: Store, authenticate: Authenticate, message_shape: MessageShape,
                  redis_url: str | None = None, public_url: str | None = None, pipe_ip: str | None = None,
-                 max_peers: int = 0):
-        self.registry = RoomRegistry(workers)
+                 max_peers: int = 0, spread_consumers: int = DEFAULT_SPREAD_CONSUMERS):
+        self.registry = RoomRegistry(workers, spread_consumers)
         self.registry.on_room_closed = self._room_closed
+        self.registry.on_peers_lost = self._peers_lost
         manager = None
         # with Redis: the room's peers and producers on other nodes, and the pipes to them
         self.cascade: Cascade | None = None
@@ -208,3 +210,16 @@ class SignalingServer:
                 await room.drop_peer(self, connection, notify=False)
             if reason == "deleted":
                 await self.sio.disconnect(peer.sid)
+
+    async def _peers_lost(self, live_room: Room, peers: list[Peer], reason: str) -> None:
+        """Some peers of a room that goes on lost it (their worker died, signaling.placement): they get
+        `room-closed`; the others hear `producer-closed` and `user-left` for each, as when a peer leaves."""
+        for peer in peers:  # out of the room's broadcasts first: the lost do not hear of each other
+            await self.sio.leave_room(peer.sid, live_room.id)
+        for peer in peers:
+            await self.sio.emit("room-closed", {"roomId": live_room.id, "reason": reason}, to=peer.sid)
+            connection = self.connections.get(peer.sid)
+            if connection is not None and connection.peer is peer:
+                await room.drop_peer(self, connection, notify=True)
+            else:
+                live_room.peers.pop(peer.peer_id, None)

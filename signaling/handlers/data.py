@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from signaling.errors import invalid_input, limit_exceeded, not_found
+from signaling.errors import RequestError, invalid_input, limit_exceeded, not_found
 from signaling.handlers import joined
 from signaling.handlers.transport import own_transport
 from signaling.peer import MAX_DATA_CONSUMERS, MAX_DATA_PRODUCERS
@@ -68,9 +68,14 @@ async def close_data_producer(server: SignalingServer, connection: Connection, p
 async def consume_data(server: SignalingServer, connection: Connection, payload: Any) -> dict:
     request = parse(ConsumeData, payload)
     peer = joined(connection)
-    if peer.room.data_producer_owner(request.dataProducerId) is None:
+    owner = peer.room.data_producer_owner(request.dataProducerId)
+    if owner is None:
         raise not_found("data producer")
     transport = _sctp_transport(peer, request.transportId, "recv")
+    if owner.data_producers[request.dataProducerId].transport.router is not transport.router:
+        # a spread room (signaling.placement) pipes RTP producers between its workers, not data producers
+        raise RequestError("invalid_state", "this data producer is on another media worker of the room: "
+                                            "data channels do not cross workers")
     if len(peer.data_consumers) >= MAX_DATA_CONSUMERS:
         raise limit_exceeded(f"at most {MAX_DATA_CONSUMERS} data consumers per peer")
     consumer = await transport.consume_data(request.dataProducerId)

@@ -14,6 +14,7 @@ from signaling.errors import invalid_input, limit_exceeded, not_found
 from signaling.handlers import joined
 from signaling.handlers.transport import own_transport
 from signaling.peer import MAX_CONSUMERS, MAX_PRODUCERS
+from signaling.placement import consumers_of
 from signaling.room import producer_info
 from signaling.schemas import (
     Consume,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from media.api.consumer import Consumer
     from media.api.producer import Producer
     from signaling.peer import Peer
+    from signaling.room import Room
     from signaling.server import Connection, SignalingServer
 
 
@@ -101,8 +103,12 @@ async def consume(server: SignalingServer, connection: Connection, payload: Any)
         raise not_found("producer")
     if len(peer.consumers) >= MAX_CONSUMERS:
         raise limit_exceeded(f"at most {MAX_CONSUMERS} consumers per peer")
-    if owner is None:  # a producer of a peer on another node: piped here first (signaling/cascade.py)
-        await server.cascade.make_consumable(peer.room, request.producerId)
+    if owner is None:  # a producer of a peer on another node: piped to this node first (signaling/cascade.py)
+        producer = await server.cascade.make_consumable(peer.room, request.producerId)
+    else:
+        producer = owner.producers[request.producerId]
+    # a producer of another router of the room is piped to this one first (once)
+    await server.registry.placement.pipe_for(producer, transport.router)
     consumer = await transport.consume(request.producerId, request.rtpCapabilities, paused=request.paused)
     peer.consumers[consumer.id] = consumer
     _relay_consumer_events(server, peer, owner, consumer)
@@ -138,15 +144,27 @@ def _relay_consumer_events(server: SignalingServer, peer: Peer, owner: Peer | No
     consumer.on("layerschange", layers_changed)
 
 
+def _feeds_another_node(room: Room, producer_id: str) -> bool:
+    """Whether a pipe to another node (signaling/cascade_pipes.py, its transport's appData names the
+    node it feeds as `pipeFrom`) carries this producer, from whichever router of the room."""
+    for router in room.routers:
+        producer = router.producers.get(producer_id)
+        if producer is not None and any(c.type == "pipe" and not c.closed and "pipeFrom" in c.transport.app_data
+                                        for c in producer.consumers.values()):
+            return True
+    return False
+
+
 async def announce_layers_needed(server: SignalingServer, owner: Peer, producer_id: str) -> None:
     """Tell a simulcast producer's peer the layers 0..max that anyone prefers (PROTOCOL.md §4)."""
     producer = owner.producers.get(producer_id)
     if producer is None or producer.type != "simulcast":
         return
-    preferred = [c.preferred_layers["spatialLayer"] for c in producer.consumers.values()
-                 if not c.closed and c.preferred_layers]
-    if any(c.type == "pipe" and not c.closed for c in producer.consumers.values()):
-        # a pipe (to another node) carries every layer: the consumers over there choose theirs
+    # its consumers on every router of the room, through the pipes
+    preferred = [c.preferred_layers["spatialLayer"] for c in consumers_of(owner.room, producer_id)
+                 if c.preferred_layers]
+    if _feeds_another_node(owner.room, producer_id):
+        # a pipe to another node carries every layer: the consumers over there choose theirs
         preferred.append(len(producer.rtp_parameters["encodings"]) - 1)
     # never an empty list: with nobody consuming, the lowest layer stays on for the next joiner
     layers = list(range(max(preferred, default=0) + 1))

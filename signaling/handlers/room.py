@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from common.log import get_logger
 from signaling.errors import RequestError, not_found
 from signaling.peer import Peer
+from signaling.placement import active_speaker
 from signaling.room import data_producer_info, producer_info
 from signaling.schemas import Empty, Join, parse
 
@@ -23,17 +24,25 @@ async def join(server: SignalingServer, connection: Connection, payload: Any) ->
     record = await server.store.room(request.roomId)
     if record is None:
         raise not_found("room")
-    live = await server.registry.open(record)
-    if live.is_full():
-        await server.registry.release_if_empty(live)
-        raise RequestError("room_full", f"the room has reached its {live.max_participants} participants")
-    peer = Peer(connection.sid, connection.user, request.displayName or connection.user.display_name, live)
+    for _ in range(3):  # the room may close (its last peer leaving) while this peer's router is chosen
+        live = await server.registry.open(record)
+        if live.is_full():
+            await server.registry.release_if_empty(live)
+            raise RequestError("room_full", f"the room has reached its {live.max_participants} participants")
+        router = await server.registry.placement.router_for_new_peer(live)
+        if server.registry.rooms.get(live.id) is live and not router.closed:
+            break
+    else:
+        raise RequestError("internal_error", "the room closed while joining it: join again")
+    peer = Peer(connection.sid, connection.user, request.displayName or connection.user.display_name, live,
+                router=router)
     live.peers[peer.peer_id] = peer
     connection.peer = peer
     server.registry.peers_changed()
-    if not live.observed:
-        live.router.on("activespeaker", _active_speaker_listener(server, live))
-        live.observed = True
+    for each in live.routers:
+        if each.id not in live.observed:
+            each.on("activespeaker", _active_speaker_listener(server, live, each))
+            live.observed.add(each.id)
     session = await server.store.session_started(room_id=live.id, user_id=connection.user.id, peer_id=peer.peer_id)
     peer.session_id = session.id
     await server.sio.enter_room(connection.sid, live.id)
@@ -53,15 +62,19 @@ async def join(server: SignalingServer, connection: Connection, payload: Any) ->
     }
 
 
-def _active_speaker_listener(server: SignalingServer, live):
+def _active_speaker_listener(server: SignalingServer, live, router):
+    """One router's choice; the room's (the loudest of its routers') goes to every peer when it changes."""
     def on_active_speaker(data: dict) -> None:
-        producer_id = data.get("producerId")
+        if not active_speaker(live, router.id, data.get("producerId"), data.get("volume")):
+            return
+        producer_id = live.speaker
         owner = live.producer_owner(producer_id) if producer_id else None
         owner_id = owner.peer_id if owner else None
         if owner_id is None and producer_id and server.cascade is not None:  # piped from another node
             owner_id = server.cascade.remote_owner(live.id, producer_id)
-        event = {"peerId": owner_id, "volume": data["volume"]} if owner_id else {"peerId": None, "volume": None}
-        # each node's router observes the audio it carries and tells its own peers
+        event = ({"peerId": owner_id, "volume": live.speaker_volume} if owner_id
+                 else {"peerId": None, "volume": None})
+        # each node's routers observe the audio they carry and tell this node's peers
         server.emit_later("active-speaker", event, room=live.id, ignore_queue=True)
     return on_active_speaker
 

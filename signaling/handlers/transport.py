@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from signaling.errors import limit_exceeded, not_found
 from signaling.handlers import joined
 from signaling.peer import MAX_TRANSPORTS
+from signaling.placement import router_of
 from signaling.schemas import (
     ConnectWebRtcTransport,
     CreateWebRtcTransport,
@@ -34,7 +35,7 @@ async def create_webrtc_transport(server: SignalingServer, connection: Connectio
     if len(peer.transports) >= MAX_TRANSPORTS:
         raise limit_exceeded(f"at most {MAX_TRANSPORTS} transports per peer")
     # forceTcp: only the TCP candidate, for networks that block UDP (as mediasoup's demo does)
-    transport = await peer.room.router.create_webrtc_transport(
+    transport = await router_of(peer).create_webrtc_transport(
         enable_udp=not request.forceTcp, enable_tcp=True,
         app_data={"direction": request.direction, "peerId": peer.peer_id},
         # sctpCapabilities given: DataChannels, with mediasoup's stream counts and message size
