@@ -278,3 +278,36 @@ async def test_a_node_whose_worker_died_leaves_the_room_and_the_other_node_is_to
     finally:
         await leave_all(rooms)
         node_a.stop()
+
+
+async def test_a_producer_on_a_second_worker_reaches_another_node(database, redis_url, node_b):
+    """Both at once: on node A the room spreads over two workers (threshold 2), and the producer of
+    the peer on A's second worker is consumed on node B. The pipe to B leaves from A's first router
+    (signaling/cascade_pipes.py), so the producer is piped there from its worker first."""
+    node_a = ServerProcess(database, redis_url, workers=2, extra_env={"SWITCHYARD_SPREAD_CONSUMERS": "2"})
+    rooms: list[Room] = []
+    try:
+        room_id = await new_room(node_a.url, "spread and across")
+        alice = await Room.join(node_a.url, room_id, "Alice", auto_subscribe=False, reconnect=False)
+        bob = await Room.join(node_a.url, room_id, "Bob", auto_subscribe=False, reconnect=False)
+        rooms += [alice, bob]
+        first = await alice.publish(MovingBarTrack())
+        await bob.subscribe(first.producer_id)  # two consumers' worth on A's first worker: it is full
+        carol = await Room.join(node_a.url, room_id, "Carol", auto_subscribe=False, reconnect=False)
+        rooms.append(carol)
+        with urllib.request.urlopen(node_a.url + "/api/health", timeout=5) as response:
+            assert [w["rooms"] for w in json.loads(response.read())["workers"]] == [1, 1]
+        video = await carol.publish(MovingBarTrack())  # on A's second worker
+
+        viewer = await Room.join(node_b.url, room_id, "Viewer", auto_subscribe=False, reconnect=False)
+        rooms.append(viewer)
+        remote = await viewer.subscribe(video.producer_id)
+        frames, _ = await receive_frames(remote.track, 10)
+        assert all((f.width, f.height) == (WIDTH, HEIGHT) for f in frames)
+        ended = queue_of(viewer, "track-ended")
+        await carol.unpublish(video)  # closing it on A's second worker ends it on B
+        assert (await next_item(ended)).producer_id == video.producer_id
+    finally:
+        await leave_all(rooms)
+        err = node_a.stop()
+        assert "Traceback" not in err, err
