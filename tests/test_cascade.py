@@ -28,6 +28,7 @@ from tests.media.client import receive_frames
 from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack
 from tests.signaling_server import ServerProcess, signed_in
 from tests.test_rest_db import create_scratch_database, drop_scratch_database
+from tests.test_sdk import new_room, next_item, queue_of
 
 pytestmark = pytest.mark.timeout(150)
 WAIT = 20.0
@@ -50,21 +51,6 @@ def node_b(database, redis_url):
     assert "Traceback" not in err, err
 
 
-def queue_of(room: Room, event: str) -> asyncio.Queue:
-    queue: asyncio.Queue = asyncio.Queue()
-    room.on(event, lambda *args: queue.put_nowait(args[0] if len(args) == 1 else args))
-    return queue
-
-
-async def next_item(queue: asyncio.Queue, predicate=lambda item: True, timeout: float = WAIT):
-    async def scan():
-        while True:
-            item = await queue.get()
-            if predicate(item):
-                return item
-    return await asyncio.wait_for(scan(), timeout)
-
-
 async def quiet(track, seconds: float = 1.0, limit: int = 120) -> bool:
     """Frames stop: none for `seconds` within `limit` frames."""
     for _ in range(limit):
@@ -73,13 +59,6 @@ async def quiet(track, seconds: float = 1.0, limit: int = 120) -> bool:
         except TimeoutError:
             return True
     return False
-
-
-async def new_room(url: str, name: str) -> str:
-    owner = await signed_in(url, "Owner", connect=False)
-    room = await owner.create_room(name)
-    await owner.close()
-    return room["id"]
 
 
 async def node_urls(directory: aioredis.Redis, room_id: str) -> dict[str, str]:

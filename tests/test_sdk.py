@@ -29,9 +29,9 @@ def server(tmp_path_factory):
     assert "Traceback" not in err, err
 
 
-async def new_room(url: str) -> str:
+async def new_room(url: str, name: str = "sdk") -> str:
     owner = await signed_in(url, "Owner", connect=False)
-    room = await owner.create_room("sdk")
+    room = await owner.create_room(name)
     await owner.close()
     return room["id"]
 
@@ -42,14 +42,14 @@ def queue_of(room: Room, event: str) -> asyncio.Queue:
     return queue
 
 
-async def next_item(queue: asyncio.Queue, predicate=lambda item: True):
-    """The next item of `queue` matching `predicate`, within WAIT seconds."""
+async def next_item(queue: asyncio.Queue, predicate=lambda item: True, timeout: float = WAIT):
+    """The next item of `queue` matching `predicate`, within `timeout` seconds."""
     async def scan():
         while True:
             item = await queue.get()
             if predicate(item):
                 return item
-    return await asyncio.wait_for(scan(), WAIT)
+    return await asyncio.wait_for(scan(), timeout)
 
 
 def dominant_frequency(frames) -> float:

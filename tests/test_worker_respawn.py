@@ -23,7 +23,8 @@ from switchyard_client import Room, SignalingError
 
 from tests.media.client import receive_frames
 from tests.media.tracks import MovingBarTrack
-from tests.signaling_server import ServerProcess, signed_in
+from tests.signaling_server import ServerProcess
+from tests.test_sdk import new_room, next_item, queue_of
 from tests.test_worker_pool import engine_processes
 
 pytestmark = pytest.mark.timeout(120)
@@ -51,28 +52,6 @@ async def health(url: str) -> dict:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         async with session.get(url + "/api/health") as response:
             return await response.json()
-
-
-async def new_room(url: str, name: str) -> str:
-    owner = await signed_in(url, "Owner", connect=False)
-    room = await owner.create_room(name)
-    await owner.close()
-    return room["id"]
-
-
-def queue_of(room: Room, event: str) -> asyncio.Queue:
-    queue: asyncio.Queue = asyncio.Queue()
-    room.on(event, lambda *args: queue.put_nowait(args[0] if len(args) == 1 else args))
-    return queue
-
-
-async def next_item(queue: asyncio.Queue, predicate=lambda item: True, timeout: float = WAIT):
-    async def scan():
-        while True:
-            item = await queue.get()
-            if predicate(item):
-                return item
-    return await asyncio.wait_for(scan(), timeout)
 
 
 class FrameWatch:
