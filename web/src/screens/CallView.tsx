@@ -1,8 +1,11 @@
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
 
+import { RoomClient } from '@switchyard/client';
+
 import { api, type Recording, type Room, type Session } from '../api';
-import { Call } from '../call/Call';
-import { initialRoomState, roomReducer, tilesOf, type RoomAction } from '../call/roomState';
+import { callReducer, initialCallState, tilesOf, type CallAction } from '../call/callState';
+import { cameraCodecSetting } from '../call/layout';
+import { attachReactions, REACTIONS_LABEL, type Emoji } from '../call/reactions';
 import { ChatPanel } from '../components/ChatPanel';
 import { Controls } from '../components/Controls';
 import { Header } from '../components/Header';
@@ -10,6 +13,7 @@ import { afterRecordingChanged, RecordingControl } from '../components/Recording
 import { RemoteAudio } from '../components/RemoteAudio';
 import { VideoGrid } from '../components/VideoGrid';
 import { Icon } from '../components/icons';
+import { describeError } from '../errors';
 import { navigate } from '../router';
 import { useReleaseOnUnmount } from '../useRelease';
 import type { JoinChoice } from './PreJoin';
@@ -17,7 +21,7 @@ import type { JoinChoice } from './PreJoin';
 declare global {
   interface Window {
     /** The call in progress, for debugging from the console and for the browser tests. */
-    switchyard?: Call;
+    switchyard?: RoomClient;
   }
 }
 
@@ -33,8 +37,10 @@ const STATUS_TEXT = {
 } as const;
 
 export function CallView({ session, room, choice, onTryAgain }: Props) {
-  const [state, dispatch] = useReducer(roomReducer, choice.self, initialRoomState);
-  const [call, setCall] = useState<Call | null>(null);
+  const [state, dispatch] = useReducer(callReducer, choice.self, initialCallState);
+  const [call, setCall] = useState<RoomClient | null>(null);
+  /** Sends a reaction on the call's data channel and floats it over the own tile (false: not open). */
+  const sendReaction = useRef<(emoji: Emoji) => boolean>(() => false);
   const [chatOpen, setChatOpen] = useState(false);
   const [unread, setUnread] = useState(0);
   const chatOpenRef = useRef(chatOpen);
@@ -43,7 +49,7 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
 
   useEffect(() => {
     let active = true;
-    const onAction = (action: RoomAction) => {
+    const onAction = (action: CallAction) => {
       if (!active) return;
       if (action.type === 'server' && action.event === 'chat' && !chatOpenRef.current) setUnread((n) => n + 1);
       if (action.type === 'server' && action.event === 'recording-changed') {
@@ -58,21 +64,28 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
       }
       dispatch(action);
     };
-    const current = new Call({
+    const current = new RoomClient({
       url: window.location.origin,
       token: session.token,
       roomId: room.id,
       displayName: choice.displayName,
       media: choice.media,
       self: choice.self,
-      dispatch: onAction,
       loadHistory: (roomId) => api.messages(session.token, roomId),
+      describeError,
+      camera: { codec: cameraCodecSetting(window.location.search, localStorage) },
+      acceptData: (info) => info.label === REACTIONS_LABEL,
     });
+    current.on('action', onAction);
+
+    sendReaction.current = attachReactions(current, onAction);
+
     setCall(current);
     window.switchyard = current;
-    void current.start();
+    void current.join();
     return () => {
       active = false;
+      sendReaction.current = () => false;
       void current.leave();
       if (window.switchyard === current) delete window.switchyard;
     };
@@ -187,7 +200,7 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
         onCamera={() => void call?.setCameraOff(!state.self.videoMuted)}
         onScreen={() => void (state.self.screenSharing ? call?.stopScreenShare() : call?.startScreenShare())}
         onHand={() => void call?.setHandRaised(!state.self.handRaised)}
-        onReact={call && state.status === 'joined' ? (emoji) => void call.sendReaction(emoji) : undefined}
+        onReact={call && state.status === 'joined' ? (emoji) => void sendReaction.current(emoji) : undefined}
         onChat={() => setChatOpen((open) => !open)}
         onLeave={() => void call?.leave()}
       />
