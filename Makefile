@@ -79,5 +79,5 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check common fastpath media signaling app loadgen tests bench setup.py sdk/python
 
 clean:
-	rm -rf $(VENV) build *.egg-info fastpath/*.c fastpath/*.so loadgen/*.c loadgen/*.so web/dist web/node_modules $(WEB_CLIENT)/dist $(WEB_CLIENT)/example/dist $(WEB_CLIENT)/node_modules
+	rm -rf $(VENV) build *.egg-info fastpath/*.c fastpath/*.so loadgen/*.c loadgen/*.so web/dist web/node_modules $(WEB_CLIENT)/dist $(WEB_CLIENT)/node_modules
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
