@@ -82,6 +82,9 @@ async function join(name: string, roomId: string): Promise<RoomClient> {
   return client;
 }
 
+// The class itself, to try other options from the browser console (and for tests/browser).
+(window as unknown as { RoomClient: typeof RoomClient }).RoomClient = RoomClient;
+
 const params = new URLSearchParams(window.location.search);
 $<HTMLInputElement>('room').value = params.get('room') ?? '';
 if (params.get('name')) $<HTMLInputElement>('name').value = params.get('name')!;

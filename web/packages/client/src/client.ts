@@ -392,13 +392,11 @@ export class RoomClient extends Emitter<RoomClientEvents> {
     try {
       const parameters: ProducerOptions =
         source === 'camera' ? this.cameraParameters(track) : { track, stopTracks: false, appData: { source } };
+      const hook = this.options.transforms?.sender;
+      // called by mediasoup-client as soon as the RTCRtpSender exists, before any frame is encoded
+      if (hook) parameters.onRtpSender = (sender) => hook(sender, { source, kind: track.kind as 'audio' | 'video', track });
       producer = await transport.produce(parameters);
       if (attempt !== this.attempt) return;
-      const hook = this.options.transforms?.sender;
-      if (hook && producer.rtpSender) {
-        await hook(producer.rtpSender, { source, kind: producer.kind, producerId: producer.id, track });
-        if (attempt !== this.attempt) return;
-      }
       this.producers.set(source, producer);
       if (source === 'screen') producer.on('trackended', () => void this.stopScreenShare());
       // read now, not before producing: the person may have muted while the producer was made
@@ -699,37 +697,20 @@ export class RoomClient extends Emitter<RoomClientEvents> {
       });
       if (attempt !== this.attempt) return;
       const source: MediaSource = info.appData?.source ?? (answer.kind === 'audio' ? 'mic' : 'camera');
+      const hook = this.options.transforms?.receiver;
+      const receiverInfo = { consumerId: answer.id, producerId: info.producerId, peerId: info.peerId, kind: answer.kind, source };
       const consumer = await transport.consume({
         id: answer.id,
         producerId: answer.producerId,
         kind: answer.kind,
         rtpParameters: answer.rtpParameters,
         streamId: `${info.peerId}-${source === 'screen' ? 'screen' : 'user'}`,
+        // called by mediasoup-client as soon as the RTCRtpReceiver exists, before any frame arrives
+        ...(hook ? { onRtpReceiver: (receiver: RTCRtpReceiver) => hook(receiver, receiverInfo) } : {}),
       });
       if (attempt !== this.attempt || this.closedConsumers.has(answer.id)) {
         consumer.close();
         return;
-      }
-      const hook = this.options.transforms?.receiver;
-      if (hook) {
-        try {
-          if (!consumer.rtpReceiver) throw new Error('the browser gave no RTCRtpReceiver for a transform');
-          await hook(consumer.rtpReceiver, {
-            consumerId: consumer.id,
-            producerId: info.producerId,
-            peerId: info.peerId,
-            kind: answer.kind,
-            source,
-          });
-        } catch (error) {
-          // never show media the hook could not set up (it stays paused on the server)
-          consumer.close();
-          throw error;
-        }
-        if (attempt !== this.attempt || this.closedConsumers.has(answer.id)) {
-          consumer.close();
-          return;
-        }
       }
       this.consumers.set(consumer.id, consumer);
       this.consumerPeers.set(consumer.id, info.peerId);

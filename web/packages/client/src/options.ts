@@ -32,7 +32,6 @@ export type TransportOptions = {
 export type SenderInfo = {
   source: MediaSource;
   kind: 'audio' | 'video';
-  producerId: string;
   track: MediaStreamTrack;
 };
 
@@ -49,14 +48,14 @@ export type ReceiverInfo = {
  * Hooks on the RTP senders and receivers, for WebRTC encoded transforms (`sender.transform =
  * new RTCRtpScriptTransform(worker, ...)`, e.g. end-to-end encryption).
  *
- * `sender` runs for every producer right after it is created (on every join); `receiver` for
- * every consumer after it is created and before it is resumed, so no frame reaches the decoder
- * before the hook ran. Either may be async; the client waits for it. An error it throws is shown
- * as the `error` action and that producer or consumer is closed.
+ * Both are synchronous and run the moment the RTCRtpSender or RTCRtpReceiver exists
+ * (mediasoup-client's `onRtpSender` / `onRtpReceiver`), before any frame is encoded or received:
+ * `sender` for every producer (on every join), `receiver` for every consumer. An error one throws
+ * fails that produce or consume (shown as `state.error`); the call goes on.
  */
 export type MediaTransforms = {
-  sender?: (sender: RTCRtpSender, info: SenderInfo) => void | Promise<void>;
-  receiver?: (receiver: RTCRtpReceiver, info: ReceiverInfo) => void | Promise<void>;
+  sender?: (sender: RTCRtpSender, info: SenderInfo) => void;
+  receiver?: (receiver: RTCRtpReceiver, info: ReceiverInfo) => void;
 };
 
 export type RoomClientOptions = {
