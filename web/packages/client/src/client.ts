@@ -5,15 +5,7 @@
 // fresh connect + join with the same local tracks and data channels, until leave().
 
 import { Device } from 'mediasoup-client';
-import type {
-  AppData,
-  Consumer,
-  DataConsumer,
-  Producer,
-  ProducerOptions,
-  RtpEncodingParameters,
-  Transport,
-} from 'mediasoup-client/types';
+import type { Consumer, DataConsumer, Producer, ProducerOptions, Transport } from 'mediasoup-client/types';
 
 import { LocalDataChannel, type DataChannelOptions, type RemoteData } from './dataChannel.js';
 import { Emitter } from './events.js';
@@ -34,7 +26,7 @@ import {
   type SelfState,
 } from './roomState.js';
 import { Signaling, SignalingError, type ServerEventName } from './signaling.js';
-import { CAMERA_ENCODINGS } from './simulcast.js';
+import { cameraProducerOptions } from './simulcast.js';
 import { createTransport } from './transport.js';
 
 /** The events of a RoomClient: every state transition, its resulting state, and data messages. */
@@ -368,30 +360,15 @@ export class RoomClient extends Emitter<RoomClientEvents> {
     if (this.screenTrack && this.screenTrack.readyState === 'live') await this.produce('screen', this.screenTrack, attempt);
   }
 
-  /** The camera's encodings: one SVC encoding of the configured codec, or VP8 simulcast. */
-  private cameraParameters(track: MediaStreamTrack): ProducerOptions {
-    const setting = this.options.camera?.codec;
-    const codec = setting && this.device?.rtpCapabilities.codecs?.find((c) => c.mimeType.toLowerCase() === setting.mimeType);
-    const encodings: RtpEncodingParameters[] = codec
-      ? [{ scalabilityMode: setting?.scalabilityMode, maxBitrate: 1_500_000 }]
-      : CAMERA_ENCODINGS.map((e) => ({ ...e }));
-    return {
-      track,
-      ...(codec ? { codec } : {}),
-      encodings,
-      codecOptions: { videoGoogleStartBitrate: 1000 },
-      stopTracks: false,
-      appData: { source: 'camera', height: track.getSettings().height ?? null } as AppData,
-    };
-  }
-
   private async produce(source: MediaSource, track: MediaStreamTrack, attempt: number): Promise<void> {
     const transport = this.sendTransport;
     if (!transport || attempt !== this.attempt) return;
     let producer: Producer | null = null;
     try {
       const parameters: ProducerOptions =
-        source === 'camera' ? this.cameraParameters(track) : { track, stopTracks: false, appData: { source } };
+        source === 'camera'
+          ? cameraProducerOptions(track, this.device?.rtpCapabilities.codecs ?? [], this.options.camera?.codec)
+          : { track, stopTracks: false, appData: { source } };
       const hook = this.options.transforms?.sender;
       // called by mediasoup-client as soon as the RTCRtpSender exists, before any frame is encoded
       if (hook) parameters.onRtpSender = (sender) => hook(sender, { source, kind: track.kind as 'audio' | 'video', track });

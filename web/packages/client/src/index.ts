@@ -50,4 +50,4 @@ export {
   type Status,
 } from './roomState.js';
 export { SERVER_EVENTS, Signaling, SignalingError, type ServerEventName, type SignalingHandlers } from './signaling.js';
-export { CAMERA_ENCODINGS, layerForSize, maxLayerNeeded, type CameraCodec } from './simulcast.js';
+export { CAMERA_ENCODINGS, cameraProducerOptions, layerForSize, maxLayerNeeded, type CameraCodec } from './simulcast.js';

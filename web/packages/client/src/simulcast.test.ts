@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
-import { CAMERA_ENCODINGS, layerForSize, maxLayerNeeded } from './simulcast';
+import type { RtpCodecCapability } from 'mediasoup-client/types';
+
+import { CAMERA_ENCODINGS, cameraProducerOptions, layerForSize, maxLayerNeeded } from './simulcast';
 
 describe('layerForSize', () => {
   it('sends three encodings r0..r2 at 1/4, 1/2 and full size', () => {
@@ -37,5 +39,39 @@ describe('maxLayerNeeded', () => {
     expect(maxLayerNeeded([0])).toBe(0);
     expect(maxLayerNeeded([0, 1, 2])).toBe(2);
     expect(maxLayerNeeded([])).toBe(0);
+  });
+});
+
+describe('cameraProducerOptions', () => {
+  const track = { kind: 'video', getSettings: () => ({ height: 360 }) } as unknown as MediaStreamTrack;
+  const codecs = [
+    { kind: 'video', mimeType: 'video/VP8', clockRate: 90000 },
+    { kind: 'video', mimeType: 'video/AV1', clockRate: 90000 },
+  ] as RtpCodecCapability[];
+
+  it('sends three simulcast encodings by default, with the capture height for viewers', () => {
+    const options = cameraProducerOptions(track, codecs);
+    expect(options.encodings?.map((e) => e.rid)).toEqual(['r0', 'r1', 'r2']);
+    expect(options.codec).toBeUndefined();
+    expect(options.appData).toEqual({ source: 'camera', height: 360 });
+    expect(options.stopTracks).toBe(false);
+  });
+
+  it('sends one SVC encoding of a codec the device shares', () => {
+    const options = cameraProducerOptions(track, codecs, { mimeType: 'video/av1', scalabilityMode: 'L1T3' });
+    expect(options.codec?.mimeType).toBe('video/AV1');
+    expect(options.encodings).toEqual([{ scalabilityMode: 'L1T3', maxBitrate: 1_500_000 }]);
+  });
+
+  it('falls back to simulcast for a codec the device lacks', () => {
+    const options = cameraProducerOptions(track, codecs, { mimeType: 'video/h265', scalabilityMode: undefined });
+    expect(options.codec).toBeUndefined();
+    expect(options.encodings).toHaveLength(3);
+  });
+
+  it('gives each call its own encodings (mediasoup-client may change them)', () => {
+    const first = cameraProducerOptions(track, codecs).encodings!;
+    first[0].maxBitrate = 1;
+    expect(cameraProducerOptions(track, codecs).encodings![0].maxBitrate).toBe(150_000);
   });
 });
