@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 WEB_STAMP := web/dist/index.html
 
-.PHONY: run test bench loadtest lint clean services web chromium install check-fresh-install
+.PHONY: run test bench loadtest lint clean services web chromium coturn install check-fresh-install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,13 +54,18 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
+# Debian's coturn for the TURN tests (tests/test_turn.py, tests/browser/test_turn_relay.py); `switchyard serve`
+# starts its `turnserver` itself when SWITCHYARD_TURN=coturn, so Debian's own service is not needed.
+coturn:
+	@command -v turnserver >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends coturn; }
+
 run: $(STAMP) web
 	$(BIN)/switchyard serve
 
 services:
 	@$(BIN)/python -m tests.services
 
-test: $(TEST_STAMP) web chromium services
+test: $(TEST_STAMP) web chromium coturn services
 	$(BIN)/python -m pytest
 
 # The product starts from its declared dependencies alone: the wheel set the Dockerfile builds,

@@ -41,6 +41,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--public-url", default=env("PUBLIC_URL"),
                    help="this node's base URL, where other nodes send its rooms' clients "
                         "(SWITCHYARD_PUBLIC_URL; default http://<announced-ip>:<port>)")
+    p.add_argument("--pipe-announced-ip", default=env("PIPE_ANNOUNCED_IP"),
+                   help="IP other nodes send a room's piped media to, at each worker's RTC port "
+                        "(SWITCHYARD_PIPE_ANNOUNCED_IP; default: the announced IP)")
+    p.add_argument("--max-peers", default=env("MAX_PEERS", "0"),
+                   help="peers this node takes before it sends new rooms' joins to another node "
+                        "(SWITCHYARD_MAX_PEERS; 0: no limit)")
     p.add_argument("--max-incoming-bitrate", default=env("MAX_INCOMING_BITRATE", str(DEFAULT_MAX_INCOMING_BITRATE)),
                    help="bits/s a publisher may send on one transport, told by REMB "
                         "(SWITCHYARD_MAX_INCOMING_BITRATE; 0: no ceiling)")
@@ -84,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from parsed flags, validated."""
+    from app.turn.settings import turn_settings_from_env
+
     settings = Settings(
         host=args.host,
         port=config.parse_int(args.port, "HTTP port"),
@@ -94,6 +102,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         database_url=args.database_url,
         redis_url=args.redis_url,
         public_url=args.public_url,
+        pipe_announced_ip=args.pipe_announced_ip,
+        max_peers=config.parse_int(args.max_peers, "max peers"),
         jwt_secret=config.env_default("JWT_SECRET"),
         allow_guests=config.parse_bool(config.env_default("ALLOW_GUESTS", "true"), "SWITCHYARD_ALLOW_GUESTS"),
         log_level=args.log_level,
@@ -106,6 +116,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         recording_min_free_bytes=config.parse_int(
             config.env_default("RECORDING_MIN_FREE_BYTES", str(config.DEFAULT_RECORDING_MIN_FREE_BYTES)),
             "SWITCHYARD_RECORDING_MIN_FREE_BYTES"),
+        worker_respawn_limit=config.parse_int(
+            config.env_default("WORKER_RESPAWN_LIMIT", str(config.DEFAULT_WORKER_RESPAWN_LIMIT)),
+            "SWITCHYARD_WORKER_RESPAWN_LIMIT"),
+        worker_respawn_window=config.parse_int(
+            config.env_default("WORKER_RESPAWN_WINDOW", str(config.DEFAULT_WORKER_RESPAWN_WINDOW)),
+            "SWITCHYARD_WORKER_RESPAWN_WINDOW"),
+        turn=turn_settings_from_env(),
     )
     return config.validate(settings)
 

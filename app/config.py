@@ -7,18 +7,31 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from media.limits import DEFAULT_MAX_INCOMING_BITRATE, MAX_INCOMING_BITRATE
+
+if TYPE_CHECKING:
+    from app.turn.settings import TurnSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchyard.db"
 DEFAULT_RECORDINGS_DIR = "./recordings"
 DEFAULT_RECORDING_MAX_BYTES = 2 * 1024**3  # per recording: a few hours of a small room
 DEFAULT_RECORDING_MIN_FREE_BYTES = 1024**3  # no recording starts, or goes on, with less free
+DEFAULT_WORKER_RESPAWN_LIMIT = 5  # deaths of one worker slot respawned within the window
+DEFAULT_WORKER_RESPAWN_WINDOW = 60  # seconds
 
 
 class ConfigError(Exception):
     """A setting is invalid or cannot be used; the CLI prints it as one line and exits 2."""
+
+
+def turn_off() -> TurnSettings:
+    """No TURN (app/turn/settings.py imports this module, hence the late import)."""
+    from app.turn.settings import TurnSettings
+
+    return TurnSettings()
 
 
 @dataclass
@@ -33,6 +46,10 @@ class Settings:
     redis_url: str | None = None
     # where other nodes send clients of the rooms this node hosts (PROTOCOL.md §3, wrong_node)
     public_url: str | None = None
+    # where other nodes send the media of rooms that span nodes (docs/operations.md; default announced_ip),
+    # and the peers this node takes before joins to rooms not open here go elsewhere (0: no limit)
+    pipe_announced_ip: str | None = None
+    max_peers: int = 0
     jwt_secret: str | None = None
     jwt_secret_generated: bool = False
     log_level: str = "info"
@@ -47,6 +64,12 @@ class Settings:
     recordings_dir: str = DEFAULT_RECORDINGS_DIR
     recording_max_bytes: int = DEFAULT_RECORDING_MAX_BYTES
     recording_min_free_bytes: int = DEFAULT_RECORDING_MIN_FREE_BYTES
+    # a dead worker is respawned on its port unless its slot died more than `limit` times within
+    # `window` seconds (app/worker_pool.py); limit 0: never respawn
+    worker_respawn_limit: int = DEFAULT_WORKER_RESPAWN_LIMIT
+    worker_respawn_window: int = DEFAULT_WORKER_RESPAWN_WINDOW
+    # TURN for clients behind strict firewalls (app/turn/, SWITCHYARD_TURN_*; docs/operations.md)
+    turn: TurnSettings = field(default_factory=turn_off)
 
     @property
     def rtc_ports(self) -> list[int]:
@@ -142,6 +165,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("recording max bytes must be at least 1 and recording min free bytes at least 0")
     if not settings.recordings_dir:
         raise ConfigError("recordings dir must not be empty")
+    if settings.worker_respawn_limit < 0 or settings.worker_respawn_window < 1:
+        raise ConfigError("worker respawn limit must be at least 0 and worker respawn window at least 1 s")
     if settings.workers < 1 or settings.workers > 256:
         raise ConfigError(f"workers must be between 1 and 256, got {settings.workers}")
     check_port(settings.rtc_port_base, "RTC port base")
@@ -157,6 +182,12 @@ def validate(settings: Settings) -> Settings:
         settings.announced_ip = first_non_loopback_ip()
     else:
         settings.announced_ip = check_announced_ip(settings.announced_ip)
+    if settings.pipe_announced_ip is None:
+        settings.pipe_announced_ip = settings.announced_ip
+    else:
+        settings.pipe_announced_ip = check_announced_ip(settings.pipe_announced_ip)
+    if not 0 <= settings.max_peers <= 1_000_000:
+        raise ConfigError(f"max peers must be 0 (no limit) or up to 1000000, got {settings.max_peers}")
     if settings.public_url is None:
         settings.public_url = default_public_url(settings.announced_ip, settings.port)
     else:
@@ -168,4 +199,7 @@ def validate(settings: Settings) -> Settings:
     if not settings.jwt_secret:
         settings.jwt_secret = secrets.token_urlsafe(32)
         settings.jwt_secret_generated = True
+    from app.turn.settings import validate_turn
+
+    settings.turn = validate_turn(settings.turn, settings.announced_ip)
     return settings

@@ -2,6 +2,8 @@
 
 Workers answer `worker.counters` over their channel; a poller asks every few seconds and keeps
 the latest answers, so a scrape never waits on a busy worker and a dead one just reads `up 0`.
+A respawned worker (app/worker_pool.py) takes its slot's label again; its counters start from zero,
+which Prometheus reads as a counter reset, and `switchyard_worker_restarts_total` counts respawns.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ class EngineMetrics:
             objects["consumers"].add_metric(label, sum(len(t.consumers) for t in transports))
         yield up
         yield from objects.values()
+        pool = getattr(self.runtime, "pool", None)
+        if pool is not None:
+            restarts = CounterMetricFamily("switchyard_worker_restarts",
+                                           "Times the worker's slot was respawned after it died", labels=["worker"])
+            for index, count in enumerate(pool.restarts):
+                restarts.add_metric([str(index)], count)
+            yield restarts
         rooms = getattr(self.runtime.rooms_live, "rooms", {})
         yield GaugeMetricFamily("switchyard_rooms", "Rooms hosted on this node", value=len(rooms))
         yield GaugeMetricFamily("switchyard_peers", "Peers in the rooms of this node",

@@ -35,10 +35,13 @@ async def redis_status(client) -> str:
         return "unreachable"
 
 
-async def worker_status(worker) -> dict:
-    entry = {"index": worker.index, "pid": worker.pid, "rtcPort": worker.settings.rtc_port}
+async def worker_status(worker, pool=None) -> dict:
+    """One slot: `restarting` while the pool brings a dead worker back, `dead` once it gave up."""
+    entry = {"index": worker.index, "pid": worker.pid, "rtcPort": worker.settings.rtc_port,
+             "restarts": pool.restarts[worker.index] if pool is not None else 0}
     if worker.closed:
-        return {**entry, "status": "dead", "rooms": 0}
+        restarting = pool is not None and pool.respawning(worker.index)
+        return {**entry, "status": "restarting" if restarting else "dead", "rooms": 0}
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
             dump = await worker.request("worker.dump")
@@ -54,7 +57,7 @@ async def health(call: Call) -> web.Response:
     db, redis, workers = await asyncio.gather(
         database_status(runtime.engine),
         redis_status(runtime.redis),
-        asyncio.gather(*(worker_status(w) for w in runtime.workers)),
+        asyncio.gather(*(worker_status(w, runtime.pool) for w in runtime.workers)),
     )
     healthy = db == "ok" and redis in ("ok", "disabled") and all(w["status"] == "ok" for w in workers)
     body = {"status": "ok" if healthy else "degraded", "db": db, "redis": redis, "workers": list(workers)}

@@ -207,8 +207,11 @@ class WorkerHealth(Answer):
     index: int
     pid: int | None
     rtc_port: int
-    status: Literal["ok", "dead", "unresponsive"]
+    status: Literal["ok", "dead", "unresponsive", "restarting"] = Field(
+        description="`restarting`: the worker died and a new one is starting on the same port; "
+                    "`dead`: it died and is not respawned (it crash-looped, or respawning is off)")
     rooms: int
+    restarts: int = Field(0, description="How many times this worker slot was respawned since the node started")
 
 
 class HealthAnswer(Answer):

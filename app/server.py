@@ -28,7 +28,10 @@ from app.routes import all_endpoints
 from app.routes.docs import OPENAPI
 from app.schemas import chat_message_json
 from app.store import Store
+from app.turn.coturn import Coturn, start_turn
+from app.turn.credentials import ice_servers
 from app.webapp import static_routes
+from app.worker_pool import RespawnPolicy, WorkerPool
 from common.log import get_logger
 from media.api.worker import Worker, WorkerSettings, bind_rtc_sockets
 from media.channel import ChannelClosed
@@ -48,11 +51,15 @@ class Runtime:
 
     settings: Settings
     workers: list[Worker] = field(default_factory=list)
+    # respawns dead workers; its `workers` list is `workers` above (app/worker_pool.py)
+    pool: WorkerPool | None = None
     engine: object | None = None
     redis: object | None = None
     # Live room state for REST (participant counts, closing a deleted room): the signaling layer
     # replaces this with its own (see app/live.py).
     rooms_live: RoomsLive = field(default_factory=NoLiveRooms)
+    # the supervised coturn (app/turn/coturn.py) when SWITCHYARD_TURN=coturn
+    turn: Coturn | None = None
 
 
 def bind_tcp(host: str, port: int, what: str) -> socket.socket:
@@ -86,12 +93,17 @@ def create_app(runtime: Runtime) -> web.Application:
     app.add_routes(route_defs(endpoints))
     public_url = settings.public_url or default_public_url(settings.announced_ip or "127.0.0.1", settings.port)
     signaling = SignalingServer(runtime.workers, app[STORE], token_authenticator(app[STORE], app[AUTH].tokens),
-                                chat_message_json, settings.redis_url, public_url)
+                                chat_message_json, settings.redis_url, public_url,
+                                pipe_ip=settings.pipe_announced_ip or settings.announced_ip,
+                                max_peers=settings.max_peers)
     recordings = Recordings(settings, app[STORE], signaling)
     app[RECORDINGS] = recordings
     app.on_startup.append(recordings.abandon_stale)
     # before signaling's own shutdown empties the rooms: every recording's files and row are finished
     app.on_shutdown.append(recordings.stop_all)
+    if settings.turn.enabled:
+        turn = settings.turn
+        signaling.ice_servers = lambda peer: ice_servers(turn, peer.peer_id)
     signaling.attach(app)
     runtime.rooms_live = signaling.registry
     app[SIGNALING] = signaling
@@ -135,23 +147,35 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def settings_for(index: int) -> WorkerSettings:
+        return WorkerSettings(index, settings.host, settings.rtc_ports[index], settings.announced_ip,
+                              settings.log_level, settings.log_format,
+                              max_incoming_bitrate=settings.max_incoming_bitrate)
+
+    pool = WorkerPool(rtc_sockets, settings_for,
+                      RespawnPolicy(settings.worker_respawn_limit, settings.worker_respawn_window))
+    runtime.pool, runtime.workers = pool, pool.workers
+
+    def on_signal() -> None:
+        # before anything closes: a worker that dies while the node stops is not respawned
+        pool.stop_respawning()
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     try:
-        for index, (udp, tcp) in enumerate(rtc_sockets):
-            worker = Worker(
-                WorkerSettings(index, settings.host, settings.rtc_ports[index], settings.announced_ip,
-                               settings.log_level, settings.log_format,
-                               max_incoming_bitrate=settings.max_incoming_bitrate),
-                udp, tcp,
-            )
-            runtime.workers.append(worker)
-            try:
-                await worker.start()
-            except (TimeoutError, ChannelClosed):
-                raise ConfigError(f"media worker {index} failed to start (see the log above)") from None
-        runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False,
+        runtime.turn = await start_turn(settings.turn, settings.host, settings.announced_ip)
+        try:
+            await pool.start()
+        except (TimeoutError, ChannelClosed):
+            raise ConfigError(f"media worker {len(pool.workers)} failed to start (see the log above)") from None
+        app = create_app(runtime)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+        cluster = app[SIGNALING].registry.cluster
+        if cluster is not None:  # SIGUSR1: take no new rooms (docs/operations.md, draining a node)
+            loop.add_signal_handler(signal.SIGUSR1, cluster.drain)
         await runner.setup()
         for sock in sockets:
             await web.SockSite(runner, sock).start()
@@ -167,14 +191,16 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
             log.debug("closing HTTP and signaling")
             await runner.cleanup()
             log.debug("HTTP closed")
-        await asyncio.gather(*(w.close() for w in runtime.workers), return_exceptions=True)
+        await pool.close()
+        if runtime.turn is not None:
+            await runtime.turn.close()
         for sock in sockets:
             sock.close()
         if runtime.redis is not None:
             await runtime.redis.aclose()
         if runtime.engine is not None:
             await runtime.engine.dispose()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
     log.info("stopped")
 
@@ -191,8 +217,17 @@ def announce(settings: Settings, runtime: Runtime) -> None:
         f"{len(runtime.workers)} worker(s), pids {', '.join(str(w.pid) for w in runtime.workers)}",
         f"  database: {safe_url(runtime.engine)}",
         f"  redis: {settings.redis_url or 'none (single node)'}",
+        f"  TURN: {turn_summary(settings, runtime)}",
     ]
     print("\n".join(lines), flush=True)
+
+
+def turn_summary(settings: Settings, runtime: Runtime) -> str:
+    if runtime.turn is not None:
+        return runtime.turn.describe()
+    if settings.turn.mode == "external":
+        return f"external, {', '.join(settings.turn.urls)}"
+    return "off (SWITCHYARD_TURN)"
 
 
 def web_dir_default() -> str | None:

@@ -14,6 +14,7 @@ cdef class Fanout(ForwarderState):
     cdef void _queue_forward(self, int32_t stream_slot, const unsigned char* data, const RtpHeader* h,
                              const PayloadInfo* info, bint keyframe, uint64_t now) noexcept nogil
     cdef void _fan_out(self, uint64_t now) noexcept nogil
+    cdef void _forward_held(self, ConsumerState* c, uint32_t round, uint64_t now) noexcept nogil
     cdef void _forward_to(self, ConsumerState* c, int layer, const PendingPacket* p, uint64_t now) noexcept nogil
     cdef bint _send_copy(self, ConsumerState* c, const unsigned char* data, const RtpHeader* h,
                          const PayloadInfo* info, uint16_t out_seq, uint32_t out_ts, bint as_rtx) noexcept nogil

@@ -177,36 +177,73 @@ cdef class Fanout(ForwarderState):
         consecutive in the send queue, so UDP GSO sends them as one message (one route lookup,
         one pass through the stack) instead of one datagram each. A consumer sees the packets of
         all its layers in the order they arrived, so its layer switches, numbering and key frame
-        waits are as if each packet were forwarded on its own."""
-        cdef int first, i, k, layer, count = self.pending_count
-        cdef int32_t stream, held
+        waits are as if each packet were forwarded on its own.
+
+        The held packets are first threaded into one list per stream, so a consumer walks only
+        its own layers' packets (a merge by arrival of up to MAX_SPATIAL_LAYERS lists) instead of
+        the whole batch: in a room, where a batch holds packets of many senders each going to a
+        few consumers, scanning the batch per consumer was a tenth of the worker's time."""
+        cdef int first, k, count = self.pending_count
+        cdef uint32_t round
+        cdef int32_t stream
         cdef ProducerStream* s
         cdef ConsumerState* c
         self.fan_out_round += 1
+        if self.fan_out_round == 0:
+            self.fan_out_round = 1  # 0 is what a new stream's pending_round starts as
+        round = self.fan_out_round
+        for first in range(count):
+            s = &self.streams[self.pending[first].stream]
+            self.pending[first].next_same_stream = -1
+            if s.pending_round != round:
+                s.pending_round = round
+                s.pending_head = first
+            else:
+                self.pending[s.pending_tail].next_same_stream = first
+            s.pending_tail = first
         for first in range(count):
             stream = self.pending[first].stream
-            if stream < 0:
-                continue
             s = &self.streams[stream]
+            if s.pending_round != round or s.pending_head != first:
+                continue  # fanned out already, with the stream's first packet in the batch
             for k in range(s.consumer_count):
                 c = &self.consumers[s.consumers[k]]
-                if c.fan_out_round == self.fan_out_round:
+                if c.fan_out_round == round:
                     continue  # already served through another of its layers
-                c.fan_out_round = self.fan_out_round
+                c.fan_out_round = round
                 if c.paused or c.producer_paused:
                     continue
-                for i in range(first, count):
-                    held = self.pending[i].stream
-                    if held < 0:
-                        continue  # fanned out already, to every consumer of its stream
-                    for layer in range(c.layer_count):
-                        if c.streams[layer] == held:
-                            self._forward_to(c, self.streams[held].spatial_layer, &self.pending[i], now)
-                            break
-            for i in range(first, count):
-                if self.pending[i].stream == stream:
-                    self.pending[i].stream = -1
+                self._forward_held(c, round, now)
+            # every consumer of this stream is served: its packets are done
+            s.pending_round = 0
         self.pending_count = 0
+
+    cdef void _forward_held(self, ConsumerState* c, uint32_t round, uint64_t now) noexcept nogil:
+        """One consumer's packets of the batch, from the lists of its layers' streams, in arrival
+        order. None of them is done yet: a stream is done only once every consumer of it has been
+        served, and this consumer is served now, for the first time this round."""
+        cdef int32_t next_index[MAX_SPATIAL_LAYERS]
+        cdef int layer, pick, n = c.layer_count
+        cdef int32_t held
+        cdef ProducerStream* s
+        for layer in range(n):
+            next_index[layer] = -1
+            held = c.streams[layer]
+            if held >= 0:
+                s = &self.streams[held]
+                if s.pending_round == round:
+                    next_index[layer] = s.pending_head
+        while True:
+            pick = -1
+            for layer in range(n):
+                if next_index[layer] >= 0 and (pick < 0 or next_index[layer] < next_index[pick]):
+                    pick = layer
+            if pick < 0:
+                return
+            held = next_index[pick]
+            next_index[pick] = self.pending[held].next_same_stream
+            self._forward_to(c, self.streams[self.pending[held].stream].spatial_layer,
+                             &self.pending[held], now)
 
     cdef void _forward_to(self, ConsumerState* c, int layer, const PendingPacket* p, uint64_t now) noexcept nogil:
         """The layer decision, rewrite and send of one packet for one consumer."""

@@ -17,6 +17,7 @@ cdef enum:
     # the fast path counts as drop reasons (status_name() names them all) ...
     srtp_err_status_ok = 0
     srtp_err_status_bad_param = 2
+    srtp_err_status_alloc_fail = 3
     srtp_err_status_auth_fail = 7
     srtp_err_status_replay_fail = 9
     srtp_err_status_replay_old = 10
@@ -25,8 +26,23 @@ cdef enum:
     SRTP_ERR_NO_ROOM = -1
 
 
+cdef enum:
+    # A session's streams are spread over up to SRTP_SHARDS libsrtp sessions
+    # (srtp.pyx says why); the first SRTP_PINNED SSRCs all live in the first.
+    SRTP_SHARDS = 16
+    SRTP_PINNED = 8
+    SRTP_MAX_KEY_SALT = 64
+
+
 cdef class SrtpSession:
-    cdef srtp_t _ctx
+    # _ctx[0] exists from the start, the others from their first packet.
+    cdef srtp_t _ctx[SRTP_SHARDS]
+    # SSRCs (network order) that live in _ctx[0]; later ones are hashed.
+    cdef uint32_t _pinned[SRTP_PINNED]
+    cdef int _pinned_count
+    # What a shard is created from: the master key+salt and the profile.
+    cdef unsigned char _key[SRTP_MAX_KEY_SALT]
+    cdef int _profile_id
     # Canonical DTLS-SRTP profile name (RFC 5764 / RFC 7714).
     cdef readonly str profile
     cdef readonly bint outbound
@@ -40,3 +56,5 @@ cdef class SrtpSession:
     cdef int protect_rtcp(self, unsigned char* buf, int* length, int capacity) noexcept nogil
     cdef int unprotect_rtcp(self, unsigned char* buf, int* length, int capacity) noexcept nogil
     cdef int remove_ssrc(self, uint32_t ssrc) noexcept nogil
+    cdef int _create(self, int shard) noexcept nogil
+    cdef srtp_t _shard(self, uint32_t ssrc_be, bint add) noexcept nogil

@@ -92,8 +92,9 @@ cdef srtp_profile_length_fn _srtp_master_salt_length
 
 # Enough for NACK/RTX reordering and keyframe bursts at video rates; the
 # libsrtp default (128) drops late packets of a large frame as replay_old.
-REPLAY_WINDOW = 1024
-OUTBOUND_WINDOW = 128
+cdef enum:
+    REPLAY_WINDOW = 1024
+    OUTBOUND_WINDOW = 128
 
 # libsrtp's srtp_err_status_t, by value.
 STATUS_NAMES = (
@@ -207,10 +208,50 @@ def profile_key_lengths(str profile):
     return (_srtp_master_key_length(profile_id), _srtp_master_salt_length(profile_id))
 
 
+cdef int _fill_policy(srtp_policy_t* policy, int profile_id, bint outbound,
+                      unsigned char* key) noexcept nogil:
+    """libsrtp's policy for one session of ours: any SSRC, one direction (0 or libsrtp's status)."""
+    memset(policy, 0, sizeof(srtp_policy_t))
+    cdef int status = _srtp_policy_for_rtp(&policy.rtp, <srtp_profile_t>profile_id)
+    if status == 0:
+        status = _srtp_policy_for_rtcp(&policy.rtcp, <srtp_profile_t>profile_id)
+    if status != 0:
+        return status
+    policy.ssrc.type = ssrc_any_outbound if outbound else ssrc_any_inbound
+    policy.key = key
+    # The replay window guards what we receive; libsrtp shifts it on every protect too,
+    # so outbound sessions keep libsrtp's default (128) and save ~5% of protect time.
+    policy.window_size = OUTBOUND_WINDOW if outbound else REPLAY_WINDOW
+    # An SFU resends a packet with its original seq on NACK when RTX is
+    # not negotiated; the bytes are the same, so no keystream is reused.
+    policy.allow_repeat_tx = 1 if outbound else 0
+    return 0
+
+
+cdef inline uint32_t _read_ssrc(const unsigned char* at) noexcept nogil:
+    cdef uint32_t value
+    memcpy(&value, at, 4)
+    return value
+
+
 cdef class SrtpSession:
-    """One direction of an SRTP/SRTCP session, any SSRC, keyed by a DTLS-SRTP export (RFC 3711)."""
+    """One direction of an SRTP/SRTCP session, any SSRC, keyed by a DTLS-SRTP export (RFC 3711).
+
+    libsrtp 2.x finds a packet's stream (its ROC, replay window, SRTCP index:
+    RFC 3711 3.2.3) with a linear search of the session's streams on every
+    call. A receive transport in a room of 64 holds some 130 SSRCs, and the
+    search took 30 % of the worker's CPU there (perf, `switchyard loadtest
+    --participants 64`). So one SrtpSession is up to SRTP_SHARDS libsrtp
+    sessions with the same master key: the first SRTP_PINNED SSRCs seen live
+    in the first (a transport with a few streams costs what it did), later
+    ones in one of the others by a hash of the SSRC, created on first use.
+    An SSRC's RTP and RTCP always meet the same libsrtp stream, as RFC 3711
+    wants, since both are placed by that SSRC. Keystreams stay distinct: they
+    depend on the SSRC, not on which session holds it.
+    """
 
     def __cinit__(self, str profile, bytes key, str direction):
+        memset(self._ctx, 0, sizeof(self._ctx))
         if direction not in ("inbound", "outbound"):
             raise ValueError(f"SRTP direction must be 'inbound' or 'outbound', not {direction!r}")
         cdef srtp_profile_t profile_id = _profile_id(profile)
@@ -219,27 +260,20 @@ cdef class SrtpSession:
             raise ValueError(
                 f"{profile} master key+salt must be {key_length + salt_length} bytes, "
                 f"got {len(key)}")
+        if len(key) > SRTP_MAX_KEY_SALT:
+            raise ValueError(f"{profile} master key+salt is longer than {SRTP_MAX_KEY_SALT} bytes")
+        memcpy(self._key, <const unsigned char*>key, len(key))
+        self._profile_id = profile_id
+        self.outbound = direction == "outbound"
 
         cdef srtp_policy_t policy
-        memset(&policy, 0, sizeof(policy))
-        cdef int status = _srtp_policy_for_rtp(&policy.rtp, profile_id)
-        if status == 0:
-            status = _srtp_policy_for_rtcp(&policy.rtcp, profile_id)
+        cdef int status = _fill_policy(&policy, profile_id, self.outbound, self._key)
         if status != 0:
             raise ValueError(f"libsrtp rejected profile {profile}: {status_name(status)}")
-        self.outbound = direction == "outbound"
-        policy.ssrc.type = ssrc_any_outbound if self.outbound else ssrc_any_inbound
-        policy.key = <unsigned char*><const unsigned char*>key
-        # The replay window guards what we receive; libsrtp shifts it on every protect too,
-        # so outbound sessions keep libsrtp's default (128) and save ~5% of protect time.
-        policy.window_size = OUTBOUND_WINDOW if self.outbound else REPLAY_WINDOW
-        # An SFU resends a packet with its original seq on NACK when RTX is
-        # not negotiated; the bytes are the same, so no keystream is reused.
-        policy.allow_repeat_tx = 1 if self.outbound else 0
         # srtp_create derives the session keys and keeps no pointer to key.
-        status = _srtp_create(&self._ctx, &policy)
+        status = _srtp_create(&self._ctx[0], &policy)
         if status != 0:
-            self._ctx = NULL
+            self._ctx[0] = NULL
             raise ValueError(f"srtp_create failed for {profile}: {status_name(status)}")
 
         self.profile = _PROFILES[profile][0]
@@ -248,32 +282,79 @@ cdef class SrtpSession:
         self.rtcp_trailer = 4 + policy.rtcp.auth_tag_len
 
     def __dealloc__(self):
-        if self._ctx != NULL:
-            _srtp_dealloc(self._ctx)
-            self._ctx = NULL
+        cdef int i
+        for i in range(SRTP_SHARDS):
+            if self._ctx[i] != NULL:
+                _srtp_dealloc(self._ctx[i])
+                self._ctx[i] = NULL
+
+    cdef int _create(self, int shard) noexcept nogil:
+        cdef srtp_policy_t policy
+        cdef int status = _fill_policy(&policy, self._profile_id, self.outbound, self._key)
+        if status == 0:
+            status = _srtp_create(&self._ctx[shard], &policy)
+        if status != 0:
+            self._ctx[shard] = NULL
+        return status
+
+    cdef srtp_t _shard(self, uint32_t ssrc_be, bint add) noexcept nogil:
+        """The libsrtp session that holds (or will hold) this SSRC's stream; NULL if none can."""
+        cdef int i
+        for i in range(self._pinned_count):
+            if self._pinned[i] == ssrc_be:
+                return self._ctx[0]
+        if self._pinned_count < SRTP_PINNED:
+            # Not pinned while there was room: never seen, so it has no stream anywhere yet.
+            if not add:
+                return NULL
+            self._pinned[self._pinned_count] = ssrc_be
+            self._pinned_count += 1
+            return self._ctx[0]
+        # Fibonacci hashing: consumer SSRCs may be consecutive numbers.
+        cdef int shard = 1 + <int>(((ssrc_be * <uint32_t>2654435761u) >> 16) % (SRTP_SHARDS - 1))
+        if self._ctx[shard] == NULL and (not add or self._create(shard) != 0):
+            return NULL
+        return self._ctx[shard]
 
     cdef int protect_rtp(self, unsigned char* buf, int* length, int capacity) noexcept nogil:
         if length[0] + self.rtp_trailer > capacity:
             return SRTP_ERR_NO_ROOM
-        return _srtp_protect(self._ctx, buf, length)
+        # Too short for an SSRC: libsrtp refuses it, from any session.
+        cdef srtp_t ctx = self._shard(_read_ssrc(buf + 8), True) if length[0] >= 12 else self._ctx[0]
+        if ctx == NULL:
+            return srtp_err_status_alloc_fail
+        return _srtp_protect(ctx, buf, length)
 
     cdef int unprotect_rtp(self, unsigned char* buf, int* length, int capacity) noexcept nogil:
         if length[0] > capacity:
             return SRTP_ERR_NO_ROOM
-        return _srtp_unprotect(self._ctx, buf, length)
+        cdef srtp_t ctx = self._shard(_read_ssrc(buf + 8), True) if length[0] >= 12 else self._ctx[0]
+        if ctx == NULL:
+            return srtp_err_status_alloc_fail
+        return _srtp_unprotect(ctx, buf, length)
 
     cdef int protect_rtcp(self, unsigned char* buf, int* length, int capacity) noexcept nogil:
         if length[0] + self.rtcp_trailer > capacity:
             return SRTP_ERR_NO_ROOM
-        return _srtp_protect_rtcp(self._ctx, buf, length)
+        # The first packet's sender SSRC names the SRTCP stream (RFC 3711 3.4).
+        cdef srtp_t ctx = self._shard(_read_ssrc(buf + 4), True) if length[0] >= 8 else self._ctx[0]
+        if ctx == NULL:
+            return srtp_err_status_alloc_fail
+        return _srtp_protect_rtcp(ctx, buf, length)
 
     cdef int unprotect_rtcp(self, unsigned char* buf, int* length, int capacity) noexcept nogil:
         if length[0] > capacity:
             return SRTP_ERR_NO_ROOM
-        return _srtp_unprotect_rtcp(self._ctx, buf, length)
+        cdef srtp_t ctx = self._shard(_read_ssrc(buf + 4), True) if length[0] >= 8 else self._ctx[0]
+        if ctx == NULL:
+            return srtp_err_status_alloc_fail
+        return _srtp_unprotect_rtcp(ctx, buf, length)
 
     cdef int remove_ssrc(self, uint32_t ssrc) noexcept nogil:
-        return _srtp_remove_stream(self._ctx, htonl(ssrc))
+        cdef srtp_t ctx = self._shard(htonl(ssrc), False)
+        if ctx == NULL:
+            return srtp_err_status_bad_param
+        return _srtp_remove_stream(ctx, htonl(ssrc))
 
     def protect(self, bytes packet):
         """SRTP packet for an RTP packet (RFC 3711 3.3)."""

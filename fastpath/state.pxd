@@ -158,6 +158,11 @@ cdef struct ProducerStream:
     # (av1.pxd); NULL without one
     int dd_ext_id
     DdStream* dd
+    # this stream's packets in the batch being fanned out (Fanout._fan_out): first and last
+    # index into ForwarderState.pending, valid while pending_round is the current round
+    int32_t pending_head
+    int32_t pending_tail
+    uint32_t pending_round
 
 
 cdef struct ConsumerState:
@@ -220,7 +225,8 @@ cdef struct ConsumerState:
 
 # a received media packet waiting, with the rest of its receive batch, to be fanned out
 cdef struct PendingPacket:
-    int32_t stream              # producer stream slot, -1 once fanned out
+    int32_t stream              # producer stream slot
+    int32_t next_same_stream    # the next held packet of the same stream, -1: none
     const unsigned char* data   # decrypted, in the socket's receive slot (valid until the next read)
     RtpHeader h
     PayloadInfo info

@@ -1,16 +1,22 @@
-"""Many nodes over Redis: the directory of which node hosts each room, kept alive by heartbeats,
-and the control channel through which any node closes a room where it is hosted.
+"""Many nodes over Redis: which nodes carry each room, kept alive by heartbeats, and the control
+channel through which a deleted room is closed on every node that carries it.
 
-One key per hosted room, `switchyard:room:<roomId>`, holds a JSON `HostEntry` with a TTL of
-ENTRY_TTL_MS; the hosting node rewrites it every HEARTBEAT_SECONDS (and at once when its
-participant count changes) and deletes it when the room closes, so the rooms of a node that
-dies are free again within the TTL. Claims and refreshes are one Lua script, so two nodes can
-never both believe they hold a room. `DELETE /api/rooms/{id}` on a node that does not host the
-room is published on CLOSE_CHANNEL; the hosting node closes it.
+Every node can host every room (docs/architecture.md, "A room across nodes"): a peer joins on
+whichever node it reached, and the nodes of a room pipe their producers to each other
+(signaling/cascade.py). The directory says who is where:
 
-While Redis is unreachable the node says so once, keeps its rooms, opens new rooms without the
-directory, and registers them all again when Redis is back (a room another node claimed meanwhile
-is given up: its peers here get `room-closed` with reason `moved` and are redirected on rejoin).
+- `switchyard:node:<nodeId>`: this node is alive: a JSON `NodeEntry` (public URL, pipe address,
+  draining/full) with a TTL of NODE_TTL_MS, rewritten every HEARTBEAT_SECONDS;
+- `switchyard:room-nodes:<roomId>`: a hash, one field per node carrying the room (its participant
+  count and worker), the whole key expiring when no node renews it.
+
+A node that stops renewing its key (killed, cut off) is dead to the others within NODE_TTL_MS:
+every node watches the other nodes of its rooms every WATCH_SECONDS, drops a dead one from the
+room's hash and tells its own peers that the dead node's peers left (cascade.node_gone).
+`DELETE /api/rooms/{id}` is published on CLOSE_CHANNEL; every node carrying the room closes it.
+
+While Redis is unreachable the node says so once, keeps its rooms, opens new rooms on its own,
+and registers them all again when Redis is back.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,44 +43,28 @@ from redis.exceptions import RedisError
 from common.log import get_logger
 
 if TYPE_CHECKING:
+    from signaling.cascade import Cascade
     from signaling.registry import RoomRegistry
-    from signaling.room import Room
 
 log = get_logger("signaling.cluster")
 
-ROOM_KEY_PREFIX = "switchyard:room:"
+NODE_KEY_PREFIX = "switchyard:node:"
+ROOM_NODES_PREFIX = "switchyard:room-nodes:"
 CLOSE_CHANNEL = "switchyard:rooms:close"
-HEARTBEAT_SECONDS = 2.0
-ENTRY_TTL_MS = 6000
+HEARTBEAT_SECONDS = 1.0
+# A killed node is noticed within NODE_TTL_MS + WATCH_SECONDS of its last beat (~4 s at most).
+NODE_TTL_MS = 3000
+WATCH_SECONDS = 0.5
 REDIS_TIMEOUT_SECONDS = 2.0
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 
-# Put this node's entry for a room unless another node holds it; the holder's entry otherwise.
-# An entry with this node's URL but another node id is a previous run of this node: taken over.
-HOLD_SCRIPT = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local holder = cjson.decode(current)
-  if holder['nodeId'] ~= ARGV[1] and holder['url'] ~= ARGV[2] then
-    return current
-  end
-end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-return false
-"""
 
-# Delete a room's entry only if this node still holds it.
-RELEASE_SCRIPT = """
-local current = redis.call('GET', KEYS[1])
-if current and cjson.decode(current)['nodeId'] == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+def node_key(node_id: str) -> str:
+    return NODE_KEY_PREFIX + node_id
 
 
-def room_key(room_id: str) -> str:
-    return ROOM_KEY_PREFIX + room_id
+def room_nodes_key(room_id: str) -> str:
+    return ROOM_NODES_PREFIX + room_id
 
 
 def redis_options() -> dict[str, Any]:
@@ -88,124 +79,250 @@ def shown_url(url: str) -> str:
 
 
 @dataclass(frozen=True)
-class HostEntry:
-    """Who hosts a room: the node (its id and public base URL), the worker, and how many are in it."""
+class NodeEntry:
+    """A live node: its id, public base URL, the IP other nodes pipe media to, and whether it takes joins."""
 
     node_id: str
     url: str
-    worker: int
-    participants: int
+    pipe_ip: str
+    draining: bool = False
+    full: bool = False
 
     def to_json(self) -> str:
-        return json.dumps({"nodeId": self.node_id, "url": self.url, "worker": self.worker,
-                           "participants": self.participants})
+        return json.dumps({"nodeId": self.node_id, "url": self.url, "pipeIp": self.pipe_ip,
+                           "draining": self.draining, "full": self.full})
 
     @classmethod
-    def parse(cls, data: bytes | str) -> HostEntry:
+    def parse(cls, data: bytes | str) -> NodeEntry:
         try:
             fields = json.loads(data)
-            return cls(str(fields["nodeId"]), str(fields["url"]), int(fields["worker"]),
-                       int(fields["participants"]))
+            return cls(str(fields["nodeId"]), str(fields["url"]), str(fields["pipeIp"]),
+                       bool(fields.get("draining")), bool(fields.get("full")))
         except (ValueError, TypeError, KeyError) as exc:
-            raise ValueError(f"room directory entry is invalid: {exc}") from None
+            raise ValueError(f"node directory entry is invalid: {exc}") from None
+
+    @property
+    def takes_joins(self) -> bool:
+        return not (self.draining or self.full)
+
+
+def room_entry(participants: int, worker: int) -> str:
+    """This node's field in a room's hash."""
+    return json.dumps({"participants": participants, "worker": worker})
+
+
+def entry_participants(data: bytes | str) -> int:
+    try:
+        return int(json.loads(data)["participants"])
+    except (ValueError, TypeError, KeyError):
+        return 0
 
 
 class Cluster:
-    """This node's part of the room directory in Redis; the registry asks it before opening a room."""
+    """This node's part of the directory in Redis; the registry asks it before opening a room here."""
 
-    def __init__(self, redis_url: str, public_url: str, registry: RoomRegistry):
+    def __init__(self, redis_url: str, public_url: str, registry: RoomRegistry, pipe_ip: str,
+                 max_peers: int = 0):
         self.redis_url = redis_url
         self.public_url = public_url
+        self.pipe_ip = pipe_ip
+        self.max_peers = max_peers
+        self.draining = False
         self.node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.registry = registry
         self.reachable = True
         self.redis = aioredis.from_url(redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS, **redis_options())
-        self._hold = self.redis.register_script(HOLD_SCRIPT)
-        self._release = self.redis.register_script(RELEASE_SCRIPT)
+        # node id -> entry, as last read (the pipe address of a room's other nodes)
+        self.nodes: dict[str, NodeEntry] = {}
+        self.cascade: Cascade | None = None  # set by the signaling server
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._watch_after = 0.0  # no node is judged dead before this (monotonic), e.g. after an outage
 
     async def start(self) -> None:
+        await self._beat()
         self._tasks = [asyncio.create_task(self._heartbeats(), name="cluster-heartbeats"),
+                       asyncio.create_task(self._watch(), name="cluster-watch"),
                        asyncio.create_task(self._close_requests(), name="cluster-close-requests")]
-        log.info("node %s in the room directory at %s as %s", self.node_id, shown_url(self.redis_url),
-                 self.public_url)
+        if self.cascade is not None:
+            self._tasks.append(asyncio.create_task(self.cascade.bus.run(), name="cascade-bus"))
+        log.info("node %s in the room directory at %s as %s (pipes to %s)", self.node_id,
+                 shown_url(self.redis_url), self.public_url, self.pipe_ip)
 
     async def stop(self) -> None:
-        """Stop the heartbeats and give up this node's rooms, so other nodes can take them at once."""
+        """Stop the heartbeats and leave the directory, so other nodes drop this one at once."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.reachable:
             for room_id in list(self.registry.rooms):
                 await self.release(room_id)
+            with contextlib.suppress(*REDIS_ERRORS):
+                async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                    await self.redis.delete(node_key(self.node_id))
         await self.redis.aclose()
+
+    def drain(self) -> None:
+        """Take no new rooms from now on: joins to rooms not open here get `wrong_node` (SIGUSR1)."""
+        if not self.draining:
+            self.draining = True
+            log.warning("node %s is draining: joins to rooms not open here go to other nodes", self.node_id)
+            self.touch()
 
     # ---- the registry's questions --------------------------------------------------------------
 
+    def local_peers(self) -> int:
+        return sum(len(room.peers) for room in self.registry.rooms.values())
+
+    def is_full(self) -> bool:
+        return self.max_peers > 0 and self.local_peers() >= self.max_peers
+
     async def claim(self, room_id: str, worker_index: int) -> str | None:
-        """None when this node may host the room (now registered as its host); else the host's URL."""
+        """None when the room may open here (now registered as one of its nodes); else the URL of a
+        node that takes joins, when this one is draining or full."""
+        elsewhere = await self.elsewhere(room_id, opening=True)
+        if elsewhere is not None:
+            return elsewhere
+        if self.cascade is not None:
+            self.cascade.room_opening(room_id)
         if not self.reachable:
             log.info("room %s opens on this node without the directory (Redis unreachable)", room_id)
             return None
-        entry = HostEntry(self.node_id, self.public_url, worker_index, 0)
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                holder = await self._hold(keys=[room_key(room_id)], args=self._hold_args(entry))
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.hset(room_nodes_key(room_id), self.node_id, room_entry(0, worker_index))
+                    pipe.pexpire(room_nodes_key(room_id), NODE_TTL_MS * 2)
+                    pipe.hkeys(room_nodes_key(room_id))
+                    _, _, members = await pipe.execute()
         except REDIS_ERRORS as exc:
             self._lost(exc)
             log.info("room %s opens on this node without the directory (Redis unreachable)", room_id)
             return None
-        return None if holder is None else HostEntry.parse(holder).url
+        others = [m.decode() for m in members if m.decode() != self.node_id]
+        if others and self.cascade is not None:
+            await self.cascade.learn_room(room_id, others)
+        return None
+
+    async def elsewhere(self, room_id: str, opening: bool) -> str | None:
+        """The URL of a node that takes joins when this one takes none for the room: a full node takes
+        no joins, a draining one no new rooms; None otherwise (or when no other node takes them)."""
+        if not (self.is_full() or (opening and self.draining)):
+            return None
+        other = await self._node_taking_joins(room_id)
+        if other is not None:
+            return other.url
+        log.warning("node is %s but no other node takes joins: room %s's join is taken here",
+                    "full" if self.is_full() else "draining", room_id)
+        return None
 
     async def release(self, room_id: str) -> None:
-        """The room closed here: drop its entry (if Redis is down, it expires on its own)."""
+        """The room closed here: leave its hash (if Redis is down, the entry expires with the node key)."""
+        if self.cascade is not None:
+            await self.cascade.room_left_here(room_id)
         if not self.reachable:
             return
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                await self._release(keys=[room_key(room_id)], args=[self.node_id])
+                await self.redis.hdel(room_nodes_key(room_id), self.node_id)
         except REDIS_ERRORS as exc:
             self._lost(exc)
 
     def touch(self) -> None:
-        """A hosted room's participant count changed: refresh the entries now rather than at the next beat."""
+        """A room's participant count changed here: refresh the entries now rather than at the next beat."""
         self._wake.set()
 
-    async def participant_counts(self, room_ids: Sequence[str]) -> Mapping[str, int]:
-        """Counts of rooms hosted anywhere, from the directory; none while Redis is unreachable."""
+    async def participant_counts(self, room_ids: Sequence[str], local: Mapping[str, int]) -> Mapping[str, int]:
+        """Participants of each room over all its live nodes (this node's own count is `local`)."""
+        counts = {rid: n for rid, n in local.items() if rid in room_ids}
         if not room_ids or not self.reachable:
-            return {}
+            return counts
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                values = await self.redis.mget([room_key(room_id) for room_id in room_ids])
+                members = await self._room_members(room_ids)
+                alive = await self._alive({node for fields in members.values() for node in fields})
         except REDIS_ERRORS as exc:
             self._lost(exc)
-            return {}
-        counts = {}
-        for room_id, value in zip(room_ids, values, strict=True):
-            if value is not None:
-                with contextlib.suppress(ValueError):
-                    counts[room_id] = HostEntry.parse(value).participants
+            return counts
+        for room_id, fields in members.items():
+            elsewhere = [entry_participants(v) for node, v in fields.items()
+                         if node != self.node_id and node in alive]
+            if elsewhere or room_id in counts:
+                counts[room_id] = counts.get(room_id, 0) + sum(elsewhere)
         return counts
 
     async def request_close(self, room_id: str) -> None:
-        """Ask whichever node hosts the room to close it (a deleted room)."""
+        """Ask every node carrying the room to close it (a deleted room)."""
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
                 await self.redis.publish(CLOSE_CHANNEL, room_id)
         except REDIS_ERRORS as exc:
             self._lost(exc)
-            log.warning("room %s was deleted, but its hosting node could not be told (Redis unreachable)",
-                        room_id)
+            log.warning("room %s was deleted, but other nodes could not be told (Redis unreachable)", room_id)
+
+    async def node(self, node_id: str) -> NodeEntry | None:
+        """A live node's entry (read again from Redis when not known)."""
+        entry = self.nodes.get(node_id)
+        if entry is None and self.reachable:
+            try:
+                async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                    value = await self.redis.get(node_key(node_id))
+            except REDIS_ERRORS as exc:
+                self._lost(exc)
+                return None
+            if value is not None:
+                with contextlib.suppress(ValueError):
+                    entry = self.nodes[node_id] = NodeEntry.parse(value)
+        return entry
 
     # ---- background ------------------------------------------------------------------------------
 
-    def _hold_args(self, entry: HostEntry) -> list:
-        return [self.node_id, self.public_url, entry.to_json(), ENTRY_TTL_MS]
+    def _own_entry(self) -> NodeEntry:
+        return NodeEntry(self.node_id, self.public_url, self.pipe_ip, self.draining, self.is_full())
 
-    def _entry(self, room: Room) -> HostEntry:
-        return HostEntry(self.node_id, self.public_url, room.router.worker.index, len(room.peers))
+    async def _room_members(self, room_ids: Sequence[str]) -> dict[str, dict[str, bytes]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in room_ids:
+                pipe.hgetall(room_nodes_key(room_id))
+            values = await pipe.execute()
+        return {rid: {k.decode(): v for k, v in fields.items()} for rid, fields in zip(room_ids, values, strict=True)}
+
+    async def _alive(self, node_ids: set[str]) -> set[str]:
+        """The nodes among `node_ids` whose key still exists (their entries are remembered)."""
+        ids = sorted(node_ids - {self.node_id})
+        alive = {self.node_id} & node_ids
+        if not ids:
+            return alive
+        for node_id, value in zip(ids, await self.redis.mget([node_key(n) for n in ids]), strict=True):
+            if value is None:
+                self.nodes.pop(node_id, None)
+                continue
+            with contextlib.suppress(ValueError):
+                self.nodes[node_id] = NodeEntry.parse(value)
+                alive.add(node_id)
+        return alive
+
+    async def _node_taking_joins(self, room_id: str) -> NodeEntry | None:
+        """Another live node for a join this node refuses: one of the room's first, else any."""
+        if not self.reachable:
+            return None
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                members = (await self._room_members([room_id]))[room_id]
+                candidates = list(members)
+                async for key in self.redis.scan_iter(match=NODE_KEY_PREFIX + "*", count=100):
+                    candidates.append(key.decode()[len(NODE_KEY_PREFIX):])
+                    if len(candidates) > 1000:
+                        break
+                alive = await self._alive(set(candidates))
+        except REDIS_ERRORS as exc:
+            self._lost(exc)
+            return None
+        for node_id in candidates:
+            entry = self.nodes.get(node_id)
+            if node_id != self.node_id and node_id in alive and entry is not None and entry.takes_joins:
+                return entry
+        return None
 
     async def _heartbeats(self) -> None:
         while True:
@@ -219,28 +336,51 @@ class Cluster:
                     await self._wake.wait()
 
     async def _beat(self) -> None:
+        rooms = list(self.registry.rooms.values())
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                moved = await self._hold_rooms()
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.set(node_key(self.node_id), self._own_entry().to_json(), px=NODE_TTL_MS)
+                    for room in rooms:
+                        pipe.hset(room_nodes_key(room.id), self.node_id,
+                                  room_entry(len(room.peers), room.router.worker.index))
+                        pipe.pexpire(room_nodes_key(room.id), NODE_TTL_MS * 2)
+                    await pipe.execute()
         except REDIS_ERRORS as exc:
             self._lost(exc)
             return
         self._regained()
-        for room_id in moved:
-            log.warning("room %s is hosted by another node now; its peers here are sent there", room_id)
-            await self.registry.close_here(room_id, "moved")
 
-    async def _hold_rooms(self) -> list[str]:
-        """Rewrite every hosted room's entry (re-registering any Redis lost); the rooms another node holds."""
-        rooms = list(self.registry.rooms.values())
-        if not rooms:
-            await self.redis.ping()
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for room in rooms:
-                await self._hold(keys=[room_key(room.id)], args=self._hold_args(self._entry(room)), client=pipe)
-            holders = await pipe.execute()
-        return [room.id for room, holder in zip(rooms, holders, strict=True) if holder is not None]
+    async def _watch(self) -> None:
+        """Drop the dead nodes of this node's rooms (their peers here are told they left)."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            if not self.reachable or time.monotonic() < self._watch_after or not self.registry.rooms:
+                continue
+            try:
+                await self._check_rooms()
+            except REDIS_ERRORS as exc:
+                self._lost(exc)
+            except Exception:
+                log.exception("watching the other nodes of this node's rooms failed")
+
+    async def _check_rooms(self) -> None:
+        room_ids = list(self.registry.rooms)
+        # what this node knew before reading Redis: a node that joins a room meanwhile is not gone
+        known_before = {rid: self.cascade.nodes_of(rid) if self.cascade is not None else set() for rid in room_ids}
+        async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+            members = await self._room_members(room_ids)
+            alive = await self._alive({node for fields in members.values() for node in fields})
+        for room_id, fields in members.items():
+            dead = [node for node in fields if node not in alive]
+            known = known_before[room_id]
+            for node_id in dead:
+                log.warning("node %s stopped renewing its heartbeat: dropped from room %s", node_id, room_id)
+                async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                    await self.redis.hdel(room_nodes_key(room_id), node_id)
+            for node_id in sorted(known - (alive & set(fields))):
+                if self.cascade is not None:
+                    await self.cascade.node_gone(room_id, node_id)
 
     async def _close_requests(self) -> None:
         while True:
@@ -275,6 +415,8 @@ class Cluster:
     def _regained(self) -> None:
         if not self.reachable:
             self.reachable = True
+            # the other nodes need a beat to register again too: none is judged dead meanwhile
+            self._watch_after = time.monotonic() + NODE_TTL_MS / 1000
             log.info("Redis at %s is reachable again: this node's %d room(s) are registered again",
                      shown_url(self.redis_url), len(self.registry.rooms))
 

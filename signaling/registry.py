@@ -1,7 +1,8 @@
 """The live rooms of this node: which router hosts each, on which worker; what REST asks of them.
 
-With Redis, `cluster` (signaling.cluster) says which node hosts a room: a room hosted elsewhere is
-refused with `wrong_node`, counts and closes reach rooms on other nodes.
+With Redis, `cluster` (signaling.cluster) registers this node among the nodes of each room it opens
+(a room spans nodes: signaling/cascade.py); a node that is draining or full refuses new rooms with
+`wrong_node`; counts and closes reach the room on every node.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class RoomRegistry:
         """The live room for a database room, creating its router on first use."""
         room = self.rooms.get(record.id)
         if room is not None:
+            if self.cluster is not None:
+                _refuse_elsewhere(await self.cluster.elsewhere(record.id, opening=False))
             return room
         pending = self._opening.get(record.id)
         if pending is not None:  # two first joins at once share one router
@@ -61,10 +64,7 @@ class RoomRegistry:
         try:
             worker = self.pick_worker()
             if self.cluster is not None:
-                host = await self.cluster.claim(record.id, worker.index)
-                if host is not None:
-                    raise RequestError("wrong_node", f"room {record.id} is hosted by another node: "
-                                       "connect there and join again", url=host)
+                _refuse_elsewhere(await self.cluster.claim(record.id, worker.index))
             try:
                 router = await worker.create_router(app_data={"roomId": record.id})
             except SwitchyardError as exc:
@@ -129,13 +129,19 @@ class RoomRegistry:
 
     async def participant_counts(self, room_ids: Sequence[str]) -> Mapping[str, int]:
         counts = {rid: len(self.rooms[rid].peers) for rid in room_ids if rid in self.rooms}
-        if self.cluster is not None:
-            elsewhere = [rid for rid in room_ids if rid not in counts]
-            counts.update(await self.cluster.participant_counts(elsewhere))
+        if self.cluster is not None:  # a room's peers on every node
+            return await self.cluster.participant_counts(room_ids, counts)
         return counts
 
     async def close_room(self, room_id: str) -> None:
         if room_id in self.rooms:
             await self.close_here(room_id, "deleted")
-        elif self.cluster is not None:
+        if self.cluster is not None:  # the other nodes carrying it close theirs
             await self.cluster.request_close(room_id)
+
+
+def _refuse_elsewhere(url: str | None) -> None:
+    """A draining or full node sends the join to another node (PROTOCOL.md section 3, `wrong_node`)."""
+    if url is not None:
+        raise RequestError("wrong_node", "this node takes no more peers here (draining or full): "
+                           "connect to the node at url and join again", url=url)

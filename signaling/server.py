@@ -13,6 +13,7 @@ from socketio.exceptions import ConnectionRefusedError
 from common.log import get_logger
 from common.ratelimit import SlidingWindow
 from media.api.errors import SwitchyardError
+from signaling.cascade import Cascade
 from signaling.cluster import Cluster, RoomEvents
 from signaling.errors import RequestError, from_engine
 from signaling.handlers import data, media, presence, room, transport
@@ -34,6 +35,8 @@ log = get_logger("signaling")
 MAX_MESSAGE_BYTES = 256 * 1024
 CHAT_PER_SECOND = 10
 MAX_PENDING_REQUESTS = 64
+# Data channels are not piped between nodes: only the peers on the data producer's node hear of them.
+NODE_LOCAL_EVENTS = frozenset({"new-data-producer", "data-producer-closed"})
 # What the application gives signaling (app/server.py composes them): who a token belongs to
 # (None: refused), and a stored chat message in the contract's `message` shape.
 Authenticate = Callable[[str], Awaitable["User | None"]]
@@ -55,15 +58,22 @@ class SignalingServer:
     """PROTOCOL.md §3 over python-socketio; one per node, on every HTTP port the app serves."""
 
     def __init__(self, workers: list, store: Store, authenticate: Authenticate, message_shape: MessageShape,
-                 redis_url: str | None = None, public_url: str | None = None):
+                 redis_url: str | None = None, public_url: str | None = None, pipe_ip: str | None = None,
+                 max_peers: int = 0):
         self.registry = RoomRegistry(workers)
         self.registry.on_room_closed = self._room_closed
         manager = None
+        # with Redis: the room's peers and producers on other nodes, and the pipes to them
+        self.cascade: Cascade | None = None
         if redis_url:
             if not public_url:
                 raise ValueError("many nodes (Redis) need this node's public URL")
-            self.registry.cluster = Cluster(redis_url, public_url, self.registry)
-            manager = RoomEvents(redis_url, self.registry.cluster)
+            cluster = Cluster(redis_url, public_url, self.registry, pipe_ip or "127.0.0.1", max_peers)
+            self.registry.cluster = cluster
+            self.cascade = cluster.cascade = Cascade(cluster, self.registry)
+            self.cascade.emit_local = self.emit_here
+            self.cascade.pipes.on_fed = self._piped_away
+            manager = RoomEvents(redis_url, cluster)
         self.sio = SocketServer(
             async_mode="aiohttp", client_manager=manager, cors_allowed_origins="*",
             max_http_buffer_size=MAX_MESSAGE_BYTES, logger=False, engineio_logger=False,
@@ -73,6 +83,8 @@ class SignalingServer:
         self.message_shape = message_shape
         self.connections: dict[str, Connection] = {}
         self.chat_limits = SlidingWindow(CHAT_PER_SECOND, 1.0)
+        # TURN servers with credentials minted for a peer (app/turn/), put in createWebRtcTransport's answer
+        self.ice_servers: Callable[[Peer], list[dict[str, Any]]] | None = None
         self.handlers = {**room.HANDLERS, **transport.HANDLERS, **media.HANDLERS, **presence.HANDLERS,
                          **data.HANDLERS}
         self.sio.on("connect", self._connect)
@@ -168,12 +180,28 @@ class SignalingServer:
         asyncio.ensure_future(self.sio.emit(event, data, **where))
 
     async def to_others(self, peer: Peer, event: str, data: dict) -> None:
+        if self.cascade is not None:  # the other nodes of the room learn it before their peers hear it
+            if event in NODE_LOCAL_EVENTS:
+                await self.sio.emit(event, data, room=peer.room.id, skip_sid=peer.sid, ignore_queue=True)
+                return
+            await self.cascade.share(peer, event, data)
         await self.sio.emit(event, data, room=peer.room.id, skip_sid=peer.sid)
 
+    async def emit_here(self, event: str, data: dict, room_id: str) -> None:
+        """To this node's sockets of a room only (what happened to this node's part of the room)."""
+        await self.sio.emit(event, data, room=room_id, ignore_queue=True)
+
+    async def _piped_away(self, live_room: Room, producer_id: str) -> None:
+        """A producer here is now piped to another node: its simulcast layers all stay on."""
+        owner = live_room.producer_owner(producer_id)
+        if owner is not None:
+            await media.announce_layers_needed(self, owner, producer_id)
+
     async def _room_closed(self, live_room: Room, reason: str) -> None:
-        """Deleted (REST) or lost its worker: tell everyone, drop their peers; deleted rooms disconnect."""
+        """Deleted (REST) or lost its worker: tell its peers on this node (each node of a deleted room
+        tells its own), drop them; deleted rooms disconnect."""
         data = {"roomId": live_room.id} if reason == "deleted" else {"roomId": live_room.id, "reason": reason}
-        await self.sio.emit("room-closed", data, room=live_room.id)
+        await self.emit_here("room-closed", data, live_room.id)
         for peer in list(live_room.peers.values()):
             connection = self.connections.get(peer.sid)
             if connection is not None and connection.peer is peer:

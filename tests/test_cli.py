@@ -69,6 +69,13 @@ def test_bad_setting_from_environment():
     assert_one_line_error(result, "HTTP port")
 
 
+@pytest.mark.parametrize("name,value,needle", [("SWITCHYARD_WORKER_RESPAWN_LIMIT", "-1", "respawn limit"),
+                                               ("SWITCHYARD_WORKER_RESPAWN_WINDOW", "0", "respawn window"),
+                                               ("SWITCHYARD_WORKER_RESPAWN_LIMIT", "many", "RESPAWN_LIMIT")])
+def test_bad_respawn_bound_from_environment(name, value, needle):
+    assert_one_line_error(run_cli("serve", "--signaling-port", "0", env={name: value}), needle)
+
+
 def test_unreachable_database(free_ports):
     base = free_ports(4)
     result = run_cli(*serve_args(base, db="postgresql+asyncpg://postgres@127.0.0.1:1/test"))
@@ -180,8 +187,10 @@ def test_serve_health_and_clean_stop(free_ports, tmp_path, postgres_url, redis_u
 
 def test_killed_worker_is_reported(free_ports):
     base = free_ports(4)
+    # respawning off (tests/test_worker_respawn.py covers it): the dead worker stays dead
     proc = subprocess.Popen([*SWITCHYARD, *serve_args(base)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "SWITCHYARD_WORKER_RESPAWN_LIMIT": "0"})
     try:
         body = wait_for_health(f"http://127.0.0.1:{base}/api/health", proc)
         os.kill(body["workers"][0]["pid"], signal.SIGKILL)
@@ -196,4 +205,4 @@ def test_killed_worker_is_reported(free_ports):
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0
-    assert "died" in err
+    assert "died" in err and "not respawning it" in err

@@ -1,5 +1,6 @@
-"""Many nodes (PROTOCOL.md §3, `wrong_node`): real `switchyard serve` processes sharing the real
-PostgreSQL and Redis; a node killed outright; a private Redis stopped and started again mid-run."""
+"""Many nodes (PROTOCOL.md section 3): real `switchyard serve` processes sharing the real PostgreSQL
+and Redis; a room opens on every node a peer reaches (the room's hash of nodes); a node killed
+outright; a private Redis stopped and started again mid-run. Media across nodes: tests/test_cascade.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from switchyard_client import SignalingError, SwitchyardClient
+from switchyard_client import SwitchyardClient
 
-from signaling.cluster import ENTRY_TTL_MS, room_key
+from signaling.cluster import NODE_TTL_MS, WATCH_SECONDS, node_key, room_nodes_key
 from tests.conftest import free_port_range
 from tests.services import _listening
 from tests.signaling_server import ServerProcess, signed_in
@@ -22,7 +23,7 @@ from tests.test_rest_db import create_scratch_database, drop_scratch_database
 
 pytestmark = pytest.mark.timeout(60)
 
-TTL_SECONDS = ENTRY_TTL_MS / 1000
+TTL_SECONDS = NODE_TTL_MS / 1000
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,15 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float, what:
     return time.monotonic() - started
 
 
-async def host_of(directory: aioredis.Redis, room_id: str) -> str | None:
-    value = await directory.get(room_key(room_id))
-    return json.loads(value)["url"] if value is not None else None
+async def node_entries(directory: aioredis.Redis, room_id: str) -> dict[str, dict]:
+    """The room's hash: public URL of each live node listed -> its entry (participants, worker)."""
+    fields = {k.decode(): json.loads(v) for k, v in (await directory.hgetall(room_nodes_key(room_id))).items()}
+    values = await directory.mget([node_key(n) for n in fields]) if fields else []
+    return {json.loads(v)["url"]: fields[n] for n, v in zip(fields, values, strict=True) if v is not None}
+
+
+async def host_urls(directory: aioredis.Redis, room_id: str) -> set[str]:
+    return set(await node_entries(directory, room_id))
 
 
 async def health(node: ServerProcess) -> dict:
@@ -76,31 +83,35 @@ async def health(node: ServerProcess) -> dict:
         return await response.json()
 
 
-async def test_join_on_a_node_not_hosting_the_room_is_redirected(nodes, directory):
+async def test_a_room_opens_on_each_node_a_peer_reaches(nodes, directory):
     host, other = nodes
     alice = await signed_in(host.url, "Alice")
-    room = await alice.create_room("redirect")
+    room = await alice.create_room("spans")
     await alice.join(room["id"])
-    entry = json.loads(await directory.get(room_key(room["id"])))
-    assert entry["url"] == host.url and entry["worker"] == 0 and entry["participants"] == 1
-    assert 0 < await directory.pttl(room_key(room["id"])) <= ENTRY_TTL_MS
+    assert await node_entries(directory, room["id"]) == {host.url: {"participants": 1, "worker": 0}}
+    node_ids = [k.decode() for k in await directory.hkeys(room_nodes_key(room["id"]))]
+    assert 0 < await directory.pttl(node_key(node_ids[0])) <= NODE_TTL_MS
 
     bob = await signed_in(other.url, "Bob")
-    with pytest.raises(SignalingError) as caught:
-        await bob.request("join", {"roomId": room["id"]})
-    assert caught.value.code == "wrong_node" and caught.value.details == {"url": host.url}
-
-    joined = await bob.join(room["id"])  # the SDK follows wrong_node
-    assert bob.base_url == host.url
+    joined = await bob.join(room["id"])  # no wrong_node any more: the room opens on this node too
+    assert bob.base_url == other.url
     assert [p["displayName"] for p in joined["peers"]] == ["Alice"]
     assert (await alice.wait_for("user-joined"))["peerId"] == joined["peerId"]
+
+    async def both_listed() -> bool:
+        entries = await node_entries(directory, room["id"])
+        return entries == {host.url: {"participants": 1, "worker": 0}, other.url: {"participants": 1, "worker": 0}}
+
+    await eventually(both_listed, 3, "both nodes are listed with one participant each")
+    await bob.leave()
+    assert (await alice.wait_for("user-left"))["peerId"] == joined["peerId"]
     await alice.close()
     await bob.close()
-    await eventually(lambda: _missing(directory, room["id"]), 3, "the empty room's entry is deleted")
+    await eventually(lambda: _missing(directory, room["id"]), 3, "the empty room's hash is deleted")
 
 
 async def _missing(directory: aioredis.Redis, room_id: str) -> bool:
-    return await directory.exists(room_key(room_id)) == 0
+    return await directory.exists(room_nodes_key(room_id)) == 0
 
 
 async def test_room_events_and_live_counts_across_nodes(nodes):
@@ -117,6 +128,10 @@ async def test_room_events_and_live_counts_across_nodes(nodes):
     assert await alice.wait_for("audio-mute") == {"peerId": b["peerId"], "muted": True}
     await alice.video_mute(True)
     assert await bob.wait_for("video-mute") == {"peerId": a["peerId"], "muted": True}
+    carol = await signed_in(other.url, "Carol")  # the other node's view of Alice follows her state
+    c = await carol.join(room["id"])
+    assert {p["displayName"]: p["videoMuted"] for p in c["peers"]} == {"Alice": True, "Bob": False}
+    await carol.close()
 
     watcher = await signed_in(other.url, "Watcher", connect=False)
 
@@ -131,12 +146,12 @@ async def test_room_events_and_live_counts_across_nodes(nodes):
         await client.close()
 
 
-async def test_deleting_a_room_on_the_other_node_closes_it_on_its_host(nodes, directory):
+async def test_deleting_a_room_closes_it_on_every_node_carrying_it(nodes, directory):
     host, other = nodes
     alice = await signed_in(host.url, "Alice")
     room = await alice.create_room("doomed")
     await alice.join(room["id"])
-    bob = await signed_in(host.url, "Bob")
+    bob = await signed_in(other.url, "Bob")
     await bob.join(room["id"])
 
     owner_elsewhere = SwitchyardClient(other.url, token=alice.token)
@@ -144,54 +159,48 @@ async def test_deleting_a_room_on_the_other_node_closes_it_on_its_host(nodes, di
     for peer in (alice, bob):
         assert await peer.wait_for("room-closed") == {"roomId": room["id"]}
         await peer.wait_for("disconnect", timeout=5)
-    await eventually(lambda: _missing(directory, room["id"]), 3, "the deleted room's entry is deleted")
+    with pytest.raises(TimeoutError):  # each node told its own peers, once
+        await alice.wait_for("room-closed", timeout=1)
+    await eventually(lambda: _missing(directory, room["id"]), 3, "the deleted room's hash is deleted")
     for client in (alice, bob, owner_elsewhere):
         await client.close()
 
 
-async def test_a_room_another_node_took_over_is_given_up(nodes, directory):
-    """After a split (Redis cut off from the host alone), the host yields to the node that claimed the room."""
+async def test_a_stale_entry_of_a_dead_node_is_dropped_and_not_counted(nodes, directory):
     host, _ = nodes
     alice = await signed_in(host.url, "Alice")
-    room = await alice.create_room("split")
+    room = await alice.create_room("ghost")
     await alice.join(room["id"])
-    usurper = {"nodeId": "elsewhere", "url": "http://192.0.2.7:3000", "worker": 0, "participants": 1}
-    await directory.set(room_key(room["id"]), json.dumps(usurper), px=ENTRY_TTL_MS)
-    closed = await alice.wait_for("room-closed", timeout=5)
-    assert closed == {"roomId": room["id"], "reason": "moved"}
-    with pytest.raises(SignalingError) as caught:
-        await alice.request("join", {"roomId": room["id"]})
-    assert caught.value.code == "wrong_node" and caught.value.details == {"url": usurper["url"]}
-    await directory.delete(room_key(room["id"]))
+    ghost = json.dumps({"participants": 5, "worker": 0})
+    await directory.hset(room_nodes_key(room["id"]), "ghost-node-without-a-heartbeat", ghost)
+    assert (await alice.get_room(room["id"]))["participantCount"] == 1
+
+    async def dropped() -> bool:
+        return not await directory.hexists(room_nodes_key(room["id"]), "ghost-node-without-a-heartbeat")
+
+    await eventually(dropped, WATCH_SECONDS + 2, "the dead node's entry is dropped")
     await alice.close()
 
 
-async def test_a_killed_node_frees_its_rooms_within_the_ttl(nodes, database, redis_url, directory):
+async def test_a_killed_node_is_dropped_from_its_rooms_and_its_peers_leave(nodes, database, redis_url, directory):
     _, survivor = nodes
     doomed = ServerProcess(database, redis_url)
     try:
         alice = await signed_in(doomed.url, "Alice")
         room = await alice.create_room("orphan")
-        await alice.join(room["id"])
+        a = await alice.join(room["id"])
         bob = await signed_in(survivor.url, "Bob")
-        with pytest.raises(SignalingError) as caught:
-            await bob.request("join", {"roomId": room["id"]})
-        assert caught.value.details == {"url": doomed.url}
+        joined = await bob.join(room["id"])  # at once, on the survivor
+        assert [p["peerId"] for p in joined["peers"]] == [a["peerId"]]
+        assert await host_urls(directory, room["id"]) == {doomed.url, survivor.url}
         doomed.kill()
+        killed = time.monotonic()
     finally:
         doomed.stop()
-
-    async def joined_on_survivor() -> bool:
-        try:
-            await bob.request("join", {"roomId": room["id"]})
-        except SignalingError as exc:
-            assert exc.code == "wrong_node"
-            return False
-        return True
-
-    took = await eventually(joined_on_survivor, TTL_SECONDS + 2, "the survivor takes the room")
-    assert took <= TTL_SECONDS + 1
-    assert await host_of(directory, room["id"]) == survivor.url
+    assert await bob.wait_for("user-left", timeout=TTL_SECONDS + 3) == {"peerId": a["peerId"]}
+    assert time.monotonic() - killed <= 5
+    assert await host_urls(directory, room["id"]) == {survivor.url}
+    assert (await bob.get_room(room["id"]))["participantCount"] == 1
     await bob.close()
     await alice.close()
 
@@ -238,7 +247,7 @@ async def test_redis_outage_keeps_the_nodes_rooms_and_ends_in_re_registration(da
         second = await alice.create_room("opened in the outage")
         await alice.join(room["id"])
         await bob.join(room["id"])
-        assert await host_of(directory, room["id"]) == node.url
+        assert await host_urls(directory, room["id"]) == {node.url}
 
         private_redis.kill()
 
@@ -258,11 +267,11 @@ async def test_redis_outage_keeps_the_nodes_rooms_and_ends_in_re_registration(da
         directory = aioredis.from_url(private_redis.url)
 
         async def registered_again() -> bool:
-            return (await host_of(directory, room["id"]) == node.url
-                    and await host_of(directory, second["id"]) == node.url)
+            return (await host_urls(directory, room["id"]) == {node.url}
+                    and await host_urls(directory, second["id"]) == {node.url})
 
         await eventually(registered_again, 8, "both rooms are registered again")
-        assert json.loads(await directory.get(room_key(room["id"])))["participants"] == 3
+        assert (await node_entries(directory, room["id"]))[node.url]["participants"] == 3
         assert (await health(node))["redis"] == "ok"
         await bob.audio_mute(True)
         assert (await alice.wait_for("audio-mute"))["muted"] is True

@@ -206,6 +206,39 @@ def test_streams_per_ssrc_and_removal():
     assert sender.remove_stream(99) is False
 
 
+@profiles
+def test_many_streams_in_one_session_interoperate_with_plain_libsrtp(profile):
+    """A session with hundreds of SSRCs (a receive transport in a big room) spreads its streams over
+    several libsrtp sessions (srtp.pyx): pylibsrtp's single session must still read every packet,
+    RTP and RTCP, with each SSRC's rollover counter and SRTCP index carried on across packets."""
+    key = make_key(profile)
+    ours_out = srtp.SrtpSession(profile, key, "outbound")
+    theirs_in = pylibsrtp_session(profile, key, pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    theirs_out = pylibsrtp_session(profile, key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    ours_in = srtp.SrtpSession(profile, key, "inbound")
+    ssrcs = [0x1000 + i for i in range(150)] + random.Random(7).sample(range(1, 2**32), 150)
+    for seq in (65534, 65535, 0, 1):  # across a rollover: the ROC lives in each SSRC's stream
+        for ssrc in ssrcs:
+            packet = rtp_packet(seq, ssrc=ssrc)
+            assert theirs_in.unprotect(ours_out.protect(packet)) == packet
+            assert ours_in.unprotect(theirs_out.protect(packet)) == packet
+    for ssrc in ssrcs:
+        for _ in range(2):  # the SRTCP index goes on per SSRC too
+            report = rtcp_sender_report(ssrc)
+            assert theirs_in.unprotect_rtcp(ours_out.rtcp_protect(report)) == report
+            assert ours_in.rtcp_unprotect(theirs_out.protect_rtcp(report)) == report
+    # a replay is still caught, whichever of the sessions holds the SSRC
+    replayed = theirs_out.protect(rtp_packet(2, ssrc=ssrcs[-1]))
+    assert ours_in.unprotect(replayed) == rtp_packet(2, ssrc=ssrcs[-1])
+    with pytest.raises(ValueError, match="replay"):
+        ours_in.unprotect(replayed)
+    # removal finds the stream wherever it is, once
+    for ssrc in (ssrcs[0], ssrcs[200]):
+        assert ours_out.remove_stream(ssrc) is True
+        assert ours_out.remove_stream(ssrc) is False
+    assert ours_out.remove_stream(0xDEADBEEF) is False
+
+
 def test_status_names():
     assert srtp.status_name(0) == "ok"
     assert srtp.status_name(7) == "auth_fail"

@@ -13,6 +13,8 @@ export default defineConfig({
       '/socket.io': { target: server, ws: true },
     },
   },
+  // the end-to-end encryption worker (src/e2ee/worker.ts) is an ES module worker bundle of its own
+  worker: { format: 'es' },
   build: {
     outDir: 'dist',
     sourcemap: true,

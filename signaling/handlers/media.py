@@ -97,14 +97,17 @@ async def consume(server: SignalingServer, connection: Connection, payload: Any)
     if transport.app_data.get("direction") != "recv":
         raise invalid_input("transportId is not a receive transport")
     owner = peer.room.producer_owner(request.producerId)
-    if owner is None:
+    if owner is None and server.cascade is None:
         raise not_found("producer")
     if len(peer.consumers) >= MAX_CONSUMERS:
         raise limit_exceeded(f"at most {MAX_CONSUMERS} consumers per peer")
+    if owner is None:  # a producer of a peer on another node: piped here first (signaling/cascade.py)
+        await server.cascade.make_consumable(peer.room, request.producerId)
     consumer = await transport.consume(request.producerId, request.rtpCapabilities, paused=request.paused)
     peer.consumers[consumer.id] = consumer
     _relay_consumer_events(server, peer, owner, consumer)
-    await announce_layers_needed(server, owner, consumer.producer_id)
+    if owner is not None:
+        await announce_layers_needed(server, owner, consumer.producer_id)
     return {
         "id": consumer.id,
         "producerId": consumer.producer_id,
@@ -115,7 +118,7 @@ async def consume(server: SignalingServer, connection: Connection, payload: Any)
     }
 
 
-def _relay_consumer_events(server: SignalingServer, peer: Peer, owner: Peer, consumer: Consumer) -> None:
+def _relay_consumer_events(server: SignalingServer, peer: Peer, owner: Peer | None, consumer: Consumer) -> None:
     ids = {"consumerId": consumer.id}
 
     def closed_by_producer() -> None:
@@ -142,6 +145,9 @@ async def announce_layers_needed(server: SignalingServer, owner: Peer, producer_
         return
     preferred = [c.preferred_layers["spatialLayer"] for c in producer.consumers.values()
                  if not c.closed and c.preferred_layers]
+    if any(c.type == "pipe" and not c.closed for c in producer.consumers.values()):
+        # a pipe (to another node) carries every layer: the consumers over there choose theirs
+        preferred.append(len(producer.rtp_parameters["encodings"]) - 1)
     # never an empty list: with nobody consuming, the lowest layer stays on for the next joiner
     layers = list(range(max(preferred, default=0) + 1))
     if owner.layers_needed.get(producer_id) != layers:

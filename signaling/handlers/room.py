@@ -39,12 +39,15 @@ async def join(server: SignalingServer, connection: Connection, payload: Any) ->
     await server.sio.enter_room(connection.sid, live.id)
     await server.to_others(peer, "user-joined", peer.info())
     others = live.others(peer)
+    # the room's peers and producers on other nodes too (signaling/cascade.py)
+    remote = server.cascade
     return {
         "peerId": peer.peer_id,
         "roomId": live.id,
         "routerRtpCapabilities": live.router.rtp_capabilities,
-        "peers": [p.info() for p in others],
-        "producers": [producer_info(producer, p) for p in others for producer in p.producers.values()],
+        "peers": [p.info() for p in others] + (remote.remote_peers(live.id) if remote else []),
+        "producers": [producer_info(producer, p) for p in others for producer in p.producers.values()]
+        + (remote.remote_producers(live.id) if remote else []),
         "dataProducers": [data_producer_info(producer, p) for p in others
                           for producer in p.data_producers.values()],
     }
@@ -52,9 +55,14 @@ async def join(server: SignalingServer, connection: Connection, payload: Any) ->
 
 def _active_speaker_listener(server: SignalingServer, live):
     def on_active_speaker(data: dict) -> None:
-        owner = live.producer_owner(data["producerId"]) if data.get("producerId") else None
-        event = {"peerId": owner.peer_id, "volume": data["volume"]} if owner else {"peerId": None, "volume": None}
-        server.emit_later("active-speaker", event, room=live.id)
+        producer_id = data.get("producerId")
+        owner = live.producer_owner(producer_id) if producer_id else None
+        owner_id = owner.peer_id if owner else None
+        if owner_id is None and producer_id and server.cascade is not None:  # piped from another node
+            owner_id = server.cascade.remote_owner(live.id, producer_id)
+        event = {"peerId": owner_id, "volume": data["volume"]} if owner_id else {"peerId": None, "volume": None}
+        # each node's router observes the audio it carries and tells its own peers
+        server.emit_later("active-speaker", event, room=live.id, ignore_queue=True)
     return on_active_speaker
 
 
@@ -98,6 +106,8 @@ async def drop_peer(server: SignalingServer, connection: Connection, notify: boo
     peer.data_consumers.clear()
     await server.sio.leave_room(connection.sid, live.id)
     if notify:
+        if server.cascade is not None:
+            await server.cascade.peer_left(live.id, peer.peer_id)
         await server.sio.emit("user-left", {"peerId": peer.peer_id}, room=live.id)
     if peer.session_id is not None:
         try:

@@ -49,6 +49,8 @@ async def create_webrtc_transport(server: SignalingServer, connection: Connectio
         "iceCandidates": transport.ice_candidates,
         "dtlsParameters": transport.dtls_parameters,
         **({"sctpParameters": transport.sctp_parameters} if transport.sctp_parameters else {}),
+        # TURN relays for networks that block UDP or every port but 443, when the server has TURN
+        **({"iceServers": server.ice_servers(peer)} if server.ice_servers is not None else {}),
     }
 
 

@@ -1,5 +1,5 @@
-"""Two nodes on a shared PostgreSQL and Redis: a browser on the node that does not host the room is
-sent to the one that does (`wrong_node`, PROTOCOL.md §3) and the call works across the redirect."""
+"""Two nodes on a shared PostgreSQL and Redis: a browser joins the room on the node it reached, the
+room spans both nodes (docs/architecture.md) and the call's media crosses between the nodes' workers."""
 
 from __future__ import annotations
 
@@ -27,23 +27,24 @@ def nodes(postgres_url, redis_url, web_dist):
     assert "Traceback" not in errors, errors
 
 
-async def test_the_app_follows_wrong_node(browser, nodes):
+async def test_a_call_spans_two_nodes(browser, nodes):
     host, other = nodes
     alice = await Person.open(browser, host.url, "Alice")
     await alice.guest()
     room_path = await alice.create_room("Across nodes")
     await alice.join()
 
-    # Bob's page comes from the other node; its join is answered wrong_node, and the app
-    # reconnects its signaling to the hosting node and joins there.
+    # Bob's page comes from the other node and joins there: the room opens on that node too and
+    # each node pipes its peer's producers to the other.
     bob = await Person.open(browser, other.url, "Bob")
     await bob.guest()
     await bob.join(room_path)
     assert bob.page.url.startswith(other.url)
-    assert await bob.page.evaluate("window.switchyard.signalingUrl") == host.url
+    assert await bob.page.evaluate("window.switchyard.signalingUrl") == other.url
     await alice.wait_video_playing("Bob")
     await bob.wait_video_playing("Alice")
     await media_flowing(bob, video_streams=1, audio_streams=1)
+    await media_flowing(alice, video_streams=1, audio_streams=1)
     await expect(bob.grid()).to_have_attribute("data-tiles", "2")
     await alice.close()
     await bob.close()

@@ -6,6 +6,8 @@ for each direction, the transport's `connect` event answered with `connectWebRtc
 `resumeConsumer` once it is ready. Every transport is created with the device's `sctpCapabilities`
 so it can carry DataChannels (PROTOCOL.md section 4): `produceData` names a negotiated stream the
 client opened, `consumeData` answers the stream the server chose (RFC 8831 section 6.5).
+When the server has TURN, its answer's `iceServers` (credentials minted for this peer) go to aiortc's
+RTCConfiguration, which gathers a relayed candidate over UDP, TCP or TLS (`turns:`) from the first.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import copy
 from typing import TYPE_CHECKING, Any
 
+from aiortc import RTCIceServer
 from pymediasoup import AiortcHandler, Device
 from pymediasoup.rtp_parameters import RtpCapabilities
 from pymediasoup.sctp_parameters import SctpParameters, SctpStreamParameters
@@ -34,6 +37,14 @@ def wire(value: Any) -> Any:
     return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
 
 
+def ice_servers(answer: dict[str, Any]) -> list[RTCIceServer] | None:
+    """The answer's `iceServers` (W3C RTCIceServer dictionaries) as aiortc's; None without any."""
+    servers = [RTCIceServer(urls=entry["urls"], username=entry.get("username"),
+                            credential=entry.get("credential"))
+               for entry in answer.get("iceServers") or [] if isinstance(entry, dict) and entry.get("urls")]
+    return servers or None
+
+
 def new_device() -> Device:
     return Device(handlerFactory=AiortcHandler.createFactory(tracks=[]))
 
@@ -47,10 +58,13 @@ async def load_device(device: Device, router_rtp_capabilities: dict[str, Any]) -
 class MediaSession:
     """One connection's send and receive transports; closing it ends every track it received."""
 
-    def __init__(self, client: SwitchyardClient, device: Device, force_tcp: bool = False):
+    def __init__(self, client: SwitchyardClient, device: Device, force_tcp: bool = False,
+                 use_turn: bool = True):
         self.client = client
         self.device = device
         self.force_tcp = force_tcp
+        # False: no TURN allocation even when the server hands out TURN servers
+        self.use_turn = use_turn
         self.send_transport: Transport | None = None
         self.recv_transport: Transport | None = None
         # pymediasoup renegotiates one RTCPeerConnection per transport: one change at a time
@@ -64,7 +78,8 @@ class MediaSession:
         create = self.device.createSendTransport if direction == "send" else self.device.createRecvTransport
         transport = create(id=info["id"], iceParameters=info["iceParameters"],
                            iceCandidates=info["iceCandidates"], dtlsParameters=info["dtlsParameters"],
-                           sctpParameters=SctpParameters.model_validate(sctp) if sctp else None)
+                           sctpParameters=SctpParameters.model_validate(sctp) if sctp else None,
+                           iceServers=ice_servers(info) if self.use_turn else None)
         client = self.client
 
         @transport.on("connect")

@@ -19,6 +19,8 @@ registered late is also called for the tracks already received), `track-ended` (
 After the server drops the Socket.IO connection the Room signs in again with its token, joins
 again, publishes its tracks and data channels again (new producer ids on the same Publication and
 DataChannel objects) and subscribes again; the server has closed the old peer by then (PROTOCOL.md: a disconnect leaves).
+A `room-closed` whose reason is `worker_died` (the room's media worker died; the server respawns
+it) takes the same path: `disconnected("worker_died")`, then `reconnected` once the call is back.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ log = logging.getLogger("switchyard_client")
 RECONNECT_ATTEMPTS = 8
 RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 8.0
+# `room-closed` reasons after which the room still exists and joining again brings the call back:
+# its media worker died (the server respawns it, PROTOCOL.md section 3)
+REJOIN_REASONS = ("worker_died",)
 SIMULCAST_UNSUPPORTED = (
     "simulcast is not available from Python: pymediasoup declares one RID per encoding, but aiortc's "
     "RTCRtpSender sends a single stream without RIDs, so the server would never see the layers")
@@ -264,11 +269,17 @@ class Room:
         elif event == "active-speaker":
             self._events.emit("active-speaker", self.peers.get(data.get("peerId") or ""), data.get("volume"))
         elif event == "room-closed":
-            self._events.spawn(self._close("room_closed"), "room closed")
+            reason = data.get("reason") if isinstance(data, dict) else None
+            if reason in REJOIN_REASONS and self.reconnect:
+                # the room's media is gone but the room is not: join again (the server has a new
+                # worker for it by then, or puts the room on another one) as after a dropped socket
+                self._start_reconnect(reason)
+            else:
+                self._events.spawn(self._close("room_closed"), "room closed")
         elif event == "disconnect":
-            if self.reconnect and self._reconnecting is None:
-                self._reconnecting = self._events.spawn(self._reconnect(str(data)), "reconnection")
-            elif not self.reconnect:
+            if self.reconnect:
+                self._start_reconnect(str(data))
+            else:
                 self._events.spawn(self._close("disconnected"), "disconnect")
 
     # ---- publishing ------------------------------------------------------------------------------
@@ -515,6 +526,10 @@ class Room:
             self._events.emit("track-ended", remote)
         for channel in data_ended:
             self._events.emit("data-channel-closed", channel)
+
+    def _start_reconnect(self, reason: str) -> None:
+        if self._reconnecting is None:
+            self._reconnecting = self._events.spawn(self._reconnect(reason), "reconnection")
 
     async def _reconnect(self, reason: str) -> None:
         """Join again with backoff, then publish every publication again."""

@@ -4,9 +4,11 @@ import { RoomClient } from '@switchyard/client';
 
 import { api, type Recording, type Room, type Session } from '../api';
 import { callReducer, initialCallState, tilesOf, type CallAction } from '../call/callState';
+import { iceTransportPolicyFrom } from '../call/ice';
 import { cameraCodecSetting } from '../call/layout';
 import { attachReactions, REACTIONS_LABEL, type Emoji } from '../call/reactions';
 import { ChatPanel } from '../components/ChatPanel';
+import { E2ee, type E2eeStatus } from '../e2ee';
 import { Controls } from '../components/Controls';
 import { Header } from '../components/Header';
 import { afterRecordingChanged, RecordingControl } from '../components/RecordingControl';
@@ -27,6 +29,15 @@ declare global {
 
 type Props = { session: Session; room: Room; choice: JoinChoice; onTryAgain: () => void };
 
+/** What the person is told when a transform of an end-to-end encrypted call fails. */
+function e2eeFailure(status: E2eeStatus, who: string | undefined): string {
+  if (status.role === 'encrypt') return `Your ${status.kind} could not be encrypted, so it is not sent (${status.reason}).`;
+  return (
+    `The ${status.kind} of ${who ?? 'a participant'} cannot be decrypted: their end-to-end encryption passphrase ` +
+    'differs from yours, or they joined without one.'
+  );
+}
+
 const STATUS_TEXT = {
   connecting: 'Joining…',
   joined: 'Connected',
@@ -46,6 +57,8 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
   const chatOpenRef = useRef(chatOpen);
   chatOpenRef.current = chatOpen;
   const [recording, setRecording] = useState<Recording | null>(null);
+  const peersRef = useRef(state.peers);
+  peersRef.current = state.peers;
 
   useEffect(() => {
     let active = true;
@@ -64,6 +77,22 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
       }
       dispatch(action);
     };
+    let e2ee: E2ee | null = null;
+    if (choice.e2eePassphrase) {
+      try {
+        e2ee = new E2ee(choice.e2eePassphrase, room.id, (status) => {
+          if (status.state === 'failing') {
+            onAction({ type: 'error', message: e2eeFailure(status, peersRef.current[status.peerId ?? '']?.displayName) });
+          }
+        });
+      } catch (error) {
+        // never join unencrypted when encryption was asked for
+        onAction({ type: 'failed', message: (error as Error).message });
+        return () => {
+          active = false;
+        };
+      }
+    }
     const current = new RoomClient({
       url: window.location.origin,
       token: session.token,
@@ -73,7 +102,12 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
       self: choice.self,
       loadHistory: (roomId) => api.messages(session.token, roomId),
       describeError,
-      camera: { codec: cameraCodecSetting(window.location.search, localStorage) },
+      // E2EE: VP8 simulcast, the codec whose clear header the server needs is known (e2ee/frame.ts)
+      camera: { codec: e2ee ? null : cameraCodecSetting(window.location.search, localStorage) },
+      // TURN servers come with the server's answer; `?iceTransportPolicy=relay` uses them only
+      transport: { iceTransportPolicy: iceTransportPolicyFrom(window.location.search) },
+      // set on each RTCRtpSender/RTCRtpReceiver as it is made, before any frame: nothing leaves clear
+      ...(e2ee ? { transforms: e2ee.transforms } : {}),
       acceptData: (info) => info.label === REACTIONS_LABEL,
     });
     current.on('action', onAction);
@@ -86,7 +120,7 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
     return () => {
       active = false;
       sendReaction.current = () => false;
-      void current.leave();
+      void current.leave().finally(() => e2ee?.close());
       if (window.switchyard === current) delete window.switchyard;
     };
   }, [session.token, room.id, choice]);
@@ -153,6 +187,11 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
           <span className={`status-pill status-${state.status}`} role="status" aria-live="polite">
             {STATUS_TEXT[state.status]}
           </span>
+          {choice.e2eePassphrase && (
+            <span className="status-pill e2ee-pill" title="End-to-end encrypted: video and audio are encrypted in the browsers; the server cannot see them">
+              Encrypted
+            </span>
+          )}
           <RecordingControl
             token={session.token}
             roomId={room.id}

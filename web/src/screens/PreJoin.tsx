@@ -3,11 +3,18 @@ import { useEffect, useRef, useState, type FormEvent } from 'react';
 import type { LocalMedia, SelfState } from '@switchyard/client';
 
 import type { Room } from '../api';
+import { e2eeSupported, passphraseFromSearch } from '../e2ee';
 import { describeError } from '../errors';
 import { linkHandler } from '../router';
 import { useReleaseOnUnmount } from '../useRelease';
 
-export type JoinChoice = { media: LocalMedia; self: SelfState; displayName: string };
+export type JoinChoice = {
+  media: LocalMedia;
+  self: SelfState;
+  displayName: string;
+  /** End-to-end encryption's passphrase (web/src/e2ee), null for a call without it. */
+  e2eePassphrase: string | null;
+};
 
 export const VIDEO_QUALITIES = {
   low: { label: 'Low (320×180)', width: 320, height: 180, frameRate: 15 },
@@ -73,6 +80,10 @@ export function PreJoin({ room, defaultName, onJoin }: Props) {
   const [micOn, setMicOn] = useState(true);
   const [cameraOn, setCameraOn] = useState(true);
   const [displayName, setDisplayName] = useState(defaultName);
+  // `?e2ee=<passphrase>` turns end-to-end encryption on with that passphrase (links, tests)
+  const [passphrase, setPassphrase] = useState(() => passphraseFromSearch(window.location.search) ?? '');
+  const [e2eeOn, setE2eeOn] = useState(() => passphraseFromSearch(window.location.search) !== null);
+  const canEncrypt = e2eeSupported();
   const [media, setMedia] = useState<LocalMedia>({ mic: null, camera: null });
   const [opening, setOpening] = useState(true);
   const [mediaError, setMediaError] = useState<string | null>(null);
@@ -126,6 +137,7 @@ export function PreJoin({ room, defaultName, onJoin }: Props) {
     onJoin({
       media,
       displayName: displayName.trim() || defaultName,
+      e2eePassphrase: e2eeOn && canEncrypt && passphrase ? passphrase : null,
       self: { audioMuted: !micOn || !media.mic, videoMuted: !cameraOn || !media.camera, handRaised: false, screenSharing: false },
     });
   };
@@ -205,6 +217,28 @@ export function PreJoin({ room, defaultName, onJoin }: Props) {
             <input type="checkbox" checked={cameraOn} onChange={(e) => setCameraOn(e.target.checked)} disabled={!media.camera} />
             Camera on
           </label>
+          <label className="check">
+            <input type="checkbox" checked={e2eeOn} onChange={(e) => setE2eeOn(e.target.checked)} disabled={!canEncrypt} />
+            End-to-end encryption
+          </label>
+          {!canEncrypt && <p className="muted-text">This browser cannot encrypt media end to end.</p>}
+          {e2eeOn && canEncrypt && (
+            <label>
+              Encryption passphrase
+              <input
+                type="password"
+                value={passphrase}
+                onChange={(e) => setPassphrase(e.target.value)}
+                autoComplete="off"
+                aria-describedby="e2ee-hint"
+                required
+              />
+              <span id="e2ee-hint" className="muted-text field-hint">
+                Everyone in the call needs the same one: share it outside Switchyard. The server forwards your video
+                and audio without being able to see or hear them.
+              </span>
+            </label>
+          )}
           <button type="submit" className="button primary big" disabled={opening}>
             Join room
           </button>

@@ -1,0 +1,280 @@
+"""A room across nodes (issue 12, docs/architecture.md "A room across nodes"): two real `switchyard
+serve` processes on the real PostgreSQL and Redis, SDK clients with real aiortc media.
+
+A publisher on node A and a viewer on node B: the viewer joins on B (no `wrong_node`), sees A's
+peer and producer in its join, and decodes A's video piped from A's worker to B's; pause travels
+through the pipe; a pair on B and the publisher on A consume each other's nodes. Node A is then
+SIGKILLed: the viewer is told (`user-left`, the track ends) within 5 s and the pair on B keeps
+exchanging media. A node whose worker dies leaves the room the same way. A draining node and a
+full node send joins to a node of the room (`wrong_node`); the control path shrugs off garbage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import urllib.request
+
+import pytest
+import redis.asyncio as aioredis
+from switchyard_client import Room, SignalingError
+
+from signaling.cascade_bus import ROOMS_CHANNEL, node_channel
+from signaling.cluster import node_key, room_nodes_key
+from tests.media.client import receive_frames
+from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack
+from tests.signaling_server import ServerProcess, signed_in
+from tests.test_rest_db import create_scratch_database, drop_scratch_database
+
+pytestmark = pytest.mark.timeout(150)
+WAIT = 20.0
+TOLD_WITHIN_SECONDS = 5.0
+
+
+@pytest.fixture(scope="module")
+def database(postgres_url):
+    url, _ = asyncio.run(create_scratch_database(postgres_url))
+    yield url
+    asyncio.run(drop_scratch_database(postgres_url, url))
+
+
+@pytest.fixture(scope="module")
+def node_b(database, redis_url):
+    """The node that stays up."""
+    node = ServerProcess(database, redis_url)
+    yield node
+    err = node.stop()
+    assert "Traceback" not in err, err
+
+
+def queue_of(room: Room, event: str) -> asyncio.Queue:
+    queue: asyncio.Queue = asyncio.Queue()
+    room.on(event, lambda *args: queue.put_nowait(args[0] if len(args) == 1 else args))
+    return queue
+
+
+async def next_item(queue: asyncio.Queue, predicate=lambda item: True, timeout: float = WAIT):
+    async def scan():
+        while True:
+            item = await queue.get()
+            if predicate(item):
+                return item
+    return await asyncio.wait_for(scan(), timeout)
+
+
+async def quiet(track, seconds: float = 1.0, limit: int = 120) -> bool:
+    """Frames stop: none for `seconds` within `limit` frames."""
+    for _ in range(limit):
+        try:
+            await asyncio.wait_for(track.recv(), seconds)
+        except TimeoutError:
+            return True
+    return False
+
+
+async def new_room(url: str, name: str) -> str:
+    owner = await signed_in(url, "Owner", connect=False)
+    room = await owner.create_room(name)
+    await owner.close()
+    return room["id"]
+
+
+async def node_urls(directory: aioredis.Redis, room_id: str) -> dict[str, str]:
+    """node id -> public URL of the live nodes listed in the room's hash."""
+    ids = [key.decode() for key in await directory.hkeys(room_nodes_key(room_id))]
+    values = await directory.mget([node_key(i) for i in ids]) if ids else []
+    return {i: json.loads(v)["url"] for i, v in zip(ids, values, strict=True) if v is not None}
+
+
+async def leave_all(rooms: list[Room]) -> None:
+    for room in rooms:
+        try:
+            await asyncio.wait_for(room.leave(), 10)
+        except Exception as exc:  # a Room whose node was killed may fail to say goodbye
+            print(f"leave of {room.display_name} failed: {exc!r}")
+
+
+async def test_a_room_spans_two_nodes_and_outlives_the_killed_one(database, redis_url, node_b):
+    node_a = ServerProcess(database, redis_url)
+    directory = aioredis.from_url(redis_url)
+    rooms: list[Room] = []
+    try:
+        room_id = await new_room(node_a.url, "across nodes")
+        alice = await Room.join(node_a.url, room_id, "Alice", auto_subscribe=False, reconnect=False)
+        rooms.append(alice)
+        video = await alice.publish(MovingBarTrack())
+
+        viewer = await Room.join(node_b.url, room_id, "Viewer", auto_subscribe=False, reconnect=False)
+        rooms.append(viewer)
+        assert viewer.client.base_url == node_b.url  # joined where it connected: no wrong_node
+        assert viewer.peers[alice.peer_id].display_name == "Alice"
+        assert viewer.producers[video.producer_id].peer_id == alice.peer_id
+        assert set((await node_urls(directory, room_id)).values()) == {node_a.url, node_b.url}
+
+        remote = await viewer.subscribe(video.producer_id)
+        frames, _ = await receive_frames(remote.track, 20)
+        assert all((f.width, f.height) == (WIDTH, HEIGHT) for f in frames)
+
+        mutes = queue_of(viewer, "mute")
+        await video.mute()  # pauseProducer on A: the pipe producer on B pauses too
+        assert await next_item(mutes) == (viewer.peers[alice.peer_id], "video", True)
+        assert await quiet(remote.track), "frames kept coming through the pipe while paused"
+        await video.unmute()
+        await receive_frames(remote.track, 5)
+
+        carol = await Room.join(node_b.url, room_id, "Carol", auto_subscribe=False, reconnect=False)
+        rooms.append(carol)
+        dave = await Room.join(node_b.url, room_id, "Dave", auto_subscribe=False, reconnect=False)
+        rooms.append(dave)
+        joined_alice = queue_of(alice, "producer")
+        carol_video = await carol.publish(MovingBarTrack())
+        dave_view = await dave.subscribe(carol_video.producer_id)
+        await receive_frames(dave_view.track, 5)
+        # and the other way, B to A: the new producer reached Alice on A, who decodes it there
+        assert (await next_item(joined_alice)).producer_id == carol_video.producer_id
+        alice_view = await alice.subscribe(carol_video.producer_id)
+        await receive_frames(alice_view.track, 5)
+        dave_chat = queue_of(dave, "chat")
+        sent = await alice.chat("from node A")
+        assert (await next_item(dave_chat)).id == sent.id
+
+        left, ended = queue_of(viewer, "peer-left"), queue_of(viewer, "track-ended")
+        carol_left = queue_of(carol, "peer-left")
+        killed = time.monotonic()
+        node_a.kill()
+        assert (await next_item(left, timeout=TOLD_WITHIN_SECONDS + 2)).peer_id == alice.peer_id
+        told = time.monotonic() - killed
+        print(f"the viewer on B was told that node A's peer left {told:.2f}s after SIGKILL")
+        assert told <= TOLD_WITHIN_SECONDS
+        assert (await next_item(ended)).producer_id == video.producer_id
+        assert (await next_item(carol_left)).peer_id == alice.peer_id
+        assert alice.peer_id not in viewer.peers and video.producer_id not in viewer.producers
+        assert set((await node_urls(directory, room_id)).values()) == {node_b.url}
+
+        # the room's part on B goes on: media and events
+        frames, _ = await receive_frames(dave_view.track, 20)
+        assert all((f.width, f.height) == (WIDTH, HEIGHT) for f in frames)
+        carol_chat = queue_of(carol, "chat")
+        sent = await dave.chat("still here")
+        assert (await next_item(carol_chat)).id == sent.id
+        late = await Room.join(node_b.url, room_id, "Late", auto_subscribe=False, reconnect=False)
+        rooms.append(late)
+        assert {p.display_name for p in late.peers.values()} == {"Viewer", "Carol", "Dave"}
+        assert set(late.producers) == {carol_video.producer_id}
+    finally:
+        await leave_all(rooms)
+        await directory.aclose()
+        node_a.stop()
+
+
+async def test_a_draining_node_and_a_full_node_send_joins_to_a_node_of_the_room(database, redis_url, node_b):
+    other = ServerProcess(database, redis_url, extra_env={"SWITCHYARD_MAX_PEERS": "1"})
+    clients = []
+    try:
+        first = await signed_in(node_b.url, "First")
+        clients.append(first)
+        room = await first.create_room("busy")
+        await first.join(room["id"])
+
+        alice = await signed_in(other.url, "Alice")
+        clients.append(alice)
+        joined = await alice.join(room["id"])  # the room spans both nodes
+        assert [p["displayName"] for p in joined["peers"]] == ["First"]
+        bob = await signed_in(other.url, "Bob")
+        clients.append(bob)
+        with pytest.raises(SignalingError) as caught:  # full: one peer at most
+            await bob.request("join", {"roomId": room["id"]})
+        assert caught.value.code == "wrong_node" and caught.value.details == {"url": node_b.url}
+        await alice.leave()
+
+        second = await first.create_room("new while draining")
+        await first.request("join", {"roomId": second["id"]})
+        other.process.send_signal(signal.SIGUSR1)  # draining: no new rooms on `other`
+        await asyncio.sleep(0.5)
+        carol = await signed_in(other.url, "Carol")
+        clients.append(carol)
+        with pytest.raises(SignalingError) as caught:
+            await carol.request("join", {"roomId": second["id"]})
+        assert caught.value.code == "wrong_node" and caught.value.details == {"url": node_b.url}
+        joined = await carol.join(second["id"])  # the SDK follows wrong_node
+        assert carol.base_url == node_b.url and [p["displayName"] for p in joined["peers"]] == ["First"]
+    finally:
+        for client in clients:
+            await client.close()
+        err = other.stop()
+        assert "Traceback" not in err, err
+
+
+async def test_the_control_path_answers_bad_requests_and_drops_garbage(node_b, redis_url):
+    """What reaches a node's cascade channels from Redis never breaks it: garbage is dropped, bad
+    requests get the contract's error shape."""
+    directory = aioredis.from_url(redis_url)
+    pubsub = directory.pubsub()
+    try:
+        node_id = None
+        async for key in directory.scan_iter(match=node_key("*")):
+            value = await directory.get(key)
+            if value is not None and json.loads(value)["url"] == node_b.url:
+                node_id = json.loads(value)["nodeId"]
+        assert node_id is not None, "node B is not in the directory"
+        asker = f"test-asker-{time.monotonic_ns()}"
+        await pubsub.subscribe(node_channel(asker))
+
+        async def ask(method: str, params) -> dict:
+            request_id = str(time.monotonic_ns())
+            message = {"type": "request", "id": request_id, "from": asker, "method": method, "params": params}
+            await directory.publish(node_channel(node_id), json.dumps(message))
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                reply = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if reply is not None and json.loads(reply["data"]).get("id") == request_id:
+                    return json.loads(reply["data"])
+            raise AssertionError(f"no reply to {method}")
+
+        for garbage in (b"not json", b"\xff\xfe", b"[]", json.dumps({"type": "event", "from": "x"}).encode(),
+                        b"x" * 300_000):
+            await directory.publish(ROOMS_CHANNEL, garbage)
+            await directory.publish(node_channel(node_id), garbage)
+        assert (await ask("nope", {}))["error"]["code"] == "not_found"
+        assert (await ask("pipe.connect", "not an object"))["error"]["code"] == "invalid_input"
+        assert (await ask("pipe.connect", {"roomId": 7}))["error"]["code"] == "invalid_input"
+        assert (await ask("pipe.connect", {"roomId": "no-such-room"}))["error"]["code"] == "not_found"
+        assert (await ask("pipe.produce", {"roomId": "no-such-room", "producerId": "p"}))["error"]["code"] \
+            == "not_found"
+        snapshot = await ask("room.snapshot", {"roomId": "no-such-room"})
+        assert (snapshot["ok"], snapshot["data"], snapshot["from"]) == (True, {"peers": [], "producers": []}, node_id)
+    finally:
+        await pubsub.aclose()
+        await directory.aclose()
+    # the node still serves
+    client = await signed_in(node_b.url, "After")
+    room = await client.create_room("after garbage")
+    assert (await client.join(room["id"]))["peers"] == []
+    await client.close()
+
+
+
+async def test_a_node_whose_worker_died_leaves_the_room_and_the_other_node_is_told(database, redis_url, node_b):
+    node_a = ServerProcess(database, redis_url)
+    rooms: list[Room] = []
+    try:
+        room_id = await new_room(node_a.url, "worker dies")
+        alice = await Room.join(node_a.url, room_id, "Alice", auto_subscribe=False, reconnect=False)
+        rooms.append(alice)
+        video = await alice.publish(MovingBarTrack())
+        watcher = await signed_in(node_b.url, "Watcher")
+        joined = await watcher.join(room_id)
+        assert [p["producerId"] for p in joined["producers"]] == [video.producer_id]
+        with urllib.request.urlopen(node_a.url + "/api/health", timeout=5) as response:
+            worker_pid = json.loads(response.read())["workers"][0]["pid"]
+        os.kill(worker_pid, signal.SIGKILL)
+        closed = await watcher.wait_for("producer-closed", timeout=TOLD_WITHIN_SECONDS)
+        assert closed == {"producerId": video.producer_id, "peerId": alice.peer_id}
+        assert await watcher.wait_for("user-left", timeout=TOLD_WITHIN_SECONDS) == {"peerId": alice.peer_id}
+        await watcher.close()
+    finally:
+        await leave_all(rooms)
+        node_a.stop()
