@@ -2,7 +2,9 @@
 # Web builder: the React app needs Node 20 (Vite 7, mediasoup-client 3.18); Debian's is older.
 FROM node:20-bookworm-slim AS web
 WORKDIR /web
+# an npm workspace: the client package's manifest is needed for npm ci too (web/packages/client)
 COPY web/package.json web/package-lock.json ./
+COPY web/packages/client/package.json ./packages/client/
 RUN npm ci --no-audit --no-fund
 COPY web ./
 RUN npm run build

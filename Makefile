@@ -30,12 +30,16 @@ $(TEST_STAMP): $(STAMP)
 
 install: $(STAMP)
 
-# The web app (web/, React + Vite): npm ci from the committed lockfile when it changes, a build when a
-# source changes. Skipped while web/ has no package.json.
-WEB_SRC := $(shell find web/src web/public -type f 2>/dev/null) $(wildcard web/index.html web/vite.config.ts web/tsconfig.json)
+# The web app (web/, React + Vite) and the client package it is built on (web/packages/client, an npm
+# workspace): npm ci at the workspace root from the committed lockfile when it changes, a build (the
+# package, then the app and the package's example page) when a source of either changes. Skipped while
+# web/ has no package.json.
+WEB_CLIENT := web/packages/client
+WEB_SRC := $(shell find web/src web/public $(WEB_CLIENT)/src $(WEB_CLIENT)/example -type f -not -path '*/dist/*' 2>/dev/null) \
+	$(wildcard web/index.html web/vite.config.ts web/tsconfig.json $(WEB_CLIENT)/tsconfig*.json)
 WEB_DEPS := web/node_modules/.installed
 
-$(WEB_DEPS): web/package.json web/package-lock.json
+$(WEB_DEPS): web/package.json web/package-lock.json $(WEB_CLIENT)/package.json
 	cd web && npm ci --no-audit --no-fund
 	@touch $@
 
@@ -80,5 +84,5 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check common fastpath media signaling app loadgen tests bench setup.py sdk/python
 
 clean:
-	rm -rf $(VENV) build *.egg-info fastpath/*.c fastpath/*.so loadgen/*.c loadgen/*.so web/dist web/node_modules
+	rm -rf $(VENV) build *.egg-info fastpath/*.c fastpath/*.so loadgen/*.c loadgen/*.so web/dist web/node_modules $(WEB_CLIENT)/dist $(WEB_CLIENT)/node_modules
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

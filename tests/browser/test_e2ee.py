@@ -104,7 +104,7 @@ async def test_e2ee_call_decodes_with_the_passphrase_and_not_without(browser, se
     await bob.page.set_viewport_size({"width": 1280, "height": 800})
     await wait_inbound_height(bob, 180)
 
-    # A screen share is encrypted too (the third producer path of Call.ts).
+    # A screen share is encrypted too (its own producer: the transforms.sender hook runs for it as well).
     await alice.page.get_by_role("button", name="Share screen").click()
     screen = bob.page.locator('figure.tile[data-source="screen"] video')
     await bob.page.wait_for_function("v => v.videoWidth > 0", arg=await screen.element_handle())

@@ -1,5 +1,7 @@
 // The REST API of PROTOCOL.md §2, typed. Every failure becomes an ApiError with the contract's code.
 
+import type { ChatMessage } from '@switchyard/client';
+
 export type User = { id: string; email: string | null; displayName: string; isGuest: boolean };
 
 export type Room = {
@@ -12,15 +14,7 @@ export type Room = {
   participantCount: number;
 };
 
-export type ChatMessage = {
-  id: string;
-  roomId: string;
-  peerId: string;
-  userId: string;
-  displayName: string;
-  text: string;
-  ts: string;
-};
+export type { ChatMessage };
 
 export type Session = { user: User; token: string };
 

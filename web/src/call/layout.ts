@@ -1,4 +1,7 @@
-// Sizes: how the grid divides the space, and which simulcast layer a tile of a given size needs.
+// Sizes: how the grid divides the space; the camera codec setting. Which simulcast layer a tile of
+// a given size needs is the client package's (layerForSize in @switchyard/client).
+
+import type { CameraCodec } from '@switchyard/client';
 
 export type GridShape = { columns: number; rows: number; tileWidth: number; tileHeight: number };
 
@@ -16,36 +19,9 @@ export function gridShape(count: number, width: number, height: number, aspect =
   return best;
 }
 
-/** Spatial layers the camera is sent in: r0, r1, r2 at 1/4, 1/2 and full resolution. */
-export const CAMERA_ENCODINGS = [
-  { rid: 'r0', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { rid: 'r1', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { rid: 'r2', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
-];
-
-/**
- * The lowest spatial layer whose height covers a tile `displayHeight` CSS pixels high (times the
- * device pixel ratio), for a camera captured `sourceHeight` pixels high; the top layer otherwise.
- */
-export function layerForSize(displayHeight: number, sourceHeight: number, pixelRatio = 1): number {
-  const needed = displayHeight * pixelRatio;
-  const top = CAMERA_ENCODINGS.length - 1;
-  for (let layer = 0; layer < top; layer++) {
-    const layerHeight = sourceHeight / CAMERA_ENCODINGS[layer].scaleResolutionDownBy;
-    // a little upscaling is not visible; a layer 10% short of the tile still does
-    if (layerHeight >= needed * 0.9) return layer;
-  }
-  return top;
-}
-
-/** The highest layer a `producer-layers-needed` list asks for (lower ones stay on, §4). */
-export function maxLayerNeeded(spatialLayers: number[]): number {
-  return spatialLayers.length ? Math.max(...spatialLayers) : 0;
-}
-
 /** The camera's codec and scalability mode when set (docs/web.md, a developer setting): one SVC
- * encoding instead of simulcast, e.g. AV1 with "L1T3" or "L3T3_KEY". */
-export type CameraCodecSetting = { mimeType: string; scalabilityMode: string | undefined };
+ * encoding instead of simulcast, e.g. AV1 with "L1T3" or "L3T3_KEY" (the client's `camera.codec`). */
+export type CameraCodecSetting = CameraCodec;
 
 export const CAMERA_CODEC_KEY = 'switchyard.cameraCodec';
 export const CAMERA_SCALABILITY_KEY = 'switchyard.cameraScalabilityMode';

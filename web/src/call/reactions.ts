@@ -1,7 +1,10 @@
 // Emoji reactions: sent over a DataChannel (the server's DataProducer/DataConsumer, SCTP), shown
 // floating over the sender's tile for everyone. Chat stays on Socket.IO, where it is persisted;
 // a reaction is gone after a few seconds, so a lost one costs nothing: the channel is unordered
-// with a short lifetime (maxPacketLifeTime), never waiting behind a retransmission.
+// with a short lifetime (maxPacketLifeTime), never waiting behind a retransmission. The channel is
+// the client package's (RoomClient.publishData and its `data` event); the emoji are the app's.
+
+import type { RoomClient } from '@switchyard/client';
 
 export const REACTIONS = ['👍', '❤️', '😂', '🎉', '👏', '😮'] as const;
 export type Emoji = (typeof REACTIONS)[number];
@@ -32,4 +35,32 @@ export function decodeReaction(message: unknown): Emoji | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Reactions on a RoomClient: publish this person's `reactions` data channel, turn the others'
+ * messages into `reaction` actions (each followed by `reaction-expired` after REACTION_SHOWN_MS),
+ * and return the function that sends one (false while the channel is not open) and shows it on the
+ * own tile. The client is made with `acceptData` for REACTIONS_LABEL, so only these are received.
+ */
+export function attachReactions(
+  client: RoomClient,
+  dispatch: (action: { type: 'reaction'; reaction: Reaction } | { type: 'reaction-expired'; id: number }) => void,
+): (emoji: Emoji) => boolean {
+  let nextId = 0;
+  const show = (peerId: string, emoji: Emoji) => {
+    const id = ++nextId;
+    dispatch({ type: 'reaction', reaction: { id, peerId, emoji } });
+    setTimeout(() => dispatch({ type: 'reaction-expired', id }), REACTION_SHOWN_MS);
+  };
+  client.on('data', ({ peerId, label, data }) => {
+    const emoji = label === REACTIONS_LABEL ? decodeReaction(data) : null;
+    if (emoji) show(peerId, emoji);
+  });
+  const channel = client.publishData(REACTIONS_LABEL, { ordered: false, maxPacketLifeTime: REACTION_LIFETIME_MS });
+  return (emoji) => {
+    if (!channel.send(encodeReaction(emoji))) return false;
+    if (client.state.selfPeerId) show(client.state.selfPeerId, emoji);
+    return true;
+  };
 }

@@ -1,7 +1,7 @@
 import { useState } from 'react';
 
 import { REACTIONS, type Emoji } from '../call/reactions';
-import type { SelfState } from '../call/roomState';
+import type { SelfState } from '@switchyard/client';
 import { Icon, type IconName } from './icons';
 
 type Props = {

@@ -1,13 +1,14 @@
 import { useCallback, useLayoutEffect, useRef, useState } from 'react';
 
-import type { Call } from '../call/Call';
-import { gridShape, layerForSize } from '../call/layout';
-import type { RoomState, Tile } from '../call/roomState';
+import { layerForSize, type RoomClient, type RoomState } from '@switchyard/client';
+
+import type { Tile } from '../call/callState';
+import { gridShape } from '../call/layout';
 import { VideoTile } from './VideoTile';
 
 const DEFAULT_SOURCE_HEIGHT = 720;
 
-function RemoteTile({ tile, call, state }: { tile: Tile; call: Call; state: RoomState }) {
+function RemoteTile({ tile, call, state }: { tile: Tile; call: RoomClient; state: RoomState }) {
   const consumerId = tile.videoConsumerId;
   const consumer = consumerId ? state.consumers[consumerId] : undefined;
   const producer = consumer ? state.producers[consumer.producerId] : undefined;
@@ -24,7 +25,7 @@ function RemoteTile({ tile, call, state }: { tile: Tile; call: Call; state: Room
   );
 }
 
-export function VideoGrid({ tiles, call, state }: { tiles: Tile[]; call: Call; state: RoomState }) {
+export function VideoGrid({ tiles, call, state }: { tiles: Tile[]; call: RoomClient; state: RoomState }) {
   const ref = useRef<HTMLDivElement>(null);
   const [size, setSize] = useState({ width: 0, height: 0 });
 

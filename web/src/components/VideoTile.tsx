@@ -1,6 +1,8 @@
 import { useEffect, useRef } from 'react';
 
-import type { Quality, Tile } from '../call/roomState';
+import type { Quality } from '@switchyard/client';
+
+import type { Tile } from '../call/callState';
 import { Icon } from './icons';
 
 type Props = {

@@ -2,10 +2,13 @@
 //
 // An E2ee owns one worker (./worker.ts) that holds the room secret and runs every transform. A
 // sender or receiver is protected by `enableE2ee(senderOrReceiver, e2ee)`, which sets its
-// RTCRtpScriptTransform; with mediasoup-client, pass `onRtpSender` / `onRtpReceiver(peerId)` to
-// produce() / consume(), which call back right after the transceiver is made and before the SDP
-// exchange, so not one frame leaves unencrypted. Nothing changes on the wire contract: the server
-// sees RTP as always, with encrypted payloads after the codec's first bytes.
+// RTCRtpScriptTransform; with @switchyard/client, pass `e2ee.transforms` as RoomClientOptions'
+// `transforms`: the package calls them synchronously the moment each RTCRtpSender/RTCRtpReceiver
+// exists (mediasoup-client's onRtpSender/onRtpReceiver), before the SDP exchange, so not one frame
+// leaves unencrypted. Nothing changes on the wire contract: the server sees RTP as always, with
+// encrypted payloads after the codec's first bytes.
+
+import type { MediaTransforms } from '@switchyard/client';
 
 import type { TransformOptions, WorkerReport } from './protocol';
 
@@ -61,13 +64,12 @@ export class E2ee {
     this.worker.postMessage({ type: 'init', passphrase, roomId });
   }
 
-  /** mediasoup-client's `produce({ onRtpSender })`: encrypt what this sender sends. */
-  readonly onRtpSender = (sender: RTCRtpSender): void => enableE2ee(sender, this);
-
-  /** mediasoup-client's `consume({ onRtpReceiver })`: decrypt what this receiver gets from `peerId`. */
-  onRtpReceiver(peerId: string): (receiver: RTCRtpReceiver) => void {
-    return (receiver) => enableE2ee(receiver, this, peerId);
-  }
+  /** RoomClientOptions' `transforms`: encrypt what every sender sends, decrypt what every receiver
+   * gets with the keys of the peer it comes from. */
+  readonly transforms: MediaTransforms = {
+    sender: (sender, { kind }) => enableE2ee(sender, this, null, kind),
+    receiver: (receiver, { peerId, kind }) => enableE2ee(receiver, this, peerId, kind),
+  };
 
   /** Stop the worker: the transforms of this call stop with it (the call is over). */
   close(): void {
@@ -81,11 +83,16 @@ export class E2ee {
  * Encrypt what `target` sends (an RTCRtpSender) or decrypt what it receives (an RTCRtpReceiver, whose
  * media comes from `peerId`). Set it before media flows: a sender's frames until then go out clear.
  */
-export function enableE2ee(target: RTCRtpSender | RTCRtpReceiver, e2ee: E2ee, peerId: string | null = null): void {
+export function enableE2ee(
+  target: RTCRtpSender | RTCRtpReceiver,
+  e2ee: E2ee,
+  peerId: string | null = null,
+  kind: 'audio' | 'video' = target.track?.kind === 'audio' ? 'audio' : 'video',
+): void {
   const role = target instanceof RTCRtpSender ? 'encrypt' : 'decrypt';
   const options: TransformOptions = {
     role,
-    kind: target.track?.kind === 'audio' ? 'audio' : 'video',
+    kind,
     peerId: role === 'decrypt' ? peerId : null,
   };
   target.transform = new RTCRtpScriptTransform(e2ee.worker, options);

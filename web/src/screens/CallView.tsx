@@ -1,8 +1,12 @@
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from 'react';
 
+import { RoomClient } from '@switchyard/client';
+
 import { api, type Recording, type Room, type Session } from '../api';
-import { Call } from '../call/Call';
-import { initialRoomState, roomReducer, tilesOf, type RoomAction } from '../call/roomState';
+import { callReducer, initialCallState, tilesOf, type CallAction } from '../call/callState';
+import { iceTransportPolicyFrom } from '../call/ice';
+import { cameraCodecSetting } from '../call/layout';
+import { attachReactions, REACTIONS_LABEL, type Emoji } from '../call/reactions';
 import { ChatPanel } from '../components/ChatPanel';
 import { E2ee, type E2eeStatus } from '../e2ee';
 import { Controls } from '../components/Controls';
@@ -11,6 +15,7 @@ import { afterRecordingChanged, RecordingControl } from '../components/Recording
 import { RemoteAudio } from '../components/RemoteAudio';
 import { VideoGrid } from '../components/VideoGrid';
 import { Icon } from '../components/icons';
+import { describeError } from '../errors';
 import { navigate } from '../router';
 import { useReleaseOnUnmount } from '../useRelease';
 import type { JoinChoice } from './PreJoin';
@@ -18,7 +23,7 @@ import type { JoinChoice } from './PreJoin';
 declare global {
   interface Window {
     /** The call in progress, for debugging from the console and for the browser tests. */
-    switchyard?: Call;
+    switchyard?: RoomClient;
   }
 }
 
@@ -43,8 +48,10 @@ const STATUS_TEXT = {
 } as const;
 
 export function CallView({ session, room, choice, onTryAgain }: Props) {
-  const [state, dispatch] = useReducer(roomReducer, choice.self, initialRoomState);
-  const [call, setCall] = useState<Call | null>(null);
+  const [state, dispatch] = useReducer(callReducer, choice.self, initialCallState);
+  const [call, setCall] = useState<RoomClient | null>(null);
+  /** Sends a reaction on the call's data channel and floats it over the own tile (false: not open). */
+  const sendReaction = useRef<(emoji: Emoji) => boolean>(() => false);
   const [chatOpen, setChatOpen] = useState(false);
   const [unread, setUnread] = useState(0);
   const chatOpenRef = useRef(chatOpen);
@@ -55,7 +62,7 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
 
   useEffect(() => {
     let active = true;
-    const onAction = (action: RoomAction) => {
+    const onAction = (action: CallAction) => {
       if (!active) return;
       if (action.type === 'server' && action.event === 'chat' && !chatOpenRef.current) setUnread((n) => n + 1);
       if (action.type === 'server' && action.event === 'recording-changed') {
@@ -86,22 +93,33 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
         };
       }
     }
-    const current = new Call({
+    const current = new RoomClient({
       url: window.location.origin,
       token: session.token,
       roomId: room.id,
       displayName: choice.displayName,
       media: choice.media,
       self: choice.self,
-      dispatch: onAction,
       loadHistory: (roomId) => api.messages(session.token, roomId),
-      e2ee,
+      describeError,
+      // E2EE: VP8 simulcast, the codec whose clear header the server needs is known (e2ee/frame.ts)
+      camera: { codec: e2ee ? null : cameraCodecSetting(window.location.search, localStorage) },
+      // TURN servers come with the server's answer; `?iceTransportPolicy=relay` uses them only
+      transport: { iceTransportPolicy: iceTransportPolicyFrom(window.location.search) },
+      // set on each RTCRtpSender/RTCRtpReceiver as it is made, before any frame: nothing leaves clear
+      ...(e2ee ? { transforms: e2ee.transforms } : {}),
+      acceptData: (info) => info.label === REACTIONS_LABEL,
     });
+    current.on('action', onAction);
+
+    sendReaction.current = attachReactions(current, onAction);
+
     setCall(current);
     window.switchyard = current;
-    void current.start();
+    void current.join();
     return () => {
       active = false;
+      sendReaction.current = () => false;
       void current.leave().finally(() => e2ee?.close());
       if (window.switchyard === current) delete window.switchyard;
     };
@@ -221,7 +239,7 @@ export function CallView({ session, room, choice, onTryAgain }: Props) {
         onCamera={() => void call?.setCameraOff(!state.self.videoMuted)}
         onScreen={() => void (state.self.screenSharing ? call?.stopScreenShare() : call?.startScreenShare())}
         onHand={() => void call?.setHandRaised(!state.self.handRaised)}
-        onReact={call && state.status === 'joined' ? (emoji) => void call.sendReaction(emoji) : undefined}
+        onReact={call && state.status === 'joined' ? (emoji) => void sendReaction.current(emoji) : undefined}
         onChat={() => setChatOpen((open) => !open)}
         onLeave={() => void call?.leave()}
       />

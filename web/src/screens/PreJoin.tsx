@@ -1,8 +1,8 @@
 import { useEffect, useRef, useState, type FormEvent } from 'react';
 
+import type { LocalMedia, SelfState } from '@switchyard/client';
+
 import type { Room } from '../api';
-import type { LocalMedia } from '../call/Call';
-import type { SelfState } from '../call/roomState';
 import { e2eeSupported, passphraseFromSearch } from '../e2ee';
 import { describeError } from '../errors';
 import { linkHandler } from '../router';

@@ -2,6 +2,7 @@
 
 import { io, type Socket } from 'socket.io-client';
 
+/** Every event the server sends (PROTOCOL.md §3); the client listens to each. */
 export const SERVER_EVENTS = [
   'user-joined',
   'user-left',
@@ -31,6 +32,8 @@ export type ServerEventName = (typeof SERVER_EVENTS)[number];
 const REQUEST_TIMEOUT_MS = 15000;
 const CONNECT_TIMEOUT_MS = 10000;
 
+/** A request the server refused (`code` from the contract: `not_found`, `room_full`, ...), or no answer
+ * (`timeout`, `connect_error`); `details` holds the error's other fields (`url` of `wrong_node`). */
 export class SignalingError extends Error {
   constructor(
     readonly code: string,
@@ -50,6 +53,8 @@ export type SignalingHandlers = {
   onDisconnect: (reason: string) => void;
 };
 
+/** One Socket.IO connection with the contract's requests and events; no reconnection of its own
+ * (RoomClient makes a new one per attempt). */
 export class Signaling {
   private socket: Socket | null = null;
   private closedByUs = false;

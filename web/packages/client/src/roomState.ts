@@ -1,10 +1,20 @@
-// The room as the UI sees it: a reducer from join answers, server events and local changes to state.
-// Pure: no sockets, no media objects (those live in Call), so every transition is unit-tested.
+// The room as a UI sees it: a reducer from join answers, server events and local changes to state.
+// Pure: no sockets, no media objects (those live in RoomClient), so every transition is unit-tested.
 
-import type { ChatMessage } from '../api';
-import { MAX_REACTIONS_PER_TILE, type Reaction } from './reactions';
-import type { ServerEventName } from './signaling';
+import type { ServerEventName } from './signaling.js';
 
+/** A chat message as the server stores and sends it (PROTOCOL.md §3 `chat`, §2 message history). */
+export type ChatMessage = {
+  id: string;
+  roomId: string;
+  peerId: string;
+  userId: string;
+  displayName: string;
+  text: string;
+  ts: string;
+};
+
+/** Another participant of the room (the join answer's `peers`, `user-joined`). */
 export type PeerInfo = {
   peerId: string;
   userId: string;
@@ -14,17 +24,22 @@ export type PeerInfo = {
   handRaised: boolean;
 };
 
+/** What a producer sends, from its `appData.source`. */
 export type MediaSource = 'mic' | 'camera' | 'screen';
 
+/** A producer of another participant (the join answer's `producers`, `new-producer`). */
 export type ProducerInfo = {
   producerId: string;
   peerId: string;
   kind: 'audio' | 'video';
+  /** What the sender attached: `source`, and for a camera its capture `height`. */
   appData?: { source?: MediaSource } & Record<string, unknown>;
 };
 
+/** The simulcast/SVC layers a consumer receives now (`consumer-layers-changed`); null: none. */
 export type Layers = { spatialLayer: number | null; temporalLayer: number | null };
 
+/** Media this participant receives: one consumer of another participant's producer. */
 export type RemoteConsumer = {
   consumerId: string;
   producerId: string;
@@ -33,14 +48,22 @@ export type RemoteConsumer = {
   source: MediaSource;
   /** mediasoup's consumer type: `simulcast` ones take preferred layers. */
   type: string;
+  /** The sender paused it (muted, camera off): no media flows. */
   producerPaused: boolean;
   layers: Layers | null;
 };
 
+/** Connection quality of a peer, from the loss and jitter of what is received from them (quality.ts). */
 export type Quality = 'good' | 'fair' | 'poor' | 'unknown';
 
+/**
+ * Where the call is: `connecting` (first join), `joined`, `reconnecting` (lost, joining again),
+ * and the ends: `closed` (the owner deleted the room), `left` (leave()), `failed` (an error
+ * another try cannot fix; `endedReason` says which).
+ */
 export type Status = 'connecting' | 'joined' | 'reconnecting' | 'closed' | 'left' | 'failed';
 
+/** This participant's own choices, announced to the others on every (re)join. */
 export type SelfState = {
   audioMuted: boolean;
   videoMuted: boolean;
@@ -48,6 +71,7 @@ export type SelfState = {
   screenSharing: boolean;
 };
 
+/** A data channel of another participant (the join answer's `dataProducers`, `new-data-producer`). */
 export type DataProducerInfo = {
   dataProducerId: string;
   peerId: string;
@@ -56,6 +80,7 @@ export type DataProducerInfo = {
   appData?: Record<string, unknown>;
 };
 
+/** The `join` answer (PROTOCOL.md §3), less the router's RTP capabilities. */
 export type JoinData = {
   peerId: string;
   roomId: string;
@@ -65,6 +90,7 @@ export type JoinData = {
   dataProducers?: DataProducerInfo[];
 };
 
+/** Everything a UI shows of a room; immutable, a new object on every change (see roomReducer). */
 export type RoomState = {
   status: Status;
   selfPeerId: string | null;
@@ -74,7 +100,9 @@ export type RoomState = {
   peerOrder: string[];
   producers: Record<string, ProducerInfo>;
   consumers: Record<string, RemoteConsumer>;
+  /** The peer id the server names loudest (`active-speaker`), ours included; null: nobody. */
   activeSpeaker: string | null;
+  /** Chat, oldest first: the history loaded on join merged with live messages by id. */
   messages: ChatMessage[];
   /** Connection quality by peer id, from the stats of what we receive from them. */
   quality: Record<string, Quality>;
@@ -82,10 +110,9 @@ export type RoomState = {
   error: string | null;
   /** Why the call ended, for the closed and failed states. */
   endedReason: string | null;
-  /** Emoji floating over tiles now, oldest first (see reactions.ts). */
-  reactions: Reaction[];
 };
 
+/** A transition of the room state: a server event, a join answer, a local change. */
 export type RoomAction =
   | { type: 'connecting' }
   | { type: 'joined'; data: JoinData }
@@ -97,12 +124,11 @@ export type RoomAction =
   | { type: 'chat-sent'; message: ChatMessage }
   | { type: 'self'; patch: Partial<SelfState> }
   | { type: 'quality'; peerId: string; quality: Quality }
-  | { type: 'reaction'; reaction: Reaction }
-  | { type: 'reaction-expired'; id: number }
   | { type: 'error'; message: string | null }
   | { type: 'left' }
   | { type: 'failed'; message: string };
 
+/** The state before joining, with the chosen mute, camera and hand state. */
 export function initialRoomState(self: Partial<SelfState> = {}): RoomState {
   return {
     status: 'connecting',
@@ -117,7 +143,6 @@ export function initialRoomState(self: Partial<SelfState> = {}): RoomState {
     quality: {},
     error: null,
     endedReason: null,
-    reactions: [],
   };
 }
 
@@ -187,7 +212,6 @@ function serverEvent(state: RoomState, event: ServerEventName, payload: unknown)
         producers: without(state.producers, (p) => p.peerId !== peerId),
         consumers: without(state.consumers, (c) => c.peerId !== peerId),
         quality: without(state.quality, (_, id) => id !== peerId),
-        reactions: state.reactions.filter((r) => r.peerId !== peerId),
         activeSpeaker: state.activeSpeaker === peerId ? null : state.activeSpeaker,
       };
     }
@@ -233,20 +257,21 @@ function serverEvent(state: RoomState, event: ServerEventName, payload: unknown)
     case 'raised-hand':
       return patchPeer(state, peerId, { handRaised: Boolean(data.raised) });
     case 'room-closed':
-      // A room closed for a reason (its worker died) can be joined again: Call does that.
+      // A room closed for a reason (its worker died) can be joined again: RoomClient does that.
       if (data.reason) return state;
       return { ...state, status: 'closed', consumers: {}, endedReason: 'The room was closed by its owner.' };
     case 'producer-layers-needed':
     case 'new-data-producer':
     case 'data-producer-closed':
     case 'data-consumer-closed':
-      // DataChannels are Call's; what arrives on them comes back as `reaction` actions
+      // DataChannels are RoomClient's; what arrives on them is its `data` event
       return state;
-    case 'recording-changed': // CallView keeps the recording state (components/RecordingControl.tsx)
+    case 'recording-changed': // recordings are a REST resource (docs/rest.md): the app follows them itself
       return state;
   }
 }
 
+/** The next state after `action`; the same object when nothing changed. Pure. */
 export function roomReducer(state: RoomState, action: RoomAction): RoomState {
   switch (action.type) {
     case 'connecting':
@@ -290,16 +315,6 @@ export function roomReducer(state: RoomState, action: RoomAction): RoomState {
     case 'quality':
       if (!state.peers[action.peerId] || state.quality[action.peerId] === action.quality) return state;
       return { ...state, quality: { ...state.quality, [action.peerId]: action.quality } };
-    case 'reaction': {
-      const { reaction } = action;
-      if (reaction.peerId !== state.selfPeerId && !state.peers[reaction.peerId]) return state;
-      const samePeer = state.reactions.filter((r) => r.peerId === reaction.peerId);
-      const drop = new Set(samePeer.slice(0, Math.max(0, samePeer.length - MAX_REACTIONS_PER_TILE + 1)).map((r) => r.id));
-      return { ...state, reactions: [...state.reactions.filter((r) => !drop.has(r.id)), reaction] };
-    }
-    case 'reaction-expired':
-      if (!state.reactions.some((r) => r.id === action.id)) return state;
-      return { ...state, reactions: state.reactions.filter((r) => r.id !== action.id) };
     case 'error':
       return { ...state, error: action.message };
     case 'left':
@@ -307,107 +322,4 @@ export function roomReducer(state: RoomState, action: RoomAction): RoomState {
     case 'failed':
       return { ...state, status: 'failed', consumers: {}, endedReason: action.message };
   }
-}
-
-// ---- what the grid shows ------------------------------------------------------------------------
-
-export const MAX_TILES = 25;
-
-export type Tile = {
-  key: string;
-  peerId: string;
-  isSelf: boolean;
-  source: 'camera' | 'screen';
-  displayName: string;
-  /** The remote video consumer shown; null for the own tile and for peers without video. */
-  videoConsumerId: string | null;
-  audioMuted: boolean;
-  videoOff: boolean;
-  handRaised: boolean;
-  activeSpeaker: boolean;
-  quality: Quality;
-  /** Emoji floating over the tile (camera tiles only). */
-  reactions: Reaction[];
-};
-
-/**
- * Tiles in display order: screen shares, then the own tile, then the others in join order.
- * Past MAX_TILES the active speaker takes the last place, so whoever talks is always seen.
- */
-export function tilesOf(state: RoomState, selfName: string, hasCamera: boolean): Tile[] {
-  const videoConsumers = Object.values(state.consumers).filter((c) => c.kind === 'video');
-  const screens: Tile[] = [];
-  const cameras: Tile[] = [];
-  const selfId = state.selfPeerId ?? 'self';
-  if (state.self.screenSharing) {
-    screens.push({
-      key: 'self-screen',
-      peerId: selfId,
-      isSelf: true,
-      source: 'screen',
-      displayName: `${selfName} (your screen)`,
-      videoConsumerId: null,
-      audioMuted: true,
-      videoOff: false,
-      handRaised: false,
-      activeSpeaker: false,
-      quality: 'unknown',
-      reactions: [],
-    });
-  }
-  cameras.push({
-    key: 'self',
-    peerId: selfId,
-    isSelf: true,
-    source: 'camera',
-    displayName: `${selfName} (you)`,
-    videoConsumerId: null,
-    audioMuted: state.self.audioMuted,
-    videoOff: state.self.videoMuted || !hasCamera,
-    handRaised: state.self.handRaised,
-    activeSpeaker: state.activeSpeaker !== null && state.activeSpeaker === state.selfPeerId,
-    quality: 'unknown',
-    reactions: state.reactions.filter((r) => r.peerId === state.selfPeerId),
-  });
-  for (const peerId of state.peerOrder) {
-    const peer = state.peers[peerId];
-    if (!peer) continue;
-    const camera = videoConsumers.find((c) => c.peerId === peerId && c.source !== 'screen');
-    cameras.push({
-      key: peerId,
-      peerId,
-      isSelf: false,
-      source: 'camera',
-      displayName: peer.displayName,
-      videoConsumerId: camera?.consumerId ?? null,
-      audioMuted: peer.audioMuted,
-      videoOff: peer.videoMuted || !camera || camera.producerPaused,
-      handRaised: peer.handRaised,
-      activeSpeaker: state.activeSpeaker === peerId,
-      quality: state.quality[peerId] ?? 'unknown',
-      reactions: state.reactions.filter((r) => r.peerId === peerId),
-    });
-    for (const screen of videoConsumers.filter((c) => c.peerId === peerId && c.source === 'screen')) {
-      screens.push({
-        key: `screen-${screen.consumerId}`,
-        peerId,
-        isSelf: false,
-        source: 'screen',
-        displayName: `${peer.displayName} (screen)`,
-        videoConsumerId: screen.consumerId,
-        audioMuted: true,
-        videoOff: screen.producerPaused,
-        handRaised: false,
-        activeSpeaker: false,
-        quality: state.quality[peerId] ?? 'unknown',
-        reactions: [],
-      });
-    }
-  }
-  const tiles = [...screens, ...cameras];
-  if (tiles.length <= MAX_TILES) return tiles;
-  const shown = tiles.slice(0, MAX_TILES);
-  const speaker = tiles.findIndex((t) => t.activeSpeaker && t.source === 'camera');
-  if (speaker >= MAX_TILES) shown[MAX_TILES - 1] = tiles[speaker];
-  return shown;
 }

@@ -1,7 +1,8 @@
 // Connection quality of a remote peer, from the receiver's inbound-rtp stats over the last interval.
 
-import type { Quality } from './roomState';
+import type { Quality } from './roomState.js';
 
+/** Counters of what was received from one peer, at one moment. */
 export type ReceiveSample = { packetsReceived: number; packetsLost: number; jitter: number };
 
 /** Add up the inbound-rtp entries of RTCStatsReports (a peer's audio and video). */

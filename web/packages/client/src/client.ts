@@ -1,54 +1,42 @@
-// One person in one room: signaling, the mediasoup-client Device, transports, producers and
-// consumers. It turns server events into RoomActions (see roomState.ts) and keeps the call alive:
-// a dropped socket, a failed ICE connection or a room lost with its worker all lead to a fresh
-// connect + join, with the same local tracks, until the person leaves.
+// One participant in one room: signaling, the mediasoup-client Device, transports, producers,
+// consumers and data channels. It turns server events into RoomActions (roomState.ts), keeps the
+// resulting RoomState, and keeps the call alive: a dropped socket, a failed ICE connection, the
+// browser going offline or a room lost with its worker (`room-closed` with a reason) all lead to a
+// fresh connect + join with the same local tracks and data channels, until leave().
 
 import { Device } from 'mediasoup-client';
-import type { Consumer, DataConsumer, DataProducer, Producer, Transport } from 'mediasoup-client/types';
+import type { Consumer, DataConsumer, Producer, ProducerOptions, Transport } from 'mediasoup-client/types';
 
-import type { ChatMessage } from '../api';
-import type { E2ee } from '../e2ee';
-import { describeError } from '../errors';
-import { iceTransportPolicyFrom } from './ice';
-import { CAMERA_ENCODINGS, cameraCodecSetting } from './layout';
-import { qualityBetween, sampleOf, type ReceiveSample } from './quality';
-import { Backoff, browserNetwork, waitBeforeRetry } from './retry';
+import { LocalDataChannel, type DataChannelOptions, type RemoteData } from './dataChannel.js';
+import { Emitter } from './events.js';
+import type { LocalMedia, RoomClientOptions } from './options.js';
+import { qualityBetween, sampleOf, type ReceiveSample } from './quality.js';
+import { Backoff, browserNetwork, waitBeforeRetry, type NetworkWatch } from './retry.js';
 import {
-  decodeReaction,
-  encodeReaction,
-  REACTION_LIFETIME_MS,
-  REACTION_SHOWN_MS,
-  REACTIONS_LABEL,
-  type Emoji,
-} from './reactions';
-import type {
-  DataProducerInfo,
-  JoinData,
-  MediaSource,
-  ProducerInfo,
-  RemoteConsumer,
-  RoomAction,
-  SelfState,
-} from './roomState';
-import { Signaling, SignalingError, type ServerEventName } from './signaling';
+  initialRoomState,
+  roomReducer,
+  type ChatMessage,
+  type DataProducerInfo,
+  type JoinData,
+  type MediaSource,
+  type ProducerInfo,
+  type RemoteConsumer,
+  type RoomAction,
+  type RoomState,
+  type SelfState,
+} from './roomState.js';
+import { Signaling, SignalingError, type ServerEventName } from './signaling.js';
+import { cameraProducerOptions } from './simulcast.js';
+import { createTransport } from './transport.js';
 
-export type LocalMedia = {
-  mic: MediaStreamTrack | null;
-  camera: MediaStreamTrack | null;
-};
-
-export type CallOptions = {
-  /** Base URL of the node to connect to (the page's own origin normally). */
-  url: string;
-  token: string;
-  roomId: string;
-  displayName: string;
-  media: LocalMedia;
-  self: SelfState;
-  dispatch: (action: RoomAction) => void;
-  loadHistory: (roomId: string) => Promise<ChatMessage[]>;
-  /** End-to-end encryption of every producer and consumer (web/src/e2ee), when the room uses it. */
-  e2ee?: E2ee | null;
+/** The events of a RoomClient: every state transition, its resulting state, and data messages. */
+export type RoomClientEvents = {
+  /** Each transition, as the reducer gets it (an app with a reducer of its own follows these). */
+  action: RoomAction;
+  /** The room state after each action. */
+  state: RoomState;
+  /** A message on another participant's data channel. */
+  data: RemoteData;
 };
 
 type JoinAnswer = JoinData & { routerRtpCapabilities: Parameters<Device['load']>[0]['routerRtpCapabilities'] };
@@ -71,15 +59,31 @@ type ConsumeDataAnswer = {
   appData: Record<string, unknown>;
 };
 
-/** Errors that another attempt will not fix: the call ends with the message instead of retrying. */
-const FATAL_CODES = new Set(['unauthorized', 'not_found', 'room_full', 'forbidden', 'invalid_input']);
+/** Error codes that another attempt will not fix: the call ends (`failed`) instead of retrying. */
+export const FATAL_CODES: ReadonlySet<string> = new Set(['unauthorized', 'not_found', 'room_full', 'forbidden', 'invalid_input']);
 const MAX_REDIRECTS = 3;
 /** How long ICE may stay `disconnected` before the call reconnects. */
 const ICE_GRACE_MS = 6000;
 const STATS_INTERVAL_MS = 2000;
 
+function defaultDescribe(error: unknown): string {
+  if (error instanceof Error && error.message) return error.message;
+  return String(error);
+}
 
-export class Call {
+/**
+ * A participant of a Switchyard room.
+ *
+ * ```ts
+ * const client = new RoomClient({ url, token, roomId, displayName: 'Ada', media: { mic, camera } });
+ * client.on('state', (state) => render(state));
+ * await client.join();
+ * video.srcObject = new MediaStream([client.remoteTrack(consumerId)!]);
+ * ```
+ */
+export class RoomClient extends Emitter<RoomClientEvents> {
+  // The browser tests read `signaling`, `consumers` and `preferredLayers` through window.switchyard
+  // (tests/browser/test_svc.py, test_temporal.py): private to TypeScript users, not to them.
   private signaling: Signaling | null = null;
   private device: Device | null = null;
   private sendTransport: Transport | null = null;
@@ -91,11 +95,9 @@ export class Call {
   private readonly closedConsumers = new Set<string>();
   private readonly preferredLayers = new Map<string, number>();
   private readonly qualitySamples = new Map<string, ReceiveSample>();
-  /** The reactions DataChannel we send on, and the others' we receive (by data consumer id). */
-  private reactionProducer: DataProducer | null = null;
+  private readonly dataChannels = new Map<string, LocalDataChannel>();
   private readonly dataConsumers = new Map<string, DataConsumer>();
   private readonly dataConsumerPeers = new Map<string, string>();
-  private nextReactionId = 0;
   private selfPeerId: string | null = null;
   /** Events that arrive while joining wait here until the join answer is applied. */
   private buffered: Array<[ServerEventName, unknown]> | null = null;
@@ -103,33 +105,56 @@ export class Call {
   private attempt = 0;
   private url: string;
   private self: SelfState;
+  private roomState: RoomState;
+  private readonly media: LocalMedia;
+  private readonly network: NetworkWatch;
+  private readonly describe: (error: unknown) => string;
   private screenTrack: MediaStreamTrack | null = null;
   private ended = false;
+  private started = false;
   private reconnecting = false;
   private iceTimer: ReturnType<typeof setTimeout> | null = null;
   private statsTimer: ReturnType<typeof setInterval> | null = null;
+  private stopOfflineWatch: (() => void) | null = null;
   /** Listeners of leave(): a retry that waits ends at once. */
   private readonly onEnd = new Set<() => void>();
-  /** The browser says the network is gone (a phone between networks): reconnect at once rather than
-   * wait for a socket that may take a minute to notice, and again as soon as it is back. */
-  private readonly onOffline = () => this.connectionLost('the browser went offline');
 
-  constructor(private readonly options: CallOptions) {
+  constructor(private readonly options: RoomClientOptions) {
+    super();
     this.url = options.url;
-    this.self = { ...options.self };
+    this.media = options.media ?? { mic: null, camera: null };
+    this.network = options.network ?? browserNetwork;
+    this.describe = options.describeError ?? defaultDescribe;
+    this.roomState = initialRoomState(options.self);
+    this.self = { ...this.roomState.self };
   }
 
-  /** Tell the UI; an ended call only says how it ended (through options.dispatch directly). */
-  private dispatch(action: RoomAction): void {
-    if (!this.ended) this.options.dispatch(action);
+  /** The room as it is now (also delivered by the `state` event). */
+  get state(): RoomState {
+    return this.roomState;
+  }
+
+  /** Apply an action to the state and tell the listeners (an ended call only says how it ended). */
+  private dispatch(action: RoomAction, evenIfEnded = false): void {
+    if (this.ended && !evenIfEnded) return;
+    this.roomState = roomReducer(this.roomState, action);
+    this.emit('action', action);
+    this.emit('state', this.roomState);
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------------
 
-  /** Connect and join, retrying until it works, the error is one retrying cannot fix, or leave(). */
-  async start(): Promise<void> {
+  /**
+   * Connect and join, retrying until it works, the error is one retrying cannot fix (the state
+   * becomes `failed`), or {@link leave}. Resolves then; the state says which.
+   */
+  async join(): Promise<void> {
+    if (this.started) throw new Error('join() was called twice: make a new RoomClient to join again');
+    this.started = true;
     this.dispatch({ type: 'connecting' });
-    window.addEventListener('offline', this.onOffline);
+    // The browser says the network is gone (a phone between networks): reconnect at once rather
+    // than wait for a socket that may take a minute to notice.
+    this.stopOfflineWatch = this.network.onOffline?.(() => this.connectionLost('the browser went offline')) ?? null;
     // a loss while the first join is under way is that loop's to retry, not a second loop's
     this.reconnecting = true;
     await this.connectUntilJoined();
@@ -137,6 +162,7 @@ export class Call {
     if (!this.ended) this.statsTimer = setInterval(() => void this.sampleQuality(), STATS_INTERVAL_MS);
   }
 
+  /** Leave the room and close everything but the local tracks (the caller's to stop). */
   async leave(): Promise<void> {
     if (this.ended) return;
     this.ended = true;
@@ -147,15 +173,17 @@ export class Call {
       // leaving a room the server already dropped us from is still leaving
     }
     this.teardown();
-    if (this.statsTimer) clearInterval(this.statsTimer);
     this.screenTrack?.stop();
     this.screenTrack = null;
-    this.options.dispatch({ type: 'left' });
+    this.dispatch({ type: 'left' }, true);
   }
 
-  /** Stop the retries and the network watch; the call is over. */
+  /** Stop the retries, the timers and the network watch; the call is over. */
   private stopWatching(): void {
-    window.removeEventListener('offline', this.onOffline);
+    this.stopOfflineWatch?.();
+    this.stopOfflineWatch = null;
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    this.statsTimer = null;
     for (const listener of [...this.onEnd]) listener();
     this.onEnd.clear();
   }
@@ -169,16 +197,16 @@ export class Call {
       } catch (error) {
         this.teardown();
         if (this.ended) return;
-        // a node we were redirected to may be gone: the page's own node knows who hosts the room now
+        // a node we were redirected to may be gone: the first node knows who hosts the room now
         this.url = this.options.url;
         const code = error instanceof SignalingError ? error.code : undefined;
         if (code && FATAL_CODES.has(code)) {
-          this.end(describeError(error));
+          this.end(this.describe(error));
           return;
         }
         console.warn('switchyard: join failed, retrying', error);
         this.dispatch({ type: 'reconnecting' });
-        const outcome = await waitBeforeRetry(backoff.next(), browserNetwork, {
+        const outcome = await waitBeforeRetry(backoff.next(), this.network, {
           cancelled: () => this.ended,
           onCancel: (listener) => {
             this.onEnd.add(listener);
@@ -196,12 +224,11 @@ export class Call {
     this.teardown();
     this.ended = true;
     this.stopWatching();
-    if (this.statsTimer) clearInterval(this.statsTimer);
-    this.options.dispatch({ type: 'failed', message });
+    this.dispatch({ type: 'failed', message }, true);
   }
 
   private connectionLost(reason: string): void {
-    if (this.ended || this.reconnecting) return;
+    if (this.ended || this.reconnecting || !this.started) return;
     console.warn(`switchyard: connection lost (${reason}); reconnecting`);
     this.reconnecting = true;
     this.teardown();
@@ -211,7 +238,7 @@ export class Call {
     });
   }
 
-  /** Close the socket and every transport; local tracks stay for the next attempt. */
+  /** Close the socket and every transport; local tracks and data channels stay for the next attempt. */
   private teardown(): void {
     this.attempt++;
     if (this.iceTimer) clearTimeout(this.iceTimer);
@@ -230,7 +257,7 @@ export class Call {
     this.closedConsumers.clear();
     this.preferredLayers.clear();
     this.qualitySamples.clear();
-    this.reactionProducer = null;
+    for (const channel of this.dataChannels.values()) channel.attach(null);
     this.dataConsumers.clear();
     this.dataConsumerPeers.clear();
   }
@@ -273,8 +300,8 @@ export class Call {
       await device.load({ routerRtpCapabilities: joined.routerRtpCapabilities });
       this.device = device;
     }
-    this.sendTransport = await this.createTransport(signaling, 'send', attempt);
-    this.recvTransport = await this.createTransport(signaling, 'recv', attempt);
+    this.sendTransport = await this.watchedTransport(signaling, 'send', attempt);
+    this.recvTransport = await this.watchedTransport(signaling, 'recv', attempt);
     if (!current()) return;
 
     this.selfPeerId = joined.peerId;
@@ -282,50 +309,29 @@ export class Call {
     const waiting = this.buffered ?? [];
     this.buffered = null;
 
-    this.options
-      .loadHistory(this.options.roomId)
+    this.loadHistory()
       .then((messages) => current() && this.dispatch({ type: 'history', messages }))
       .catch(() => current() && this.dispatch({ type: 'error', message: 'The chat history could not be loaded.' }));
 
     await Promise.all(joined.producers.map((producer) => this.consume(producer, attempt)));
-    await Promise.all((joined.dataProducers ?? []).map((info) => this.consumeReactions(info, attempt)));
+    await Promise.all((joined.dataProducers ?? []).map((info) => this.consumeData(info, attempt)));
     for (const [name, data] of waiting) this.onServerEvent(name, data);
     await this.produceLocalMedia(attempt);
-    await this.produceReactions(attempt);
+    for (const channel of this.dataChannels.values()) await this.openDataChannel(channel, attempt);
     await this.announceSelf(signaling);
   }
 
-  private async createTransport(signaling: Signaling, direction: 'send' | 'recv', attempt: number) {
-    const device = this.device!;
-    const info = await signaling.request<Parameters<Device['createSendTransport']>[0]>('createWebRtcTransport', {
-      direction,
-      // DataChannels (reactions): the server answers sctpParameters
-      sctpCapabilities: device.sctpCapabilities,
+  private loadHistory(): Promise<ChatMessage[]> {
+    if (this.options.loadHistory) return this.options.loadHistory(this.options.roomId);
+    const url = new URL(`/api/rooms/${encodeURIComponent(this.options.roomId)}/messages?limit=50`, this.options.url);
+    return fetch(url, { headers: { Authorization: `Bearer ${this.options.token}` } }).then(async (response) => {
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      return ((await response.json()) as { messages: ChatMessage[] }).messages;
     });
-    // TURN servers from the answer (when the server has TURN), and a relay-only policy if the URL asks
-    const options = {
-      ...info,
-      iceServers: info.iceServers ?? [],
-      iceTransportPolicy: iceTransportPolicyFrom(window.location.search),
-    };
-    const transport = direction === 'send' ? device.createSendTransport(options) : device.createRecvTransport(options);
-    transport.on('connect', ({ dtlsParameters }, callback, errback) => {
-      signaling
-        .request('connectWebRtcTransport', { transportId: transport.id, dtlsParameters })
-        .then(() => callback(), errback);
-    });
-    if (direction === 'send') {
-      transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
-        signaling
-          .request<{ id: string }>('produce', { transportId: transport.id, kind, rtpParameters, appData })
-          .then(({ id }) => callback({ id }), errback);
-      });
-      transport.on('producedata', ({ sctpStreamParameters, label, protocol, appData }, callback, errback) => {
-        signaling
-          .request<{ id: string }>('produceData', { transportId: transport.id, sctpStreamParameters, label, protocol, appData })
-          .then(({ id }) => callback({ id }), errback);
-      });
-    }
+  }
+
+  private async watchedTransport(signaling: Signaling, direction: 'send' | 'recv', attempt: number): Promise<Transport> {
+    const transport = await createTransport(this.device!, signaling, direction, this.options.transport);
     transport.on('connectionstatechange', (state) => {
       if (attempt !== this.attempt) return;
       if (state === 'connected') {
@@ -348,46 +354,25 @@ export class Call {
   // ---- sending -----------------------------------------------------------------------------------
 
   private async produceLocalMedia(attempt: number): Promise<void> {
-    const { mic, camera } = this.options.media;
+    const { mic, camera } = this.media;
     if (mic && mic.readyState === 'live') await this.produce('mic', mic, attempt);
     if (camera && camera.readyState === 'live') await this.produce('camera', camera, attempt);
     if (this.screenTrack && this.screenTrack.readyState === 'live') await this.produce('screen', this.screenTrack, attempt);
   }
 
-  private async produce(source: MediaSource, track: MediaStreamTrack, attempt: number) {
+  private async produce(source: MediaSource, track: MediaStreamTrack, attempt: number): Promise<void> {
     const transport = this.sendTransport;
     if (!transport || attempt !== this.attempt) return;
+    let producer: Producer | null = null;
     try {
-      const appData: Record<string, unknown> = { source };
-      let producer: Producer;
-      // E2EE: VP8 simulcast, the codec whose clear header the server needs is known (e2ee/frame.ts)
-      const setting = source === 'camera' && !this.options.e2ee ? cameraCodecSetting(window.location.search, localStorage) : null;
-      const codec = setting && this.device?.rtpCapabilities.codecs?.find((c) => c.mimeType.toLowerCase() === setting.mimeType);
-      if (source === 'camera' && codec) {
-        // one encoding whose layers are in the stream (SVC), chosen per viewer by the server
-        appData.height = track.getSettings().height ?? null;
-        producer = await transport.produce({
-          track,
-          codec,
-          encodings: [{ scalabilityMode: setting?.scalabilityMode, maxBitrate: 1_500_000 }],
-          codecOptions: { videoGoogleStartBitrate: 1000 },
-          stopTracks: false,
-          onRtpSender: this.options.e2ee?.onRtpSender,
-          appData,
-        });
-      } else if (source === 'camera') {
-        appData.height = track.getSettings().height ?? null;
-        producer = await transport.produce({
-          track,
-          encodings: CAMERA_ENCODINGS.map((e) => ({ ...e })),
-          codecOptions: { videoGoogleStartBitrate: 1000 },
-          stopTracks: false,
-          onRtpSender: this.options.e2ee?.onRtpSender,
-          appData,
-        });
-      } else {
-        producer = await transport.produce({ track, stopTracks: false, onRtpSender: this.options.e2ee?.onRtpSender, appData });
-      }
+      const parameters: ProducerOptions =
+        source === 'camera'
+          ? cameraProducerOptions(track, this.device?.rtpCapabilities.codecs ?? [], this.options.camera?.codec)
+          : { track, stopTracks: false, appData: { source } };
+      const hook = this.options.transforms?.sender;
+      // called by mediasoup-client as soon as the RTCRtpSender exists, before any frame is encoded
+      if (hook) parameters.onRtpSender = (sender) => hook(sender, { source, kind: track.kind as 'audio' | 'video', track });
+      producer = await transport.produce(parameters);
       if (attempt !== this.attempt) return;
       this.producers.set(source, producer);
       if (source === 'screen') producer.on('trackended', () => void this.stopScreenShare());
@@ -398,14 +383,19 @@ export class Call {
         await this.signaling?.request('pauseProducer', { producerId: producer.id });
       }
     } catch (error) {
-      if (attempt === this.attempt) this.dispatch({ type: 'error', message: `Could not send your ${source}: ${describeError(error)}` });
+      if (attempt !== this.attempt) return;
+      if (producer && !this.producers.has(source)) {
+        producer.close();
+        void this.signaling?.request('closeProducer', { producerId: producer.id }).catch(() => undefined);
+      }
+      this.dispatch({ type: 'error', message: `Could not send your ${source}: ${this.describe(error)}` });
     }
   }
 
   /** Tell the others the mute and hand state this person joined (or rejoined) with. */
   private async announceSelf(signaling: Signaling): Promise<void> {
-    const videoOff = this.self.videoMuted || !this.options.media.camera;
-    if (this.self.audioMuted || !this.options.media.mic) await signaling.request('audio-mute', { muted: true });
+    const videoOff = this.self.videoMuted || !this.media.camera;
+    if (this.self.audioMuted || !this.media.mic) await signaling.request('audio-mute', { muted: true });
     if (videoOff) await signaling.request('video-mute', { muted: true });
     if (this.self.handRaised) await signaling.request('raise-hand', { raised: true });
   }
@@ -422,16 +412,18 @@ export class Call {
     try {
       await run(signaling);
     } catch (error) {
-      this.dispatch({ type: 'error', message: describeError(error) });
+      this.dispatch({ type: 'error', message: this.describe(error) });
     }
   }
 
+  /** Mute or unmute the microphone: its producer pauses, and the others get `audio-mute`. */
   async setMicMuted(muted: boolean): Promise<void> {
     this.setSelf({ audioMuted: muted });
     await this.pauseSource('mic', muted);
     await this.control((s) => s.request('audio-mute', { muted }));
   }
 
+  /** Turn the camera off or on: its producer pauses, and the others get `video-mute`. */
   async setCameraOff(off: boolean): Promise<void> {
     this.setSelf({ videoMuted: off });
     await this.pauseSource('camera', off);
@@ -451,16 +443,22 @@ export class Call {
     await this.control((s) => s.request('raise-hand', { raised }));
   }
 
-  async startScreenShare(): Promise<void> {
+  /**
+   * Share the screen: `track` if given, else the browser's picker (`getDisplayMedia`). A refused
+   * picker is not an error; the share stops by itself when the track ends.
+   */
+  async startScreenShare(track?: MediaStreamTrack): Promise<void> {
     if (this.screenTrack) return;
-    let stream: MediaStream;
-    try {
-      stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
-    } catch (error) {
-      if ((error as Error).name !== 'NotAllowedError') this.dispatch({ type: 'error', message: describeError(error) });
-      return;
+    if (!track) {
+      let stream: MediaStream;
+      try {
+        stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
+      } catch (error) {
+        if ((error as Error).name !== 'NotAllowedError') this.dispatch({ type: 'error', message: this.describe(error) });
+        return;
+      }
+      track = stream.getVideoTracks()[0];
     }
-    const track = stream.getVideoTracks()[0];
     track.contentHint = 'detail';
     this.screenTrack = track;
     track.addEventListener('ended', () => void this.stopScreenShare());
@@ -481,32 +479,87 @@ export class Call {
     await this.control((s) => s.request('closeProducer', { producerId: producer.id }));
   }
 
-  // ---- reactions (a DataChannel) -------------------------------------------------------------------
-
-  private async produceReactions(attempt: number): Promise<void> {
-    const transport = this.sendTransport;
-    if (!transport || attempt !== this.attempt) return;
+  /** Send a chat message (persisted by the server); false when not connected or refused (see `error`). */
+  async sendChat(text: string): Promise<boolean> {
+    const signaling = this.signaling;
+    if (!signaling?.connected || this.buffered) {
+      this.dispatch({ type: 'error', message: 'Not connected: the message was not sent.' });
+      return false;
+    }
     try {
-      const producer = await transport.produceData({
-        ordered: false,
-        maxPacketLifeTime: REACTION_LIFETIME_MS,
-        label: REACTIONS_LABEL,
-      });
-      if (attempt !== this.attempt) {
-        producer.close();
-        return;
-      }
-      this.reactionProducer = producer;
+      const { message } = await signaling.request<{ message: ChatMessage }>('chat', { text });
+      this.dispatch({ type: 'chat-sent', message });
+      return true;
     } catch (error) {
-      // the call goes on without reactions (a server without DataChannels)
-      console.warn('switchyard: no reactions channel', error);
+      this.dispatch({ type: 'error', message: this.describe(error) });
+      return false;
     }
   }
 
-  private async consumeReactions(info: DataProducerInfo, attempt: number): Promise<void> {
+  /** Dynacast: turn off the simulcast encodings nobody consumes (`producer-layers-needed`, PROTOCOL.md §4). */
+  private async applyLayersNeeded(producerId: string, spatialLayers: number[]): Promise<void> {
+    const producer = [...this.producers.values()].find((p) => p.id === producerId);
+    const sender = producer?.rtpSender;
+    if (!producer || !sender || producer.closed) return;
+    const parameters = sender.getParameters();
+    if (parameters.encodings.length < 2) return;
+    parameters.encodings.forEach((encoding, index) => {
+      encoding.active = spatialLayers.includes(index);
+    });
+    try {
+      await sender.setParameters(parameters);
+    } catch (error) {
+      console.warn('switchyard: could not change the simulcast encodings', error);
+    }
+  }
+
+  // ---- data channels -----------------------------------------------------------------------------
+
+  /**
+   * Open a data channel the others receive (their `data` event); it is opened again on every
+   * rejoin until its close(). One channel per label.
+   */
+  publishData(label: string, options: DataChannelOptions = {}): LocalDataChannel {
+    if (this.dataChannels.has(label)) throw new Error(`a data channel labelled "${label}" is already published`);
+    const channel = new LocalDataChannel(label, options, (closed) => {
+      this.dataChannels.delete(closed.label);
+      const id = closed.id;
+      if (id) void this.control((s) => s.request('closeDataProducer', { dataProducerId: id }));
+    });
+    this.dataChannels.set(label, channel);
+    if (this.sendTransport && !this.buffered) void this.openDataChannel(channel, this.attempt);
+    return channel;
+  }
+
+  private async openDataChannel(channel: LocalDataChannel, attempt: number): Promise<void> {
+    const transport = this.sendTransport;
+    if (!transport || attempt !== this.attempt || channel.closed) return;
+    try {
+      const { ordered, maxPacketLifeTime, maxRetransmits, protocol, appData } = channel.options;
+      const producer = await transport.produceData({
+        label: channel.label,
+        ...(ordered !== undefined ? { ordered } : {}),
+        ...(maxPacketLifeTime !== undefined ? { maxPacketLifeTime } : {}),
+        ...(maxRetransmits !== undefined ? { maxRetransmits } : {}),
+        ...(protocol !== undefined ? { protocol } : {}),
+        ...(appData !== undefined ? { appData } : {}),
+      });
+      if (attempt !== this.attempt || channel.closed) {
+        producer.close();
+        return;
+      }
+      channel.attach(producer);
+    } catch (error) {
+      // the call goes on without this channel (a server without DataChannels)
+      console.warn(`switchyard: no data channel "${channel.label}"`, error);
+    }
+  }
+
+  private async consumeData(info: DataProducerInfo, attempt: number): Promise<void> {
     const signaling = this.signaling;
     const transport = this.recvTransport;
-    if (!signaling || !transport || info.label !== REACTIONS_LABEL) return;
+    if (!signaling || !transport || info.peerId === this.selfPeerId) return;
+    if (this.options.acceptData && !this.options.acceptData(info)) return;
     try {
       const answer = await signaling.request<ConsumeDataAnswer>('consumeData', {
         dataProducerId: info.dataProducerId,
@@ -524,9 +577,10 @@ export class Call {
         consumer.close();
         return;
       }
-      consumer.on('message', (message: unknown) => {
-        const emoji = decodeReaction(message);
-        if (emoji && attempt === this.attempt) this.showReaction(info.peerId, emoji);
+      consumer.on('message', (data: unknown) => {
+        if (attempt === this.attempt && !this.ended) {
+          this.emit('data', { peerId: info.peerId, label: info.label, dataProducerId: info.dataProducerId, data });
+        }
       });
       this.dataConsumers.set(consumer.id, consumer);
       this.dataConsumerPeers.set(consumer.id, info.peerId);
@@ -534,7 +588,7 @@ export class Call {
       if (attempt !== this.attempt) return;
       // a data producer that closed while we asked for it is not an error worth showing
       if (!(error instanceof SignalingError && error.code === 'not_found')) {
-        console.warn('switchyard: could not receive reactions', error);
+        console.warn('switchyard: could not receive a data channel', error);
       }
     }
   }
@@ -543,54 +597,6 @@ export class Call {
     this.dataConsumers.get(dataConsumerId)?.close();
     this.dataConsumers.delete(dataConsumerId);
     this.dataConsumerPeers.delete(dataConsumerId);
-  }
-
-  private showReaction(peerId: string, emoji: Emoji): void {
-    const id = ++this.nextReactionId;
-    this.dispatch({ type: 'reaction', reaction: { id, peerId, emoji } });
-    setTimeout(() => this.dispatch({ type: 'reaction-expired', id }), REACTION_SHOWN_MS);
-  }
-
-  /** Float an emoji over the own tile here and for everyone else (false: the channel is not open). */
-  sendReaction(emoji: Emoji): boolean {
-    const producer = this.reactionProducer;
-    if (!producer || producer.closed || producer.readyState !== 'open') return false;
-    producer.send(encodeReaction(emoji));
-    if (this.selfPeerId) this.showReaction(this.selfPeerId, emoji);
-    return true;
-  }
-
-  async sendChat(text: string): Promise<boolean> {
-    const signaling = this.signaling;
-    if (!signaling?.connected || this.buffered) {
-      this.dispatch({ type: 'error', message: 'Not connected: the message was not sent.' });
-      return false;
-    }
-    try {
-      const { message } = await signaling.request<{ message: ChatMessage }>('chat', { text });
-      this.dispatch({ type: 'chat-sent', message });
-      return true;
-    } catch (error) {
-      this.dispatch({ type: 'error', message: describeError(error) });
-      return false;
-    }
-  }
-
-  /** Turn off the simulcast encodings nobody consumes (`producer-layers-needed`, dynacast). */
-  private async applyLayersNeeded(producerId: string, spatialLayers: number[]): Promise<void> {
-    const producer = [...this.producers.values()].find((p) => p.id === producerId);
-    const sender = producer?.rtpSender;
-    if (!producer || !sender || producer.closed) return;
-    const parameters = sender.getParameters();
-    if (parameters.encodings.length < 2) return;
-    parameters.encodings.forEach((encoding, index) => {
-      encoding.active = spatialLayers.includes(index);
-    });
-    try {
-      await sender.setParameters(parameters);
-    } catch (error) {
-      console.warn('switchyard: could not change the simulcast encodings', error);
-    }
   }
 
   // ---- receiving ---------------------------------------------------------------------------------
@@ -602,11 +608,11 @@ export class Call {
     }
     const payload = (data ?? {}) as Record<string, unknown>;
     if (name === 'room-closed' && !payload.reason) {
-      this.options.dispatch({ type: 'server', event: name, data });
+      // the owner deleted the room: the call is over (a reason means it can be joined again)
       this.ended = true;
       this.stopWatching();
       this.teardown();
-      if (this.statsTimer) clearInterval(this.statsTimer);
+      this.dispatch({ type: 'server', event: name, data }, true);
       return;
     }
     this.dispatch({ type: 'server', event: name, data });
@@ -624,7 +630,7 @@ export class Call {
         }
         break;
       case 'new-data-producer':
-        void this.consumeReactions(data as DataProducerInfo, this.attempt);
+        void this.consumeData(data as DataProducerInfo, this.attempt);
         break;
       case 'data-consumer-closed':
         this.closeDataConsumer(payload.dataConsumerId as string);
@@ -638,6 +644,7 @@ export class Call {
         void this.applyLayersNeeded(payload.producerId as string, (payload.spatialLayers as number[]) ?? []);
         break;
       case 'room-closed':
+        // its worker died: the room can be joined again (on another worker)
         this.connectionLost(`room closed (${String(payload.reason)})`);
         break;
       default:
@@ -666,13 +673,17 @@ export class Call {
         paused: true,
       });
       if (attempt !== this.attempt) return;
+      const source: MediaSource = info.appData?.source ?? (answer.kind === 'audio' ? 'mic' : 'camera');
+      const hook = this.options.transforms?.receiver;
+      const receiverInfo = { consumerId: answer.id, producerId: info.producerId, peerId: info.peerId, kind: answer.kind, source };
       const consumer = await transport.consume({
         id: answer.id,
         producerId: answer.producerId,
         kind: answer.kind,
         rtpParameters: answer.rtpParameters,
-        streamId: `${info.peerId}-${info.appData?.source === 'screen' ? 'screen' : 'user'}`,
-        onRtpReceiver: this.options.e2ee?.onRtpReceiver(info.peerId),
+        streamId: `${info.peerId}-${source === 'screen' ? 'screen' : 'user'}`,
+        // called by mediasoup-client as soon as the RTCRtpReceiver exists, before any frame arrives
+        ...(hook ? { onRtpReceiver: (receiver: RTCRtpReceiver) => hook(receiver, receiverInfo) } : {}),
       });
       if (attempt !== this.attempt || this.closedConsumers.has(answer.id)) {
         consumer.close();
@@ -685,7 +696,7 @@ export class Call {
         producerId: info.producerId,
         peerId: info.peerId,
         kind: answer.kind,
-        source: info.appData?.source ?? (answer.kind === 'audio' ? 'mic' : 'camera'),
+        source,
         type: answer.type,
         producerPaused: answer.producerPaused,
         layers: null,
@@ -698,11 +709,11 @@ export class Call {
       this.consumedProducers.delete(info.producerId);
       // a producer that closed while we asked for it is not an error worth showing
       if (error instanceof SignalingError && error.code === 'not_found') return;
-      this.dispatch({ type: 'error', message: `Could not receive a participant’s media: ${describeError(error)}` });
+      this.dispatch({ type: 'error', message: `Could not receive a participant’s media: ${this.describe(error)}` });
     }
   }
 
-  /** Ask for the simulcast layer a tile needs; repeated asks for the same layer cost nothing. */
+  /** Ask for the simulcast layer a viewer needs (see {@link layerForSize}); repeats cost nothing. */
   setPreferredLayer(consumerId: string, spatialLayer: number): void {
     const signaling = this.signaling;
     if (!signaling || this.preferredLayers.get(consumerId) === spatialLayer || !this.consumers.has(consumerId)) return;
@@ -714,12 +725,14 @@ export class Call {
     });
   }
 
+  /** The track of a remote consumer of `state.consumers`; null once it closed. */
   remoteTrack(consumerId: string): MediaStreamTrack | null {
     return this.consumers.get(consumerId)?.track ?? null;
   }
 
+  /** The own camera or screen track (for a self view). */
   localTrack(source: 'camera' | 'screen'): MediaStreamTrack | null {
-    return source === 'screen' ? this.screenTrack : this.options.media.camera;
+    return source === 'screen' ? this.screenTrack : this.media.camera;
   }
 
   private async sampleQuality(): Promise<void> {
@@ -743,9 +756,9 @@ export class Call {
     }
   }
 
-  // ---- for debugging and the browser tests -------------------------------------------------------
+  // ---- for debugging and tests -------------------------------------------------------------------
 
-  /** The node this call's signaling talks to (another one than the page's after a `wrong_node`). */
+  /** The node this client's signaling talks to (another one than `url` after a `wrong_node`). */
   get signalingUrl(): string {
     return this.url;
   }
@@ -765,7 +778,7 @@ export class Call {
     return stats;
   }
 
-  /** Cut the signaling connection as a network failure would; the call reconnects by itself. */
+  /** Cut the signaling connection as a network failure would; the client reconnects by itself. */
   simulateNetworkDrop(): void {
     this.signaling?.simulateNetworkDrop();
   }

@@ -1,12 +1,10 @@
 import { describe, expect, it } from 'vitest';
 
-import type { ChatMessage } from '../api';
 import {
   initialRoomState,
-  MAX_TILES,
   mergeMessages,
   roomReducer,
-  tilesOf,
+  type ChatMessage,
   type PeerInfo,
   type RemoteConsumer,
   type RoomAction,
@@ -260,49 +258,5 @@ describe('the end of a call', () => {
     expect(state.error).toBe('Not connected.');
     state = run([{ type: 'error', message: null }], state);
     expect(state.error).toBeNull();
-  });
-});
-
-describe('tiles', () => {
-  it('puts screens first, then me, then others in join order', () => {
-    let state = run(
-      [
-        server('user-joined', peer('carol')),
-        server('new-producer', { producerId: 'bob-screen', peerId: 'bob', kind: 'video', appData: { source: 'screen' } }),
-        { type: 'consumer-added', consumer: consumer('cam', 'bob-cam', 'bob') },
-        { type: 'consumer-added', consumer: consumer('scr', 'bob-screen', 'bob', { source: 'screen' }) },
-        server('active-speaker', { peerId: 'carol', volume: -10 }),
-      ],
-      joinedWithBob(),
-    );
-    state = run([{ type: 'self', patch: { handRaised: true } }], state);
-    const tiles = tilesOf(state, 'Me', true);
-    expect(tiles.map((t) => t.key)).toEqual(['screen-scr', 'self', 'bob', 'carol']);
-    expect(tiles[1]).toMatchObject({ isSelf: true, handRaised: true, displayName: 'Me (you)' });
-    expect(tiles[2]).toMatchObject({ videoConsumerId: 'cam', videoOff: false });
-    expect(tiles[3]).toMatchObject({ videoConsumerId: null, videoOff: true, activeSpeaker: true });
-  });
-
-  it('shows the camera off for a muted, paused or missing camera', () => {
-    let state = run([{ type: 'consumer-added', consumer: consumer('cam', 'bob-cam', 'bob') }], joinedWithBob());
-    expect(tilesOf(state, 'Me', true)[1].videoOff).toBe(false);
-    state = run([server('video-mute', { peerId: 'bob', muted: true })], state);
-    expect(tilesOf(state, 'Me', true)[1].videoOff).toBe(true);
-    expect(tilesOf(state, 'Me', false)[0].videoOff).toBe(true);
-  });
-
-  it('highlights me when I speak', () => {
-    const state = run([server('active-speaker', { peerId: 'me', volume: -5 })], joinedWithBob());
-    expect(tilesOf(state, 'Me', true)[0].activeSpeaker).toBe(true);
-  });
-
-  it(`shows at most ${MAX_TILES} tiles, always with the active speaker`, () => {
-    let state = joinedWithBob();
-    const joiners = Array.from({ length: 30 }, (_, i) => server('user-joined', peer(`p${i}`)));
-    state = run([...joiners, server('active-speaker', { peerId: 'p29', volume: -3 })], state);
-    const tiles = tilesOf(state, 'Me', true);
-    expect(tiles).toHaveLength(MAX_TILES);
-    expect(tiles[MAX_TILES - 1].peerId).toBe('p29');
-    expect(tiles[0].isSelf).toBe(true);
   });
 });

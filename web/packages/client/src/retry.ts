@@ -2,7 +2,9 @@
 // browser says the network is back (a phone that changed networks, a laptop back on Wi-Fi), and
 // no pointless attempts while it says it is offline.
 
+/** The first wait before joining again (ms). */
 export const RETRY_FIRST_MS = 1000;
+/** The longest wait between tries (ms). */
 export const RETRY_MAX_MS = 10000;
 
 /** Delays of 1 s, 2 s, 4 s … up to RETRY_MAX_MS; back to the first after reset(). */
@@ -33,8 +35,11 @@ export type NetworkWatch = {
   isOnline: () => boolean;
   /** Call `listener` on the next `online` event; returns a function that stops listening. */
   onOnline: (listener: () => void) => () => void;
+  /** Call `listener` on every `offline` event until the returned function is called. */
+  onOffline?: (listener: () => void) => () => void;
 };
 
+/** How a wait ended: its time passed, the network came back, or the call ended. */
 export type WaitOutcome = 'elapsed' | 'online' | 'cancelled';
 
 /**
@@ -67,7 +72,13 @@ export function waitBeforeRetry(
 export const browserNetwork: NetworkWatch = {
   isOnline: () => (typeof navigator === 'undefined' ? true : navigator.onLine !== false),
   onOnline: (listener) => {
+    if (typeof window === 'undefined') return () => undefined;
     window.addEventListener('online', listener, { once: true });
     return () => window.removeEventListener('online', listener);
+  },
+  onOffline: (listener) => {
+    if (typeof window === 'undefined') return () => undefined;
+    window.addEventListener('offline', listener);
+    return () => window.removeEventListener('offline', listener);
   },
 };
