@@ -110,21 +110,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         max_incoming_bitrate=config.parse_int(args.max_incoming_bitrate, "max incoming bitrate"),
         recordings_dir=args.recordings_dir,
-        spread_consumers=config.parse_int(
-            config.env_default("SPREAD_CONSUMERS", str(config.DEFAULT_SPREAD_CONSUMERS)),
-            "SWITCHYARD_SPREAD_CONSUMERS"),
-        recording_max_bytes=config.parse_int(
-            config.env_default("RECORDING_MAX_BYTES", str(config.DEFAULT_RECORDING_MAX_BYTES)),
-            "SWITCHYARD_RECORDING_MAX_BYTES"),
-        recording_min_free_bytes=config.parse_int(
-            config.env_default("RECORDING_MIN_FREE_BYTES", str(config.DEFAULT_RECORDING_MIN_FREE_BYTES)),
-            "SWITCHYARD_RECORDING_MIN_FREE_BYTES"),
-        worker_respawn_limit=config.parse_int(
-            config.env_default("WORKER_RESPAWN_LIMIT", str(config.DEFAULT_WORKER_RESPAWN_LIMIT)),
-            "SWITCHYARD_WORKER_RESPAWN_LIMIT"),
-        worker_respawn_window=config.parse_int(
-            config.env_default("WORKER_RESPAWN_WINDOW", str(config.DEFAULT_WORKER_RESPAWN_WINDOW)),
-            "SWITCHYARD_WORKER_RESPAWN_WINDOW"),
+        spread_consumers=config.env_int("SPREAD_CONSUMERS", config.DEFAULT_SPREAD_CONSUMERS),
+        recording_max_bytes=config.env_int("RECORDING_MAX_BYTES", config.DEFAULT_RECORDING_MAX_BYTES),
+        recording_min_free_bytes=config.env_int("RECORDING_MIN_FREE_BYTES", config.DEFAULT_RECORDING_MIN_FREE_BYTES),
+        worker_respawn_limit=config.env_int("WORKER_RESPAWN_LIMIT", config.DEFAULT_WORKER_RESPAWN_LIMIT),
+        worker_respawn_window=config.env_int("WORKER_RESPAWN_WINDOW", config.DEFAULT_WORKER_RESPAWN_WINDOW),
         turn=turn_settings_from_env(),
     )
     return config.validate(settings)

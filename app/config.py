@@ -87,6 +87,11 @@ def env_default(name: str, fallback: str | None = None) -> str | None:
     return value if value not in (None, "") else fallback
 
 
+def env_int(name: str, default: int) -> int:
+    """The integer `SWITCHYARD_<NAME>`, or `default`; a ConfigError naming the variable otherwise."""
+    return parse_int(env_default(name, str(default)), f"SWITCHYARD_{name}")
+
+
 def parse_int(value: object, what: str) -> int:
     """An integer setting, or a ConfigError naming it."""
     try:

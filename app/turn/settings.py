@@ -8,7 +8,7 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 
-from app.config import ConfigError, check_port, env_default, parse_int
+from app.config import ConfigError, check_port, env_default, env_int, parse_int
 
 MODES = ("off", "coturn", "external")
 TRANSPORTS = ("udp", "tcp", "tls")
@@ -75,12 +75,12 @@ def turn_settings_from_env() -> TurnSettings:
         mode=(env("TURN", "off") or "off").strip().lower(),
         secret=env("TURN_SECRET"),
         host=env("TURN_HOST"),
-        port=parse_int(env("TURN_PORT", str(DEFAULT_PORT)), "SWITCHYARD_TURN_PORT"),
-        tls_port=parse_int(env("TURN_TLS_PORT", str(DEFAULT_TLS_PORT)), "SWITCHYARD_TURN_TLS_PORT"),
+        port=env_int("TURN_PORT", DEFAULT_PORT),
+        tls_port=env_int("TURN_TLS_PORT", DEFAULT_TLS_PORT),
         transports=split_list((env("TURN_TRANSPORTS", ",".join(TRANSPORTS)) or "").lower()),
         cert=env("TURN_CERT"),
         key=env("TURN_KEY"),
-        ttl=parse_int(env("TURN_TTL", str(DEFAULT_TTL)), "SWITCHYARD_TURN_TTL"),
+        ttl=env_int("TURN_TTL", DEFAULT_TTL),
         realm=env("TURN_REALM", DEFAULT_REALM) or DEFAULT_REALM,
         relay_ports=parse_port_range(env("TURN_RELAY_PORTS", "{}-{}".format(*DEFAULT_RELAY_PORTS)) or "",
                                      "SWITCHYARD_TURN_RELAY_PORTS"),
