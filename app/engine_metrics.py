@@ -50,7 +50,8 @@ class EngineMetrics:
         workers = list(self.runtime.workers)
         up = GaugeMetricFamily("switchyard_worker_up", "1 while the media worker runs", labels=["worker"])
         objects = {name: GaugeMetricFamily(f"switchyard_{name}", f"Live {name} on each worker", labels=["worker"])
-                   for name in ("routers", "transports", "producers", "consumers")}
+                   for name in ("routers", "transports", "producers", "consumers", "data_producers",
+                                "data_consumers")}
         for worker in workers:
             label = [str(worker.index)]
             up.add_metric(label, 0 if worker.closed else 1)
@@ -60,6 +61,9 @@ class EngineMetrics:
             objects["transports"].add_metric(label, len(transports))
             objects["producers"].add_metric(label, sum(len(t.producers) for t in transports))
             objects["consumers"].add_metric(label, sum(len(t.consumers) for t in transports))
+            # pipe ends included: a data producer piped to another worker counts on both
+            objects["data_producers"].add_metric(label, sum(len(t.data_producers) for t in transports))
+            objects["data_consumers"].add_metric(label, sum(len(t.data_consumers) for t in transports))
         yield up
         yield from objects.values()
         pool = getattr(self.runtime, "pool", None)

@@ -105,6 +105,15 @@ class Channel:
         if not self._closed:
             self._send({"event": event, "target": target, "data": data or {}})
 
+    def write_backlog(self) -> int:
+        """Bytes written but not yet taken by the other side (the pipe is full while it is slow)."""
+        transport = self._writer.transport
+        return 0 if transport.is_closing() else transport.get_write_buffer_size()
+
+    async def drain(self) -> None:
+        """Until the backlog is below the writer's low-water mark (at once when it already is)."""
+        await self._writer.drain()
+
     async def _read_loop(self) -> None:
         try:
             while True:

@@ -7,7 +7,9 @@ transports, producers and consumers all live on its router. When a peer consumes
 another router, that producer is piped there once (router.pipe_to_router, mediasoup's
 pipeToRouter): the pipe producer on the consumer's router has the producer's id, carries every
 simulcast layer, and follows its pause, resume and close, so events keyed by producer id hold for
-every peer whatever its router.
+every peer whatever its router. A data producer is piped the same way on its first data consumer
+on another router (router.pipe_data_to_router): its messages are relayed, its close closes the far
+data consumers.
 
 Why count consumers, and count them ahead: the worker's cost is per forwarded copy (docs/benchmarks.md),
 and a peer joins before it consumes, so a burst of joins would otherwise all land on one router.
@@ -25,6 +27,7 @@ from common.log import get_logger
 
 if TYPE_CHECKING:
     from media.api.consumer import Consumer
+    from media.api.data_producer import DataProducer
     from media.api.producer import Producer
     from media.api.router import Router
     from media.api.worker import Worker
@@ -118,6 +121,20 @@ class Placement:
         pending = self._piping.get(key)
         if pending is None:
             pending = asyncio.ensure_future(source.pipe_to_router(producer.id, target))
+            self._piping[key] = pending
+            pending.add_done_callback(lambda _: self._piping.pop(key, None))
+        await asyncio.shield(pending)
+
+    async def pipe_data_for(self, data_producer: DataProducer, target: Router) -> None:
+        """Make a data producer (of its own router) consumable on `target`: piped once, on the first data
+        consumer (its messages relayed through this process, media/api/data_pipe.py)."""
+        source = data_producer.transport.router
+        if source is target or data_producer.id in target.data_producers:
+            return
+        key = (data_producer.id, target.id)
+        pending = self._piping.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(source.pipe_data_to_router(data_producer.id, target))
             self._piping[key] = pending
             pending.add_done_callback(lambda _: self._piping.pop(key, None))
         await asyncio.shield(pending)

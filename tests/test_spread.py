@@ -28,7 +28,7 @@ from tests.test_sdk import dominant_frequency, drain_until_quiet, new_room, next
 
 pytestmark = pytest.mark.timeout(120)
 SPREAD = {"SWITCHYARD_SPREAD_CONSUMERS": "2"}
-OBJECTS = ("routers", "transports", "producers", "consumers")
+OBJECTS = ("routers", "transports", "producers", "consumers", "data_producers", "data_consumers")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pyee.asyncio import AsyncIOEventEmitter
 
 from common.log import get_logger
 from media import ortc
+from media.api.data_pipe import PipeDataConsumer, pipe_data_to_router
 from media.api.errors import (
     InvalidInputError,
     InvalidStateError,
@@ -57,7 +58,7 @@ class Router(AsyncIOEventEmitter):
         self.transports: dict[str, Transport] = {}
         self.producers: dict[str, Producer] = {}
         self.data_producers: dict[str, DataProducer] = {}
-        self._targets: dict[str, Transport | Consumer] = {}
+        self._targets: dict[str, Transport | Consumer | PipeDataConsumer] = {}
         # pipe transport pairs by the other router's id (this end first), pending while created
         self._pipes: dict[str, asyncio.Future[tuple[PipeTransport, PipeTransport]]] = {}
         # pipe close and pause follow-ups run as tasks; kept here so none is collected early
@@ -171,6 +172,12 @@ class Router(AsyncIOEventEmitter):
         """
         return await pipe_to_router(self, producer_id, router, enable_srtp)
 
+    async def pipe_data_to_router(self, data_producer_id: str, router: Router) -> tuple[PipeDataConsumer, DataProducer]:
+        """Consume a data producer of this router on `router` (of another worker), as mediasoup's
+        pipeToRouter({dataProducerId}): (pipe data consumer here, pipe data producer there, with the
+        data producer's id), over the same pipe transport pair as media (media/api/data_pipe.py)."""
+        return await pipe_data_to_router(self, data_producer_id, router)
+
     async def _pipe_pair(self, other: Router, enable_srtp: bool) -> tuple[PipeTransport, PipeTransport]:
         """The pipe pair to `other` (this router's end first), made once even under concurrent calls."""
         pending = self._pipes.get(other.id)
@@ -234,7 +241,7 @@ class Router(AsyncIOEventEmitter):
 
     # ---- worker notifications, by the id of the object they are for ----------------------
 
-    def _add_target(self, target: Transport | Consumer) -> None:
+    def _add_target(self, target: Transport | Consumer | PipeDataConsumer) -> None:
         self._targets[target.id] = target
 
     def _forget_target(self, target_id: str) -> None:

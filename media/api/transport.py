@@ -33,6 +33,8 @@ from media.api.producer import Producer
 from media.limits import MAX_INCOMING_BITRATE
 
 if TYPE_CHECKING:
+    from media.api.data_consumer import DataConsumer
+    from media.api.data_producer import DataProducer
     from media.api.router import Router
 
 MEDIA_KINDS = ("audio", "video")
@@ -86,6 +88,9 @@ class Transport(AsyncIOEventEmitter):
         self.closed = False
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
+        # SCTP streams of a WebRTC transport, or the relay ends of a data pipe (media/api/data_pipe.py)
+        self.data_producers: dict[str, DataProducer] = {}
+        self.data_consumers: dict[str, DataConsumer] = {}
         self._cname_for_producers: str | None = None
         self._next_mid = 0
 
@@ -239,6 +244,12 @@ class Transport(AsyncIOEventEmitter):
         self._closed_states()
         self.router.transports.pop(self.id, None)
         self.router._forget_target(self.id)
+        # data consumers first (they hear "transportclose"), then data producers (whose data
+        # consumers on other transports hear "dataproducerclose"), as for media
+        for data_consumer in list(self.data_consumers.values()):
+            data_consumer.transport_closed()
+        for data_producer in list(self.data_producers.values()):
+            data_producer.transport_closed()
         for consumer in list(self.consumers.values()):
             consumer.transport_closed()
         for producer in list(self.producers.values()):

@@ -71,8 +71,6 @@ class WebRtcTransport(Transport):
         self._connect_called = False
         self.sctp_parameters: dict[str, Any] | None = data.get("sctpParameters")
         self.sctp_state: str | None = "new" if self.sctp_parameters else None
-        self.data_producers: dict[str, DataProducer] = {}
-        self.data_consumers: dict[str, DataConsumer] = {}
 
     async def connect(self, dtls_parameters: dict[str, Any]) -> None:
         """Give the worker the client's DTLS parameters; the handshake follows ICE. Only once."""
@@ -162,9 +160,3 @@ class WebRtcTransport(Transport):
         self.dtls_state = "closed"
         if self.sctp_state is not None:
             self.sctp_state = "closed"
-        # data consumers first (they hear "transportclose"), then data producers (whose data
-        # consumers on other transports hear "dataproducerclose"), as for media
-        for consumer in list(self.data_consumers.values()):
-            consumer.transport_closed()
-        for producer in list(self.data_producers.values()):
-            producer.transport_closed()

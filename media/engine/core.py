@@ -14,6 +14,7 @@ from fastpath.route import Forwarder
 
 from common.log import get_logger
 from media.engine.data_consumer import consume_data
+from media.engine.data_pipe import consume_pipe_data, produce_pipe_data, relayed_message
 from media.engine.data_producer import produce_data
 from media.engine.errors import invalid_input, not_found
 from media.engine.ice import CONSENT_TIMEOUT, ufrag_of
@@ -223,6 +224,13 @@ class Engine:
             raise not_found(key.removesuffix("Id"), data[key])
         return item
 
+    def handle_notification(self, event: str, target: str | None, data: dict) -> None:
+        """A notification from the main process (no answer): a message relayed from another worker."""
+        if event == "dataProducer.message" and isinstance(data, dict):
+            relayed_message(self, target, data)
+        else:
+            self.control_drops["unknown_notification"] += 1
+
     def dump(self) -> dict:
         return {
             "pid": os.getpid(),
@@ -311,6 +319,13 @@ def _set_preferred_layers(engine: Engine, data: dict) -> dict:
     return {}
 
 
+def _data_request(transport, data: dict, own: Callable, piped: Callable) -> dict:
+    """produceData / consumeData: on a WebRTC transport's SCTP, or the relay ends of a pipe (media/engine/data_pipe.py)."""
+    if isinstance(transport, PipeTransport) and data.get("pipe"):
+        return piped(transport, data)
+    return own(transport, data)
+
+
 REQUESTS: dict[str, Callable[[Engine, dict], dict | None]] = {
     "worker.dump": lambda e, d: e.dump(),
     "worker.counters": lambda e, d: e.counters(),
@@ -337,8 +352,8 @@ REQUESTS: dict[str, Callable[[Engine, dict], dict | None]] = {
     "consumer.setPreferredLayers": _set_preferred_layers,
     "consumer.requestKeyFrame": lambda e, d: e._consumer(d).request_key_frame(),
     "consumer.getStats": lambda e, d: {"stats": e._consumer(d).get_stats()},
-    "transport.produceData": lambda e, d: produce_data(e._transport(d), d),
-    "transport.consumeData": lambda e, d: consume_data(e._transport(d), d),
+    "transport.produceData": lambda e, d: _data_request(e._transport(d), d, produce_data, produce_pipe_data),
+    "transport.consumeData": lambda e, d: _data_request(e._transport(d), d, consume_data, consume_pipe_data),
     "dataProducer.close": _closer("data_producers", "dataProducerId"),
     "dataProducer.getStats": lambda e, d: {
         "stats": e._data_object(d, "data_producers", "dataProducerId").get_stats()},

@@ -54,6 +54,8 @@ class WorkerProcess:
     def handle_notification(self, event: str, target: str | None, data: dict) -> None:
         if event == "worker.close":
             self.stopping.set()
+        elif self.engine is not None:
+            self.engine.handle_notification(event, target, data)
 
     def notify(self, event: str, target: str | None, data: dict) -> None:
         if self.channel is not None:

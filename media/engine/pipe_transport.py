@@ -79,6 +79,7 @@ class PipeTransport(PlainTransport):
             return
         # others still use the slot: close only what is ours
         self.closed = True
+        self.close_data()
         for consumer in list(self.consumers.values()):
             consumer.close()
         for producer in list(self.producers.values()):

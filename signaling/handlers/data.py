@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from signaling.errors import RequestError, invalid_input, limit_exceeded, not_found
+from signaling.errors import invalid_input, limit_exceeded, not_found
 from signaling.handlers import joined
 from signaling.handlers.transport import own_transport
 from signaling.peer import MAX_DATA_CONSUMERS, MAX_DATA_PRODUCERS
@@ -72,12 +72,10 @@ async def consume_data(server: SignalingServer, connection: Connection, payload:
     if owner is None:
         raise not_found("data producer")
     transport = _sctp_transport(peer, request.transportId, "recv")
-    if owner.data_producers[request.dataProducerId].transport.router is not transport.router:
-        # a spread room (signaling.placement) pipes RTP producers between its workers, not data producers
-        raise RequestError("invalid_state", "this data producer is on another media worker of the room: "
-                                            "data channels do not cross workers")
     if len(peer.data_consumers) >= MAX_DATA_CONSUMERS:
         raise limit_exceeded(f"at most {MAX_DATA_CONSUMERS} data consumers per peer")
+    # a data producer of another router of the room (signaling.placement) is piped to this one first
+    await server.registry.placement.pipe_data_for(owner.data_producers[request.dataProducerId], transport.router)
     consumer = await transport.consume_data(request.dataProducerId)
     peer.data_consumers[consumer.id] = consumer
     _relay_data_consumer_events(server, peer, consumer)
