@@ -9,6 +9,7 @@ which Prometheus reads as a counter reset, and `switchyard_worker_restarts_total
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -64,8 +65,22 @@ class EngineMetrics:
             # pipe ends included: a data producer piped to another worker counts on both
             objects["data_producers"].add_metric(label, sum(len(t.data_producers) for t in transports))
             objects["data_consumers"].add_metric(label, sum(len(t.data_consumers) for t in transports))
+        relay_drops = CounterMetricFamily("switchyard_data_relay_drops",
+                                          "Messages a data pipe between workers dropped, by reason",
+                                          labels=["worker", "reason"])
+        for worker in workers:
+            drops: Counter[str] = Counter()
+            for router in worker.routers.values():
+                for transport in router.transports.values():
+                    for consumer in transport.data_consumers.values():
+                        relay = getattr(consumer, "relay", None)  # the source end of a data pipe
+                        if relay is not None:
+                            drops.update(relay.drops)
+            for reason, count in drops.items():
+                relay_drops.add_metric([str(worker.index), reason], count)
         yield up
         yield from objects.values()
+        yield relay_drops
         pool = getattr(self.runtime, "pool", None)
         if pool is not None:
             restarts = CounterMetricFamily("switchyard_worker_restarts",

@@ -11,6 +11,10 @@ from the server's /metrics), and the room emptying leaves nothing on either work
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import urllib.request
 
 import pytest
 
@@ -47,6 +51,33 @@ async def collect(consumer, count: int, timeout: float = 20.0) -> list:
     while len(received) < count and loop.time() < deadline:
         await asyncio.sleep(0.02)
     return received
+
+
+def worker_pid(url: str, index: int) -> int:
+    with urllib.request.urlopen(url + "/api/health", timeout=5) as response:
+        return json.loads(response.read())["workers"][index]["pid"]
+
+
+def relay_drops(url: str) -> int:
+    """Messages the node's data pipes dropped (switchyard_data_relay_drops_total, every reason)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return sum(int(float(line.split()[-1])) for line in lines if line.startswith("switchyard_data_relay_drops_total{"))
+
+
+async def spread_chat(url: str) -> tuple[list[DataParticipant], object, object, object, dict]:
+    """Alice's chat (worker 0) consumed by Bob (worker 0) and Carol (worker 1), all channels open."""
+    alice, bob, carol = [DataParticipant(await signed_in(url, name)) for name in ("Alice", "Bob", "Carol")]
+    room = await alice.sdk.create_room("spread chat")
+    for participant in (alice, bob, carol):
+        await participant.join(room["id"])
+    producer = await alice.produce_data(label="chat")
+    await wait_open(producer)
+    near, _ = await bob.consume_data(producer.id)
+    far, answer = await carol.consume_data(producer.id)
+    for consumer in (near, far):
+        await wait_open(consumer)
+    return [alice, bob, carol], producer, near, far, answer
 
 
 async def test_a_data_producer_reaches_a_consumer_on_the_other_worker_in_order(server):
@@ -104,3 +135,57 @@ async def test_a_data_producer_reaches_a_consumer_on_the_other_worker_in_order(s
         for participant in (alice, bob, carol):
             await participant.close()
     await until_objects(server.url, {name: (0, 0) for name in DATA_OBJECTS})
+
+
+
+async def test_a_lagging_target_worker_costs_drops_counted_not_memory_or_order(server):
+    """Worker 1 stopped (SIGSTOP) while 5,000 messages go out: past the channel's backlog the pipe's
+    queue stops at its bound (1,024 messages) and the rest is dropped and counted; Bob on worker 0
+    gets everything, Carol what was kept, in order, and the pipe works on once worker 1 is back."""
+    participants, producer, near, far, _ = await spread_chat(server.url)
+    far_got: list = []
+    far.on("message", far_got.append)
+    pid = worker_pid(server.url, 1)
+    count, size = 5000, 64
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            collecting = asyncio.ensure_future(collect(near, count, timeout=30))
+            for n in range(count):
+                producer.send(n.to_bytes(4, "big") * (size // 4))
+            assert len(await collecting) == count
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        loop = asyncio.get_running_loop()
+        # what was kept reaches Carol (or her stream's own send buffer drops it); then one more
+        deadline, seen = loop.time() + 10, -1
+        while seen != len(far_got) and loop.time() < deadline:
+            seen = len(far_got)
+            await asyncio.sleep(0.5)
+        producer.send(b"last")
+        deadline = loop.time() + 10
+        while (not far_got or far_got[-1] != b"last") and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert far_got and far_got[-1] == b"last"
+        numbers = [int.from_bytes(m[:4], "big") for m in far_got[:-1]]
+        print(f"worker 1 stopped: Carol got {len(numbers)} of {count}, relay drops {relay_drops(server.url)}")
+        assert numbers == sorted(set(numbers)) and len(numbers) < count
+        assert relay_drops(server.url) > 0
+    finally:
+        for participant in participants:
+            await participant.close()
+
+
+async def test_the_source_worker_dying_closes_the_far_consumer(server):
+    participants, producer, near, far, answer = await spread_chat(server.url)
+    carol = participants[2]
+    try:
+        closed = asyncio.ensure_future(carol.sdk.wait_for("data-consumer-closed"))
+        os.kill(worker_pid(server.url, 0), signal.SIGKILL)
+        assert await asyncio.wait_for(closed, 10) == {"dataConsumerId": answer["id"],
+                                                      "dataProducerId": producer.id}
+        # worker 1 lost the pipe's far end and Carol's data consumer with it
+        await until_objects(server.url, {"data_producers": (0, 0), "data_consumers": (0, 0)})
+    finally:
+        for participant in participants:
+            await participant.close()
