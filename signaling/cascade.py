@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from common.log import get_logger
 from signaling.cascade_bus import Bus
+from signaling.cascade_data import NodeDataPipes
 from signaling.cascade_pipes import NodePipes
 from signaling.errors import RequestError, invalid_input, not_found
-from signaling.room import producer_info
+from signaling.room import data_producer_info, producer_info
 
 if TYPE_CHECKING:
+    from media.api.data_producer import DataProducer
     from media.api.producer import Producer
     from signaling.cluster import Cluster
     from signaling.peer import Peer
@@ -61,19 +63,51 @@ class RoomMirror:
     nodes: set[str] = field(default_factory=set)
     peers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # peer id -> (node, peer info)
     producers: dict[str, RemoteProducer] = field(default_factory=dict)
-    waiting: dict[str, asyncio.Event] = field(default_factory=dict)  # producer ids a consume waits for
+    # data producer id -> (node, the contract's dataProducerInfo)
+    data_producers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    # producer and data producer ids a consume or consumeData waits for
+    waiting: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def add_producer(self, node_id: str, info: dict[str, Any]) -> None:
         producer_id = info["producerId"]
         self.producers[producer_id] = RemoteProducer(node_id, info)
-        event = self.waiting.pop(producer_id, None)
+        self._arrived(producer_id)
+
+    def add_data_producer(self, node_id: str, info: dict[str, Any]) -> None:
+        self.data_producers[info["dataProducerId"]] = (node_id, info)
+        self._arrived(info["dataProducerId"])
+
+    def _arrived(self, object_id: str) -> None:
+        event = self.waiting.pop(object_id, None)
         if event is not None:
             event.set()
+
+    async def wait_for(self, object_id: str, known: dict) -> bool:
+        """Whether `object_id` is (or within PRODUCER_WAIT_SECONDS becomes) a key of `known`."""
+        if object_id in known:
+            return True
+        event = self.waiting.setdefault(object_id, asyncio.Event())
+        try:
+            async with asyncio.timeout(PRODUCER_WAIT_SECONDS):
+                await event.wait()
+        except TimeoutError:
+            return False
+        finally:
+            if self.waiting.get(object_id) is event and not event.is_set():
+                del self.waiting[object_id]
+        return object_id in known
 
 
 def _peer_info(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("peerId"), str):
         raise ValueError("a peer needs a peerId")
+    return data
+
+
+def _data_producer_info(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("dataProducerId"), str) \
+            or not isinstance(data.get("peerId"), str):
+        raise ValueError("a data producer needs a dataProducerId and a peerId")
     return data
 
 
@@ -94,6 +128,7 @@ class Cascade:
         self.bus.on_event = self._on_event
         self.bus.handlers["room.snapshot"] = self._on_snapshot
         self.pipes = NodePipes(cluster, registry, self.bus)
+        self.data_pipes = NodeDataPipes(registry, self.bus, self.pipes)
         self.mirrors: dict[str, RoomMirror] = {}
         # set by the signaling server: emit to this node's sockets of a room only
         self.emit_local: EmitLocal | None = None
@@ -107,6 +142,10 @@ class Cascade:
     def remote_producers(self, room_id: str) -> list[dict[str, Any]]:
         mirror = self.mirrors.get(room_id)
         return [dict(p.info) for p in mirror.producers.values()] if mirror else []
+
+    def remote_data_producers(self, room_id: str) -> list[dict[str, Any]]:
+        mirror = self.mirrors.get(room_id)
+        return [dict(info) for _, info in mirror.data_producers.values()] if mirror else []
 
     def remote_owner(self, room_id: str, producer_id: str) -> str | None:
         """The peer id of a remote producer's peer."""
@@ -124,18 +163,8 @@ class Cascade:
         """A remote producer piped into this node's first router of the room (not_found if none is
         known): the pipe producer that stands for it here."""
         mirror = self.mirrors.get(room.id)
-        if mirror is None:
+        if mirror is None or not await mirror.wait_for(producer_id, mirror.producers):
             raise not_found("producer")
-        if producer_id not in mirror.producers:
-            event = mirror.waiting.setdefault(producer_id, asyncio.Event())
-            try:
-                async with asyncio.timeout(PRODUCER_WAIT_SECONDS):
-                    await event.wait()
-            except TimeoutError:
-                raise not_found("producer") from None
-            finally:
-                if mirror.waiting.get(producer_id) is event and not event.is_set():
-                    del mirror.waiting[producer_id]
         remote = mirror.producers.get(producer_id)
         if remote is None:
             raise not_found("producer")
@@ -150,6 +179,23 @@ class Cascade:
             raise not_found("producer")
         if producer.paused != remote.paused:
             await (producer.pause() if remote.paused else producer.resume())
+        return producer
+
+    async def make_data_consumable(self, room: Room, data_producer_id: str) -> DataProducer:
+        """A remote data producer piped into this node's first router of the room (signaling/cascade_data.py)."""
+        mirror = self.mirrors.get(room.id)
+        if mirror is None or not await mirror.wait_for(data_producer_id, mirror.data_producers):
+            raise not_found("data producer")
+        node_id = mirror.data_producers[data_producer_id][0]
+        try:
+            producer = await self.data_pipes.pull(room, node_id, data_producer_id)
+        except RequestError as exc:
+            if exc.code in ("unavailable", "not_found"):
+                raise RequestError("not_found", f"data producer not found ({exc.message})") from None
+            raise
+        if data_producer_id not in mirror.data_producers or room.router.closed:
+            await producer.close()  # closed on its node while it was being piped
+            raise not_found("data producer")
         return producer
 
     # ---- what happens here --------------------------------------------------------------------
@@ -179,6 +225,10 @@ class Cascade:
                     if info["producerId"] not in mirror.producers:
                         mirror.add_producer(node_id, info)
                         mirror.producers[info["producerId"]].paused = paused
+                for info in reply.get("dataProducers") or []:
+                    info = _data_producer_info(info)
+                    if info["dataProducerId"] not in mirror.data_producers:
+                        mirror.add_data_producer(node_id, info)
             except ValueError as exc:
                 log.warning("node %s sent a bad snapshot of room %s: %s", node_id, room_id, exc)
 
@@ -191,6 +241,10 @@ class Cascade:
             await self.bus.broadcast(room_id, "producer-added", data)
         elif event in PRODUCER_EVENTS:
             await self.bus.broadcast(room_id, event, data)
+        elif event == "new-data-producer":
+            await self.bus.broadcast(room_id, "data-producer-added", data)
+        elif event == "data-producer-closed":
+            await self.bus.broadcast(room_id, event, data)
 
     async def peer_left(self, room_id: str, peer_id: str) -> None:
         await self.bus.broadcast(room_id, "peer-left", {"peerId": peer_id})
@@ -199,6 +253,7 @@ class Cascade:
         """The room closed on this node: the others drop this node from it."""
         self.mirrors.pop(room_id, None)
         self.pipes.forget_room(room_id)
+        self.data_pipes.forget_room(room_id)
         await self.bus.broadcast(room_id, "room-left", {})
 
     async def node_gone(self, room_id: str, node_id: str) -> None:
@@ -210,12 +265,17 @@ class Cascade:
         producers = [pid for pid, p in mirror.producers.items() if p.node_id == node_id]
         peers = [pid for pid, (node, _) in mirror.peers.items() if node == node_id]
         closed = [(pid, mirror.producers.pop(pid).info["peerId"]) for pid in producers]
+        data_closed = [(did, mirror.data_producers.pop(did)[1]["peerId"])
+                       for did, (node, _) in list(mirror.data_producers.items()) if node == node_id]
         for peer_id in peers:
             del mirror.peers[peer_id]
         await self.pipes.close_node(room_id, node_id)
         if self.emit_local is not None:
             for producer_id, peer_id in closed:
                 await self.emit_local("producer-closed", {"producerId": producer_id, "peerId": peer_id}, room_id)
+            for data_producer_id, peer_id in data_closed:
+                await self.emit_local("data-producer-closed",
+                                      {"dataProducerId": data_producer_id, "peerId": peer_id}, room_id)
             for peer_id in peers:
                 await self.emit_local("user-left", {"peerId": peer_id}, room_id)
         if peers or producers:
@@ -230,13 +290,15 @@ class Cascade:
             raise invalid_input("roomId must be a string")
         room = self.registry.rooms.get(room_id)
         if room is None:
-            return {"peers": [], "producers": []}
+            return {"peers": [], "producers": [], "dataProducers": []}
         mirror = self.mirrors.get(room_id)
         if mirror is not None:
             mirror.nodes.add(sender)
         return {"peers": [p.info() for p in room.peers.values()],
                 "producers": [{**producer_info(producer, p), "paused": producer.paused}
-                              for p in room.peers.values() for producer in p.producers.values()]}
+                              for p in room.peers.values() for producer in p.producers.values()],
+                "dataProducers": [data_producer_info(producer, p)
+                                  for p in room.peers.values() for producer in p.data_producers.values()]}
 
     async def _on_event(self, sender: str, room_id: str, event: str, data: dict) -> None:
         mirror = self.mirrors.get(room_id)
@@ -256,6 +318,10 @@ class Cascade:
                 mirror.add_producer(sender, _producer_info(data))
             elif event in PRODUCER_EVENTS:
                 await self._producer_changed(room_id, mirror, event, str(data.get("producerId")))
+            elif event == "data-producer-added":
+                mirror.add_data_producer(sender, _data_producer_info(data))
+            elif event == "data-producer-closed":
+                await self._data_producer_closed(room_id, mirror, str(data.get("dataProducerId")))
         except ValueError as exc:
             log.warning("node %s sent a bad %s for room %s: %s", sender, event, room_id, exc)
 
@@ -277,3 +343,12 @@ class Cascade:
             await piped.pause()
         elif event == "producer-resumed" and piped.paused:
             await piped.resume()
+
+    async def _data_producer_closed(self, room_id: str, mirror: RoomMirror, data_producer_id: str) -> None:
+        """A remote data producer closed: its pipe data producer here closes (its data consumers here
+        hear `dataproducerclose`, their peers `data-consumer-closed`)."""
+        mirror.data_producers.pop(data_producer_id, None)
+        room = self.registry.rooms.get(room_id)
+        piped = room.router.data_producers.get(data_producer_id) if room is not None else None
+        if piped is not None and not piped.closed and room.data_producer_owner(data_producer_id) is None:
+            await piped.close()

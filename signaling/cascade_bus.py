@@ -31,8 +31,12 @@ log = get_logger("signaling.cascade")
 
 ROOMS_CHANNEL = "switchyard:cascade:rooms"
 NODE_CHANNEL_PREFIX = "switchyard:cascade:node:"
+# DataChannel messages relayed to a node (signaling/cascade_data.py): msgpack, as bytes stay bytes
+DATA_CHANNEL_PREFIX = "switchyard:cascade:data:"
 REQUEST_TIMEOUT_SECONDS = 5.0
 MAX_MESSAGE_BYTES = 256 * 1024
+# a batch of relayed DataChannel messages (one of them may be as large as SCTP's max message size)
+MAX_DATA_FRAME_BYTES = 4 * 1024 * 1024
 
 Handler = Callable[[str, dict], Awaitable[dict]]
 EventHandler = Callable[[str, str, str, dict], Awaitable[None]]
@@ -40,6 +44,10 @@ EventHandler = Callable[[str, str, str, dict], Awaitable[None]]
 
 def node_channel(node_id: str) -> str:
     return NODE_CHANNEL_PREFIX + node_id
+
+
+def data_channel(node_id: str) -> str:
+    return DATA_CHANNEL_PREFIX + node_id
 
 
 class Bus:
@@ -50,6 +58,8 @@ class Bus:
         self.node_id = cluster.node_id
         self.handlers: dict[str, Handler] = {}
         self.on_event: EventHandler | None = None
+        # a frame of relayed DataChannel messages from another node (its raw bytes)
+        self.on_data: Callable[[bytes], None] | None = None
         self._waiting: dict[str, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
         self.listening = asyncio.Event()
@@ -90,16 +100,29 @@ class Bus:
         except Exception as exc:  # the outage is the cluster's to report
             self.cluster._lost(exc)
 
+    async def publish_data(self, node_id: str, frame: bytes) -> bool:
+        """Relayed DataChannel messages to a node; False when no node listens (gone) or Redis failed."""
+        try:
+            return await self.cluster.redis.publish(data_channel(node_id), frame) > 0
+        except (RedisError, OSError) as exc:
+            self.cluster._lost(exc)
+            return False
+
     async def run(self) -> None:
         """Receive requests, replies and broadcasts until cancelled, resubscribing after an outage."""
         while True:
             pubsub = self.cluster.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(ROOMS_CHANNEL, node_channel(self.node_id))
+                data = data_channel(self.node_id).encode()
+                await pubsub.subscribe(ROOMS_CHANNEL, node_channel(self.node_id), data)
                 self.listening.set()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message["type"] == "message":
+                    if message is None or message["type"] != "message":
+                        continue
+                    if message["channel"] == data:
+                        self._dispatch_data(message["data"])
+                    else:
                         await self._dispatch(message["data"])
             except asyncio.CancelledError:
                 raise
@@ -110,6 +133,14 @@ class Bus:
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
+
+    def _dispatch_data(self, raw: bytes) -> None:
+        if len(raw) > MAX_DATA_FRAME_BYTES or self.on_data is None:
+            return
+        try:
+            self.on_data(raw)
+        except Exception:  # one bad frame must not stop the node's control path
+            log.exception("a relayed data frame failed")
 
     async def _dispatch(self, raw: bytes) -> None:
         if len(raw) > MAX_MESSAGE_BYTES:

@@ -36,8 +36,6 @@ log = get_logger("signaling")
 MAX_MESSAGE_BYTES = 256 * 1024
 CHAT_PER_SECOND = 10
 MAX_PENDING_REQUESTS = 64
-# Data channels are not piped between nodes: only the peers on the data producer's node hear of them.
-NODE_LOCAL_EVENTS = frozenset({"new-data-producer", "data-producer-closed"})
 # What the application gives signaling (app/server.py composes them): who a token belongs to
 # (None: refused), and a stored chat message in the contract's `message` shape.
 Authenticate = Callable[[str], Awaitable["User | None"]]
@@ -183,9 +181,6 @@ class SignalingServer:
 
     async def to_others(self, peer: Peer, event: str, data: dict) -> None:
         if self.cascade is not None:  # the other nodes of the room learn it before their peers hear it
-            if event in NODE_LOCAL_EVENTS:
-                await self.sio.emit(event, data, room=peer.room.id, skip_sid=peer.sid, ignore_queue=True)
-                return
             await self.cascade.share(peer, event, data)
         await self.sio.emit(event, data, room=peer.room.id, skip_sid=peer.sid)
 

@@ -7,6 +7,8 @@ through the pipe; a pair on B and the publisher on A consume each other's nodes.
 SIGKILLed: the viewer is told (`user-left`, the track ends) within 5 s and the pair on B keeps
 exchanging media. A node whose worker dies leaves the room the same way. A draining node and a
 full node send joins to a node of the room (`wrong_node`); the control path shrugs off garbage.
+A data producer on node A is offered to a peer on node B and consumed there: messages in order,
+text and binary, through the cascade's data channel; its close reaches B's consumer.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import pytest
 import redis.asyncio as aioredis
 from switchyard_client import Room, SignalingError
 
-from signaling.cascade_bus import ROOMS_CHANNEL, node_channel
+from signaling.cascade_bus import ROOMS_CHANNEL, data_channel, node_channel
 from signaling.cluster import node_key, room_nodes_key
 from tests.media.client import receive_frames
+from tests.media.data_client import DataParticipant, wait_open
 from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack
 from tests.signaling_server import ServerProcess, signed_in
 from tests.test_rest_db import create_scratch_database, drop_scratch_database
@@ -217,6 +220,7 @@ async def test_the_control_path_answers_bad_requests_and_drops_garbage(node_b, r
                         b"x" * 300_000):
             await directory.publish(ROOMS_CHANNEL, garbage)
             await directory.publish(node_channel(node_id), garbage)
+            await directory.publish(data_channel(node_id), garbage)
         assert (await ask("nope", {}))["error"]["code"] == "not_found"
         assert (await ask("pipe.connect", "not an object"))["error"]["code"] == "invalid_input"
         assert (await ask("pipe.connect", {"roomId": 7}))["error"]["code"] == "invalid_input"
@@ -224,7 +228,9 @@ async def test_the_control_path_answers_bad_requests_and_drops_garbage(node_b, r
         assert (await ask("pipe.produce", {"roomId": "no-such-room", "producerId": "p"}))["error"]["code"] \
             == "not_found"
         snapshot = await ask("room.snapshot", {"roomId": "no-such-room"})
-        assert (snapshot["ok"], snapshot["data"], snapshot["from"]) == (True, {"peers": [], "producers": []}, node_id)
+        assert (snapshot["ok"], snapshot["data"], snapshot["from"]) == (
+            True, {"peers": [], "producers": [], "dataProducers": []}, node_id)
+        assert (await ask("pipe.consumeData", {"roomId": "no-such-room"}))["error"]["code"] == "not_found"
     finally:
         await pubsub.aclose()
         await directory.aclose()
@@ -288,5 +294,57 @@ async def test_a_producer_on_a_second_worker_reaches_another_node(database, redi
         assert (await next_item(ended)).producer_id == video.producer_id
     finally:
         await leave_all(rooms)
+        err = node_a.stop()
+        assert "Traceback" not in err, err
+
+
+async def test_a_data_producer_on_node_a_reaches_a_consumer_on_node_b(database, redis_url, node_b):
+    node_a = ServerProcess(database, redis_url)
+    participants: list[DataParticipant] = []
+    try:
+        bob = DataParticipant(await signed_in(node_b.url, "Bob"))
+        participants.append(bob)
+        room = await bob.sdk.create_room("chat across nodes")
+        await bob.join(room["id"])
+        alice = DataParticipant(await signed_in(node_a.url, "Alice"))
+        participants.append(alice)
+        await alice.join(room["id"])
+        producer = await alice.produce_data(label="chat", protocol="json", appData={"from": "A"})
+        offered = await bob.sdk.wait_for("new-data-producer")
+        assert offered == {"dataProducerId": producer.id, "peerId": alice.joined["peerId"], "label": "chat",
+                           "protocol": "json", "appData": {"from": "A"}}
+        await wait_open(producer)
+        consumer, answer = await bob.consume_data(producer.id)
+        assert (answer["label"], answer["protocol"], answer["appData"]) == ("chat", "json", {"from": "A"})
+        await wait_open(consumer)
+        # a late joiner on B is offered it in its join, as a local one would be
+        carol = DataParticipant(await signed_in(node_b.url, "Carol"))
+        participants.append(carol)
+        joined = await carol.join(room["id"])
+        assert [p["dataProducerId"] for p in joined["dataProducers"]] == [producer.id]
+
+        count = 500
+        received: list = []
+        consumer.on("message", received.append)
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for n in range(count):
+            producer.send(f"message {n}" if n % 2 else f"message {n}".encode())
+        while len(received) < count and loop.time() < started + 20:
+            await asyncio.sleep(0.01)
+        print(f"{count} messages from node A to node B in {loop.time() - started:.2f}s")
+        assert received == [f"message {n}" if n % 2 else f"message {n}".encode() for n in range(count)]
+
+        closed = asyncio.ensure_future(bob.sdk.wait_for("data-consumer-closed"))
+        await alice.sdk.close_data_producer(producer.id)
+        assert await asyncio.wait_for(closed, 10) == {"dataConsumerId": answer["id"], "dataProducerId": producer.id}
+        deadline = loop.time() + 10
+        while consumer.readyState != "closed" and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert consumer.readyState == "closed"
+    finally:
+        for participant in participants:
+            await participant.close()
         err = node_a.stop()
         assert "Traceback" not in err, err

@@ -21,7 +21,7 @@ import asyncio
 import copy
 import uuid
 from collections import Counter, deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from media.api.data_consumer import DataConsumer
 from media.api.data_producer import DataProducer
@@ -38,6 +38,21 @@ RELAY_BACKLOG_BYTES = 256 * 1024
 # What one pipe's queue may hold while the target lags; beyond, messages are dropped and counted.
 RELAY_QUEUE_MESSAGES = 1024
 RELAY_QUEUE_BYTES = 4 * 1024 * 1024
+
+
+class Relay(Protocol):
+    """Where a pipe data consumer's messages go: another worker (DataRelay) or another node
+    (signaling/cascade_data.py); ordered, bounded, drops counted by reason."""
+
+    drops: Counter[str]
+
+    def push(self, message: Any) -> None: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
 
 
 def message_size(message: Any) -> int:
@@ -137,7 +152,7 @@ class PipeDataConsumer(DataConsumer):
     """The source end of a data pipe: each message its worker notifies goes to the relay."""
 
     def __init__(self, transport: PipeTransport, data_producer: DataProducer, data_consumer_id: str,
-                 sctp_stream_parameters: dict[str, Any], relay: DataRelay):
+                 sctp_stream_parameters: dict[str, Any], relay: Relay):
         super().__init__(transport, data_producer, data_consumer_id, sctp_stream_parameters, {})
         self.type = "pipe"
         self.relay = relay
@@ -173,31 +188,14 @@ async def pipe_data_to_router(source: Router, data_producer_id: str,
     if data_producer_id in target.data_producers:
         raise InvalidStateError(f"data producer {data_producer_id} is already piped to router {target.id}")
     local, remote = await source._pipe_pair(target, False)
-    consumer_id = str(uuid.uuid4())
-    answer = await worker_request(local.worker, "transport.consumeData", {
-        "transportId": local.id, "dataConsumerId": consumer_id, "dataProducerId": producer.id, "pipe": True})
-    local._check_open()
-    if producer.closed:
-        raise InvalidStateError(f"data producer {producer.id} closed while it was being piped")
-    pipe_consumer = PipeDataConsumer(local, producer, consumer_id, answer["sctpStreamParameters"],
-                                     DataRelay(remote.worker, producer.id))
-    local.data_consumers[consumer_id] = pipe_consumer
-    producer.data_consumers[consumer_id] = pipe_consumer
-    source._add_target(pipe_consumer)
+    pipe_consumer = await consume_pipe_data(local, producer, DataRelay(remote.worker, producer.id))
     try:
-        await worker_request(remote.worker, "transport.produceData", {
-            "transportId": remote.id, "dataProducerId": producer.id, "pipe": True,
-            "sctpStreamParameters": producer.sctp_stream_parameters, "label": producer.label,
-            "protocol": producer.protocol})
-        remote._check_open()
+        pipe_producer = await produce_pipe_data(remote, producer.id, producer.sctp_stream_parameters,
+                                                producer.label, producer.protocol, producer.app_data)
     except BaseException:
         await pipe_consumer.close()
         raise
-    pipe_producer = DataProducer(remote, producer.id, copy.deepcopy(producer.sctp_stream_parameters),
-                                 producer.label, producer.protocol, copy.deepcopy(producer.app_data))
-    remote.data_producers[producer.id] = pipe_producer
-    target.data_producers[producer.id] = pipe_producer
-    _wire(pipe_consumer, pipe_producer, source._pipe_tasks)
+    wire_data_pipe(pipe_consumer, pipe_producer, source._pipe_tasks)
     if pipe_consumer.closed:  # its data producer closed while the far end was made
         await pipe_producer.close()
         raise InvalidStateError(f"data producer {producer.id} closed while it was being piped")
@@ -205,7 +203,37 @@ async def pipe_data_to_router(source: Router, data_producer_id: str,
     return pipe_consumer, pipe_producer
 
 
-def _wire(pipe_consumer: PipeDataConsumer, pipe_producer: DataProducer, tasks: set[asyncio.Task]) -> None:
+async def consume_pipe_data(end: PipeTransport, producer: DataProducer, relay: Relay) -> PipeDataConsumer:
+    """The source end on a pipe transport: a consumer of `producer` (of the end's router) whose messages
+    go to `relay` (a DataRelay to another worker, or the cascade's to another node)."""
+    consumer_id = str(uuid.uuid4())
+    answer = await worker_request(end.worker, "transport.consumeData", {
+        "transportId": end.id, "dataConsumerId": consumer_id, "dataProducerId": producer.id, "pipe": True})
+    end._check_open()
+    if producer.closed:
+        raise InvalidStateError(f"data producer {producer.id} closed while it was being piped")
+    pipe_consumer = PipeDataConsumer(end, producer, consumer_id, answer["sctpStreamParameters"], relay)
+    end.data_consumers[consumer_id] = pipe_consumer
+    producer.data_consumers[consumer_id] = pipe_consumer
+    end.router._add_target(pipe_consumer)
+    return pipe_consumer
+
+
+async def produce_pipe_data(end: PipeTransport, data_producer_id: str, sctp_stream_parameters: dict[str, Any],
+                            label: str, protocol: str, app_data: dict[str, Any]) -> DataProducer:
+    """The target end on a pipe transport: a data producer with the source's id, fed by the relay."""
+    params = copy.deepcopy(sctp_stream_parameters)
+    await worker_request(end.worker, "transport.produceData", {
+        "transportId": end.id, "dataProducerId": data_producer_id, "pipe": True,
+        "sctpStreamParameters": params, "label": label, "protocol": protocol})
+    end._check_open()
+    pipe_producer = DataProducer(end, data_producer_id, params, label, protocol, copy.deepcopy(app_data))
+    end.data_producers[data_producer_id] = pipe_producer
+    end.router.data_producers[data_producer_id] = pipe_producer
+    return pipe_producer
+
+
+def wire_data_pipe(pipe_consumer: PipeDataConsumer, pipe_producer: DataProducer, tasks: set[asyncio.Task]) -> None:
     """Either end closing closes the other (the far data consumers hear `dataproducerclose`)."""
 
     def run(coro: Any) -> None:

@@ -69,13 +69,17 @@ async def consume_data(server: SignalingServer, connection: Connection, payload:
     request = parse(ConsumeData, payload)
     peer = joined(connection)
     owner = peer.room.data_producer_owner(request.dataProducerId)
-    if owner is None:
+    if owner is None and server.cascade is None:
         raise not_found("data producer")
     transport = _sctp_transport(peer, request.transportId, "recv")
     if len(peer.data_consumers) >= MAX_DATA_CONSUMERS:
         raise limit_exceeded(f"at most {MAX_DATA_CONSUMERS} data consumers per peer")
+    if owner is None:  # a data producer of a peer on another node: piped here first (signaling/cascade_data.py)
+        producer = await server.cascade.make_data_consumable(peer.room, request.dataProducerId)
+    else:
+        producer = owner.data_producers[request.dataProducerId]
     # a data producer of another router of the room (signaling.placement) is piped to this one first
-    await server.registry.placement.pipe_data_for(owner.data_producers[request.dataProducerId], transport.router)
+    await server.registry.placement.pipe_data_for(producer, transport.router)
     consumer = await transport.consume_data(request.dataProducerId)
     peer.data_consumers[consumer.id] = consumer
     _relay_data_consumer_events(server, peer, consumer)

@@ -58,7 +58,8 @@ async def join(server: SignalingServer, connection: Connection, payload: Any) ->
         "producers": [producer_info(producer, p) for p in others for producer in p.producers.values()]
         + (remote.remote_producers(live.id) if remote else []),
         "dataProducers": [data_producer_info(producer, p) for p in others
-                          for producer in p.data_producers.values()],
+                          for producer in p.data_producers.values()]
+        + (remote.remote_data_producers(live.id) if remote else []),
     }
 
 
