@@ -5,6 +5,9 @@ A data producer is announced to the others as `new-data-producer`; closing it
 `data-consumer-closed` to each peer that consumed it. The streams are
 negotiated out of band: the client names its data producer's stream, the
 server names each data consumer's (RFC 8831 section 6.5, as mediasoup does).
+A data producer of another worker of the room is piped to the consumer's
+router first (signaling/placement.py), one of another node to this node
+(signaling/cascade_data.py); its messages are relayed, its events are the same.
 """
 
 from __future__ import annotations
