@@ -7,6 +7,8 @@ params; the reply comes back on the asker's channel with the request's id, in th
 `{ok, data}` / `{ok:false, error:{code, message}}` shape. One subscriber connection receives both
 channels in the order Redis delivered them, so a node sees a room's broadcasts in the order
 another node published them. Media never takes this path: it flows over pipe transports.
+DataChannel messages relayed between nodes (signaling/cascade_data.py) come on a third channel,
+`switchyard:cascade:data:<nodeId>`, with a subscriber connection of their own.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Bus:
         self._waiting: dict[str, asyncio.Future] = {}
         self._tasks: set[asyncio.Task] = set()
         self.listening = asyncio.Event()
+        self.data_listening = asyncio.Event()
 
     async def request(self, node_id: str, method: str, params: dict[str, Any],
                       timeout: float = REQUEST_TIMEOUT_SECONDS) -> dict:
@@ -109,25 +112,33 @@ class Bus:
             return False
 
     async def run(self) -> None:
-        """Receive requests, replies and broadcasts until cancelled, resubscribing after an outage."""
+        """Receive requests, replies and broadcasts, and relayed DataChannel messages, until cancelled.
+
+        The data has a subscriber connection of its own: Redis disconnects a subscriber whose
+        output buffer overflows, and a flood of messages must cost data, not the control path.
+        """
+        control = (ROOMS_CHANNEL, node_channel(self.node_id))
+        await asyncio.gather(self._listen(control, self._dispatch, self.listening),
+                             self._listen((data_channel(self.node_id),), self._dispatch_data, self.data_listening))
+
+    async def _listen(self, channels: tuple[str, ...], dispatch: Callable[[bytes], Any],
+                      listening: asyncio.Event) -> None:
+        """One subscription, resubscribing after an outage."""
         while True:
             pubsub = self.cluster.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                data = data_channel(self.node_id).encode()
-                await pubsub.subscribe(ROOMS_CHANNEL, node_channel(self.node_id), data)
-                self.listening.set()
+                await pubsub.subscribe(*channels)
+                listening.set()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is None or message["type"] != "message":
-                        continue
-                    if message["channel"] == data:
-                        self._dispatch_data(message["data"])
-                    else:
-                        await self._dispatch(message["data"])
+                    if message is not None and message["type"] == "message":
+                        handled = dispatch(message["data"])
+                        if handled is not None:
+                            await handled
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.listening.clear()
+                listening.clear()
                 self.cluster._lost(exc)
                 await asyncio.sleep(1.0)
             finally:
