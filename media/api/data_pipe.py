@@ -135,7 +135,8 @@ class DataRelay:
             self.queue.clear()
         finally:
             self._task = None
-            self.queued_bytes = 0 if not self.queue else self.queued_bytes
+            if not self.queue:
+                self.queued_bytes = 0
 
     def close(self) -> None:
         self.closed = True
