@@ -1,6 +1,8 @@
-"""DataProducer/DataConsumer as API objects on a real worker: parameters, cascades, and every table empty after."""
+"""DataProducer/DataConsumer as API objects on real workers: parameters, cascades, pipes, and every table empty after."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -85,3 +87,53 @@ async def test_the_worker_refuses_data_requests_it_cannot_serve(worker):
         assert caught.value.code == "not_found", method
     await worker.request("dataProducer.close", {"dataProducerId": "nope"})  # already gone: not an error
     await router.close()
+
+
+async def test_a_data_producer_piped_to_another_worker_closes_in_cascade_and_leaves_no_table_behind():
+    """router.pipe_data_to_router (mediasoup's pipeToRouter with dataProducerId) between two real
+    workers: the far end has the data producer's id, label, protocol, parameters and appData, the far
+    router's transports consume it; refusals name the reason; closing the source closes the pipe
+    ends and tells the far data consumer; no table keeps anything, in either worker."""
+    workers = [await start_worker(), await start_worker()]
+    try:
+        router_a, router_b = [await w.create_router() for w in workers]
+        sender = await router_a.create_webrtc_transport(enable_sctp=True)
+        producer = await sender.produce_data({"streamId": 2}, label="chat", protocol="json", app_data={"a": 1})
+        with pytest.raises(NotFoundError):
+            await router_a.pipe_data_to_router("nope", router_b)
+        with pytest.raises(InvalidStateError):
+            await router_a.pipe_data_to_router(producer.id, await workers[0].create_router())
+        pipe_consumer, pipe_producer = await router_a.pipe_data_to_router(producer.id, router_b)
+        assert (pipe_producer.id, pipe_producer.label, pipe_producer.protocol, pipe_producer.app_data) == (
+            producer.id, "chat", "json", {"a": 1})
+        assert pipe_producer.sctp_stream_parameters == producer.sctp_stream_parameters
+        assert router_b.data_producers[producer.id] is pipe_producer and pipe_consumer.type == "pipe"
+        with pytest.raises(InvalidStateError):
+            await router_a.pipe_data_to_router(producer.id, router_b)
+
+        receiver = await router_b.create_webrtc_transport(enable_sctp=True)
+        far = await receiver.consume_data(producer.id)
+        assert far.sctp_stream_parameters["ordered"] is True and far.label == "chat"
+        stats = (await pipe_consumer.get_stats())[0]
+        assert stats["messagesSent"] == 0 and stats["relayDrops"] == {}
+        tables = [(await w.request("worker.dump"))["tables"] for w in workers]
+        assert [(t["dataProducers"], t["dataConsumers"]) for t in tables] == [(1, 1), (1, 1)]
+
+        heard: list[str] = []
+        far.on("dataproducerclose", lambda: heard.append("far"))
+        await producer.close()
+        for _ in range(100):
+            if heard and pipe_producer.closed:
+                break
+            await asyncio.sleep(0.02)
+        assert heard == ["far"] and pipe_consumer.closed and pipe_producer.closed and far.closed
+        assert not router_b.data_producers and not receiver.data_consumers
+        for _ in range(100):
+            tables = [(await w.request("worker.dump"))["tables"] for w in workers]
+            if all(t["dataProducers"] == t["dataConsumers"] == 0 for t in tables):
+                break
+            await asyncio.sleep(0.02)
+        assert [(t["dataProducers"], t["dataConsumers"]) for t in tables] == [(0, 0), (0, 0)]
+    finally:
+        for w in workers:
+            await w.close()
