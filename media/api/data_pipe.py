@@ -150,17 +150,15 @@ class DataRelay:
 
 
 class PipeDataConsumer(DataConsumer):
-    """The source end of a data pipe: each message its worker notifies goes to the relay."""
+    """The source end of a data pipe: its worker's handle gives each message it notifies to the relay
+    (Worker.pipe_data_consumers, one lookup a message)."""
 
     def __init__(self, transport: PipeTransport, data_producer: DataProducer, data_consumer_id: str,
                  sctp_stream_parameters: dict[str, Any], relay: Relay):
         super().__init__(transport, data_producer, data_consumer_id, sctp_stream_parameters, {})
         self.type = "pipe"
         self.relay = relay
-
-    def _handle_notification(self, event: str, data: dict[str, Any]) -> None:
-        if event == "dataConsumer.message":
-            self.relay.push(data.get("message"))
+        transport.worker.pipe_data_consumers[data_consumer_id] = self
 
     async def get_stats(self) -> list[dict[str, Any]]:
         stats = await super().get_stats()
@@ -169,7 +167,7 @@ class PipeDataConsumer(DataConsumer):
     def _close_here(self) -> None:
         super()._close_here()
         self.relay.close()
-        self.transport.router._forget_target(self.id)
+        self.transport.worker.pipe_data_consumers.pop(self.id, None)
 
 
 async def pipe_data_to_router(source: Router, data_producer_id: str,
@@ -216,7 +214,6 @@ async def consume_pipe_data(end: PipeTransport, producer: DataProducer, relay: R
     pipe_consumer = PipeDataConsumer(end, producer, consumer_id, answer["sctpStreamParameters"], relay)
     end.data_consumers[consumer_id] = pipe_consumer
     producer.data_consumers[consumer_id] = pipe_consumer
-    end.router._add_target(pipe_consumer)
     return pipe_consumer
 
 

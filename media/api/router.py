@@ -58,7 +58,7 @@ class Router(AsyncIOEventEmitter):
         self.transports: dict[str, Transport] = {}
         self.producers: dict[str, Producer] = {}
         self.data_producers: dict[str, DataProducer] = {}
-        self._targets: dict[str, Transport | Consumer | PipeDataConsumer] = {}
+        self._targets: dict[str, Transport | Consumer] = {}
         # pipe transport pairs by the other router's id (this end first), pending while created
         self._pipes: dict[str, asyncio.Future[tuple[PipeTransport, PipeTransport]]] = {}
         # pipe close and pause follow-ups run as tasks; kept here so none is collected early
@@ -241,7 +241,7 @@ class Router(AsyncIOEventEmitter):
 
     # ---- worker notifications, by the id of the object they are for ----------------------
 
-    def _add_target(self, target: Transport | Consumer | PipeDataConsumer) -> None:
+    def _add_target(self, target: Transport | Consumer) -> None:
         self._targets[target.id] = target
 
     def _forget_target(self, target_id: str) -> None:

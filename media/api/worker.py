@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pyee.asyncio import AsyncIOEventEmitter
 
 from common.log import get_logger
+from media.api.data_pipe import PipeDataConsumer
 from media.api.errors import InvalidStateError
 from media.api.router import Router
 from media.channel import Channel, ChannelClosed, open_pipe_streams
@@ -80,6 +81,9 @@ class Worker(AsyncIOEventEmitter):
         self.closed = False
         self._watch: asyncio.Task | None = None
         self.routers: dict[str, Router] = {}
+        # the source ends of data pipes on this worker, by id: each relayed message goes straight to
+        # its relay rather than past every router's notification listener (media/api/data_pipe.py)
+        self.pipe_data_consumers: dict[str, PipeDataConsumer] = {}
 
     @property
     def pid(self) -> int | None:
@@ -135,6 +139,11 @@ class Worker(AsyncIOEventEmitter):
         return router
 
     def _on_notification(self, event: str, target: str | None, data: dict) -> None:
+        if event == "dataConsumer.message":
+            consumer = self.pipe_data_consumers.get(target) if target is not None else None
+            if consumer is not None:
+                consumer.relay.push(data.get("message"))
+            return
         self.emit("notification", event, target, data)
 
     async def _watch_exit(self) -> None:
