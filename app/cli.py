@@ -115,6 +115,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         recording_min_free_bytes=config.env_int("RECORDING_MIN_FREE_BYTES", config.DEFAULT_RECORDING_MIN_FREE_BYTES),
         worker_respawn_limit=config.env_int("WORKER_RESPAWN_LIMIT", config.DEFAULT_WORKER_RESPAWN_LIMIT),
         worker_respawn_window=config.env_int("WORKER_RESPAWN_WINDOW", config.DEFAULT_WORKER_RESPAWN_WINDOW),
+        worker_standby=config.env_int("WORKER_STANDBY", config.DEFAULT_WORKER_STANDBY),
         turn=turn_settings_from_env(),
     )
     return config.validate(settings)

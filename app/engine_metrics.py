@@ -4,6 +4,7 @@ Workers answer `worker.counters` over their channel; a poller asks every few sec
 the latest answers, so a scrape never waits on a busy worker and a dead one just reads `up 0`.
 A respawned worker (app/worker_pool.py) takes its slot's label again; its counters start from zero,
 which Prometheus reads as a counter reset, and `switchyard_worker_restarts_total` counts respawns.
+A slot's warm standby is no worker: it has no series but `switchyard_worker_standby`.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class EngineMetrics:
             for index, count in enumerate(pool.restarts):
                 restarts.add_metric([str(index)], count)
             yield restarts
+            standby = GaugeMetricFamily("switchyard_worker_standby",
+                                        "1 while the slot has a warm standby ready to take over", labels=["worker"])
+            for index, spare in enumerate(pool.standbys):
+                standby.add_metric([str(index)], 0 if spare is None else 1)
+            yield standby
         rooms = getattr(self.runtime.rooms_live, "rooms", {})
         yield GaugeMetricFamily("switchyard_rooms", "Rooms hosted on this node", value=len(rooms))
         yield GaugeMetricFamily("switchyard_peers", "Peers in the rooms of this node",

@@ -154,7 +154,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                               max_incoming_bitrate=settings.max_incoming_bitrate)
 
     pool = WorkerPool(rtc_sockets, settings_for,
-                      RespawnPolicy(settings.worker_respawn_limit, settings.worker_respawn_window))
+                      RespawnPolicy(settings.worker_respawn_limit, settings.worker_respawn_window),
+                      standby=bool(settings.worker_standby))
     runtime.pool, runtime.workers = pool, pool.workers
 
     def on_signal() -> None:
