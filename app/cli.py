@@ -104,6 +104,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         public_url=args.public_url,
         pipe_announced_ip=args.pipe_announced_ip,
         max_peers=config.parse_int(args.max_peers, "max peers"),
+        pipe_srtp=config.env_int("PIPE_SRTP", config.DEFAULT_PIPE_SRTP),
         jwt_secret=config.env_default("JWT_SECRET"),
         allow_guests=config.parse_bool(config.env_default("ALLOW_GUESTS", "true"), "SWITCHYARD_ALLOW_GUESTS"),
         log_level=args.log_level,

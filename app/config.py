@@ -23,6 +23,7 @@ DEFAULT_RECORDING_MIN_FREE_BYTES = 1024**3  # no recording starts, or goes on, w
 DEFAULT_WORKER_RESPAWN_LIMIT = 5  # deaths of one worker slot respawned within the window
 DEFAULT_WORKER_RESPAWN_WINDOW = 60  # seconds
 DEFAULT_WORKER_STANDBY = 1  # a warm standby worker per slot
+DEFAULT_PIPE_SRTP = 0  # pipes between workers and nodes carry plain RTP
 
 
 class ConfigError(Exception):
@@ -52,6 +53,9 @@ class Settings:
     # and the peers this node takes before joins to rooms not open here go elsewhere (0: no limit)
     pipe_announced_ip: str | None = None
     max_peers: int = 0
+    # 1: pipes (to other nodes, and between this node's workers) carry SRTP, each end keyed in
+    # signalling; 0: plain RTP. Every node of a deployment must use the same value.
+    pipe_srtp: int = DEFAULT_PIPE_SRTP
     jwt_secret: str | None = None
     jwt_secret_generated: bool = False
     log_level: str = "info"
@@ -184,6 +188,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("worker respawn limit must be at least 0 and worker respawn window at least 1 s")
     if settings.worker_standby not in (0, 1):
         raise ConfigError(f"worker standby must be 1 (on) or 0 (off), got {settings.worker_standby}")
+    if settings.pipe_srtp not in (0, 1):
+        raise ConfigError(f"pipe SRTP must be 1 (SRTP) or 0 (plain RTP), got {settings.pipe_srtp}")
     if settings.workers < 1 or settings.workers > 256:
         raise ConfigError(f"workers must be between 1 and 256, got {settings.workers}")
     check_port(settings.rtc_port_base, "RTC port base")

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from app.metrics import REGISTRY
 from common.log import get_logger
+from media.api.pipe_transport import PipeTransport
 
 if TYPE_CHECKING:
     from app.server import Runtime
@@ -52,6 +53,8 @@ class EngineMetrics:
         up = GaugeMetricFamily("switchyard_worker_up", "1 while the media worker runs", labels=["worker"])
         objects = {name: GaugeMetricFamily(f"switchyard_{name}", f"Live {name} on each worker", labels=["worker"])
                    for name in ("routers", "transports", "producers", "consumers")}
+        pipes = GaugeMetricFamily("switchyard_pipe_transports", "Live pipe transports on each worker (ends of pipes "
+                                  "to other workers and nodes), by whether they carry SRTP", labels=["worker", "srtp"])
         for worker in workers:
             label = [str(worker.index)]
             up.add_metric(label, 0 if worker.closed else 1)
@@ -61,8 +64,12 @@ class EngineMetrics:
             objects["transports"].add_metric(label, len(transports))
             objects["producers"].add_metric(label, sum(len(t.producers) for t in transports))
             objects["consumers"].add_metric(label, sum(len(t.consumers) for t in transports))
+            ends = [t for t in transports if isinstance(t, PipeTransport)]
+            for srtp in (False, True):
+                pipes.add_metric(label + [str(int(srtp))], sum(1 for t in ends if t.enable_srtp is srtp))
         yield up
         yield from objects.values()
+        yield pipes
         pool = getattr(self.runtime, "pool", None)
         if pool is not None:
             restarts = CounterMetricFamily("switchyard_worker_restarts",

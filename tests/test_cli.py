@@ -79,8 +79,9 @@ def test_bad_respawn_bound_from_environment(name, value, needle):
 
 
 @pytest.mark.parametrize("name,value,needle", [("SWITCHYARD_WORKER_STANDBY", "2", "worker standby must be 1 (on) or 0"),
-                                               ("SWITCHYARD_WORKER_STANDBY", "yes", "WORKER_STANDBY must be an integer")])
-def test_bad_standby_from_environment(name, value, needle):
+                                               ("SWITCHYARD_WORKER_STANDBY", "yes", "WORKER_STANDBY must be an integer"),
+                                               ("SWITCHYARD_PIPE_SRTP", "-1", "pipe SRTP must be 1 (SRTP) or 0")])
+def test_bad_standby_or_pipe_srtp_from_environment(name, value, needle):
     assert_one_line_error(run_cli("serve", "--signaling-port", "0", env={name: value}), needle)
 
 
