@@ -75,7 +75,7 @@ class Settings:
     worker_respawn_limit: int = DEFAULT_WORKER_RESPAWN_LIMIT
     worker_respawn_window: int = DEFAULT_WORKER_RESPAWN_WINDOW
     # 1: each worker slot keeps a warm standby process that takes over when its worker dies (about
-    # 34 MiB each, app/worker_pool.py); 0: a dead worker is replaced by a freshly started process
+    # 33 MiB RSS each, app/worker_pool.py); 0: a dead worker is replaced by a freshly started process
     worker_standby: int = DEFAULT_WORKER_STANDBY
     # TURN for clients behind strict firewalls (app/turn/, SWITCHYARD_TURN_*; docs/operations.md)
     turn: TurnSettings = field(default_factory=turn_off)

@@ -6,15 +6,15 @@ node because the main process, not the worker, owns the bound UDP socket and TCP
 incarnation of the slot gets duplicates of the same two sockets (`socket.dup()`), so the port is
 never released and never raced for, and the addresses in ICE candidates stay valid.
 
-A fresh worker is a new Python process that imports the engine before it answers: 0.2-0.9 s on
-the 2-core test machine, 2 s under heavy load. So each slot also keeps a *standby*: a worker
+A fresh worker is a new Python process that imports the engine before it answers: 0.1 s on the
+quiet 2-core test machine, 0.5-1.8 s under load (bench/bench_respawn.py, docs/benchmarks.md). So each slot also keeps a *standby*: a worker
 process started with `--standby` (media/engine/main.py), its interpreter up, the engine imported,
 the slot's socket duplicates inherited and its channel answering, that reads neither socket. When
 the slot's worker dies, the standby is activated (one request: it makes its engine and serves the
 sockets, exactly as a fresh worker does before its first answer) and takes the slot, and a new
 standby is started in the background. Only when the slot has no standby ready (it died, or is
 still starting) is a fresh worker spawned, as without standbys. A standby costs its RSS (about
-34 MiB, docs/operations.md) and is nothing else's business: it is not in `workers`, so the
+33 MiB, 15 MiB of it private, docs/operations.md) and is nothing else's business: it is not in `workers`, so the
 registry never gives it a room and /api/health and the metrics do not count it as a worker.
 
 A slot that crash-loops is not respawned forever: more than `limit` deaths within `window` seconds
