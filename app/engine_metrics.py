@@ -4,6 +4,7 @@ Workers answer `worker.counters` over their channel; a poller asks every few sec
 the latest answers, so a scrape never waits on a busy worker and a dead one just reads `up 0`.
 A respawned worker (app/worker_pool.py) takes its slot's label again; its counters start from zero,
 which Prometheus reads as a counter reset, and `switchyard_worker_restarts_total` counts respawns.
+A slot's warm standby is no worker: it has no series but `switchyard_worker_standby`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from app.metrics import REGISTRY
 from common.log import get_logger
+from media.api.pipe_transport import PipeTransport
 
 if TYPE_CHECKING:
     from app.server import Runtime
@@ -51,6 +53,8 @@ class EngineMetrics:
         up = GaugeMetricFamily("switchyard_worker_up", "1 while the media worker runs", labels=["worker"])
         objects = {name: GaugeMetricFamily(f"switchyard_{name}", f"Live {name} on each worker", labels=["worker"])
                    for name in ("routers", "transports", "producers", "consumers")}
+        pipes = GaugeMetricFamily("switchyard_pipe_transports", "Live pipe transports on each worker (ends of pipes "
+                                  "to other workers and nodes), by whether they carry SRTP", labels=["worker", "srtp"])
         for worker in workers:
             label = [str(worker.index)]
             up.add_metric(label, 0 if worker.closed else 1)
@@ -60,8 +64,12 @@ class EngineMetrics:
             objects["transports"].add_metric(label, len(transports))
             objects["producers"].add_metric(label, sum(len(t.producers) for t in transports))
             objects["consumers"].add_metric(label, sum(len(t.consumers) for t in transports))
+            ends = [t for t in transports if isinstance(t, PipeTransport)]
+            for srtp in (False, True):
+                pipes.add_metric(label + [str(int(srtp))], sum(1 for t in ends if t.enable_srtp is srtp))
         yield up
         yield from objects.values()
+        yield pipes
         pool = getattr(self.runtime, "pool", None)
         if pool is not None:
             restarts = CounterMetricFamily("switchyard_worker_restarts",
@@ -69,6 +77,11 @@ class EngineMetrics:
             for index, count in enumerate(pool.restarts):
                 restarts.add_metric([str(index)], count)
             yield restarts
+            standby = GaugeMetricFamily("switchyard_worker_standby",
+                                        "1 while the slot has a warm standby ready to take over", labels=["worker"])
+            for index, spare in enumerate(pool.standbys):
+                standby.add_metric([str(index)], 0 if spare is None else 1)
+            yield standby
         rooms = getattr(self.runtime.rooms_live, "rooms", {})
         yield GaugeMetricFamily("switchyard_rooms", "Rooms hosted on this node", value=len(rooms))
         yield GaugeMetricFamily("switchyard_peers", "Peers in the rooms of this node",
