@@ -104,6 +104,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         public_url=args.public_url,
         pipe_announced_ip=args.pipe_announced_ip,
         max_peers=config.parse_int(args.max_peers, "max peers"),
+        pipe_srtp=config.env_int("PIPE_SRTP", config.DEFAULT_PIPE_SRTP),
         jwt_secret=config.env_default("JWT_SECRET"),
         allow_guests=config.parse_bool(config.env_default("ALLOW_GUESTS", "true"), "SWITCHYARD_ALLOW_GUESTS"),
         log_level=args.log_level,
@@ -115,6 +116,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         recording_min_free_bytes=config.env_int("RECORDING_MIN_FREE_BYTES", config.DEFAULT_RECORDING_MIN_FREE_BYTES),
         worker_respawn_limit=config.env_int("WORKER_RESPAWN_LIMIT", config.DEFAULT_WORKER_RESPAWN_LIMIT),
         worker_respawn_window=config.env_int("WORKER_RESPAWN_WINDOW", config.DEFAULT_WORKER_RESPAWN_WINDOW),
+        worker_standby=config.env_int("WORKER_STANDBY", config.DEFAULT_WORKER_STANDBY),
         turn=turn_settings_from_env(),
     )
     return config.validate(settings)

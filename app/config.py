@@ -22,6 +22,8 @@ DEFAULT_RECORDING_MAX_BYTES = 2 * 1024**3  # per recording: a few hours of a sma
 DEFAULT_RECORDING_MIN_FREE_BYTES = 1024**3  # no recording starts, or goes on, with less free
 DEFAULT_WORKER_RESPAWN_LIMIT = 5  # deaths of one worker slot respawned within the window
 DEFAULT_WORKER_RESPAWN_WINDOW = 60  # seconds
+DEFAULT_WORKER_STANDBY = 1  # a warm standby worker per slot
+DEFAULT_PIPE_SRTP = 0  # pipes between workers and nodes carry plain RTP
 
 
 class ConfigError(Exception):
@@ -51,6 +53,9 @@ class Settings:
     # and the peers this node takes before joins to rooms not open here go elsewhere (0: no limit)
     pipe_announced_ip: str | None = None
     max_peers: int = 0
+    # 1: pipes (to other nodes, and between this node's workers) carry SRTP, each end keyed in
+    # signalling; 0: plain RTP. Every node of a deployment must use the same value.
+    pipe_srtp: int = DEFAULT_PIPE_SRTP
     jwt_secret: str | None = None
     jwt_secret_generated: bool = False
     log_level: str = "info"
@@ -69,6 +74,9 @@ class Settings:
     # `window` seconds (app/worker_pool.py); limit 0: never respawn
     worker_respawn_limit: int = DEFAULT_WORKER_RESPAWN_LIMIT
     worker_respawn_window: int = DEFAULT_WORKER_RESPAWN_WINDOW
+    # 1: each worker slot keeps a warm standby process that takes over when its worker dies (about
+    # 33 MiB RSS each, app/worker_pool.py); 0: a dead worker is replaced by a freshly started process
+    worker_standby: int = DEFAULT_WORKER_STANDBY
     # TURN for clients behind strict firewalls (app/turn/, SWITCHYARD_TURN_*; docs/operations.md)
     turn: TurnSettings = field(default_factory=turn_off)
     # a room's consumers on one worker before it spreads to another (signaling/placement.py says how
@@ -178,6 +186,10 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("recordings dir must not be empty")
     if settings.worker_respawn_limit < 0 or settings.worker_respawn_window < 1:
         raise ConfigError("worker respawn limit must be at least 0 and worker respawn window at least 1 s")
+    if settings.worker_standby not in (0, 1):
+        raise ConfigError(f"worker standby must be 1 (on) or 0 (off), got {settings.worker_standby}")
+    if settings.pipe_srtp not in (0, 1):
+        raise ConfigError(f"pipe SRTP must be 1 (SRTP) or 0 (plain RTP), got {settings.pipe_srtp}")
     if settings.workers < 1 or settings.workers > 256:
         raise ConfigError(f"workers must be between 1 and 256, got {settings.workers}")
     check_port(settings.rtc_port_base, "RTC port base")

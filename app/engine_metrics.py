@@ -4,6 +4,7 @@ Workers answer `worker.counters` over their channel; a poller asks every few sec
 the latest answers, so a scrape never waits on a busy worker and a dead one just reads `up 0`.
 A respawned worker (app/worker_pool.py) takes its slot's label again; its counters start from zero,
 which Prometheus reads as a counter reset, and `switchyard_worker_restarts_total` counts respawns.
+A slot's warm standby is no worker: it has no series but `switchyard_worker_standby`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from app.metrics import REGISTRY
 from common.log import get_logger
+from media.api.pipe_transport import PipeTransport
 
 if TYPE_CHECKING:
     from app.server import Runtime
@@ -53,6 +55,8 @@ class EngineMetrics:
         objects = {name: GaugeMetricFamily(f"switchyard_{name}", f"Live {name} on each worker", labels=["worker"])
                    for name in ("routers", "transports", "producers", "consumers", "data_producers",
                                 "data_consumers")}
+        pipes = GaugeMetricFamily("switchyard_pipe_transports", "Live pipe transports on each worker (ends of pipes "
+                                  "to other workers and nodes), by whether they carry SRTP", labels=["worker", "srtp"])
         for worker in workers:
             label = [str(worker.index)]
             up.add_metric(label, 0 if worker.closed else 1)
@@ -65,6 +69,9 @@ class EngineMetrics:
             # pipe ends included: a data producer piped to another worker counts on both
             objects["data_producers"].add_metric(label, sum(len(t.data_producers) for t in transports))
             objects["data_consumers"].add_metric(label, sum(len(t.data_consumers) for t in transports))
+            ends = [t for t in transports if isinstance(t, PipeTransport)]
+            for srtp in (False, True):
+                pipes.add_metric(label + [str(int(srtp))], sum(1 for t in ends if t.enable_srtp is srtp))
         relay_drops = CounterMetricFamily("switchyard_data_relay_drops",
                                           "Messages a data pipe between workers dropped, by reason",
                                           labels=["worker", "reason"])
@@ -80,6 +87,7 @@ class EngineMetrics:
                 relay_drops.add_metric([str(worker.index), reason], count)
         yield up
         yield from objects.values()
+        yield pipes
         yield relay_drops
         pool = getattr(self.runtime, "pool", None)
         if pool is not None:
@@ -88,6 +96,11 @@ class EngineMetrics:
             for index, count in enumerate(pool.restarts):
                 restarts.add_metric([str(index)], count)
             yield restarts
+            standby = GaugeMetricFamily("switchyard_worker_standby",
+                                        "1 while the slot has a warm standby ready to take over", labels=["worker"])
+            for index, spare in enumerate(pool.standbys):
+                standby.add_metric([str(index)], 0 if spare is None else 1)
+            yield standby
         rooms = getattr(self.runtime.rooms_live, "rooms", {})
         yield GaugeMetricFamily("switchyard_rooms", "Rooms hosted on this node", value=len(rooms))
         yield GaugeMetricFamily("switchyard_peers", "Peers in the rooms of this node",

@@ -95,7 +95,8 @@ def create_app(runtime: Runtime) -> web.Application:
     signaling = SignalingServer(runtime.workers, app[STORE], token_authenticator(app[STORE], app[AUTH].tokens),
                                 chat_message_json, settings.redis_url, public_url,
                                 pipe_ip=settings.pipe_announced_ip or settings.announced_ip,
-                                max_peers=settings.max_peers, spread_consumers=settings.spread_consumers)
+                                max_peers=settings.max_peers, spread_consumers=settings.spread_consumers,
+                                pipe_srtp=bool(settings.pipe_srtp))
     recordings = Recordings(settings, app[STORE], signaling)
     app[RECORDINGS] = recordings
     app.on_startup.append(recordings.abandon_stale)
@@ -154,7 +155,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
                               max_incoming_bitrate=settings.max_incoming_bitrate)
 
     pool = WorkerPool(rtc_sockets, settings_for,
-                      RespawnPolicy(settings.worker_respawn_limit, settings.worker_respawn_window))
+                      RespawnPolicy(settings.worker_respawn_limit, settings.worker_respawn_window),
+                      standby=bool(settings.worker_standby))
     runtime.pool, runtime.workers = pool, pool.workers
 
     def on_signal() -> None:

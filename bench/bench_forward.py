@@ -437,6 +437,9 @@ class Session:
             # transport-cc feedbacks to the producer (--feedback; 0 without)
             "feedbacks_sent": fwd1["incomingFeedbacks"] - fwd0["incomingFeedbacks"],
             "feedbacks_per_s": (fwd1["incomingFeedbacks"] - fwd0["incomingFeedbacks"]) / sent["seconds"],
+            # the producer's own pacing hold-ups (> 0.5 ms late, then what fell due back to back)
+            "producer_late_sends": sent.get("late_sends", 0),
+            "producer_max_late_us": sent.get("max_late_us", 0.0),
         }
         if keep_latencies:
             result["latencies_ms"] = latencies

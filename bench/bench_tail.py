@@ -12,7 +12,9 @@ share of copies later than twice the median and how many separate episodes they 
 more than 20 samples apart start a new one); the drains by input packets held; how long a drain of
 one packet takes (median, p99) and how many such drains took over twice their median: a drain
 that reads one packet and still runs long was held up inside (kernel, hypervisor, another
-process), while a drain that reads several is the queue that such a hold-up leaves behind.
+process), while a drain that reads several is the queue that such a hold-up leaves behind; and
+how often the producer's own pacing woke up more than 0.5 ms late and sent what had fallen due
+back to back (input bunched before the worker ever saw it).
 
     .venv/bin/python bench/bench_tail.py [--consumers 100 500] [--seconds 5] [--repeat 2]
 """
@@ -87,6 +89,8 @@ def measure(rig: Rig, n: int, seconds: float, repeat: int, fraction: float) -> l
         runs.append({
             "consumers": n, "repetition": repetition, "max_input_pps": best, "input_pps": r["input_pps"],
             "worker_cpu": r["worker_cpu"], "loss": r["loss"], "latency_ms": r["latency_ms"],
+            "producer_late_per_second": r["producer_late_sends"] / seconds,
+            "producer_max_late_us": r["producer_max_late_us"],
             "p99_over_p50": r["latency_ms"]["p99"] / p50,
             "late_share": float(late.mean()), "late_episodes": len(episodes(late)),
             "late_episode_sizes": sorted(episodes(late))[-10:],
@@ -99,7 +103,7 @@ def measure(rig: Rig, n: int, seconds: float, repeat: int, fraction: float) -> l
 def print_runs(console: Console, runs: list[dict]) -> None:
     table = Table(title=f"Latency at half the maximum rate, 1 producer -> N consumers, {PROFILE}")
     for column in ("N", "in pps", "CPU", "p50 ms", "p90 ms", "p99 ms", "p99/p50", "late copies",
-                   "episodes", "1-pkt drain us", "held up /s", "drains by packets"):
+                   "episodes", "1-pkt drain us", "held up /s", "producer late /s", "drains by packets"):
         table.add_column(column, justify="right")
     for r in runs:
         lat, d = r["latency_ms"], r["drains"]
@@ -108,11 +112,13 @@ def print_runs(console: Console, runs: list[dict]) -> None:
                       f"{100 * r['late_share']:.2f}%", str(r["late_episodes"]),
                       f"{d['one_packet_us_p50']:.0f} / {d['one_packet_us_p99']:.0f}",
                       f"{d['held_up_per_second']:.1f}",
+                      f"{r['producer_late_per_second']:.1f} (max {r['producer_max_late_us'] / 1e3:.1f} ms)",
                       " ".join(f"{k}:{v}" for k, v in list(d["by_input_packets"].items())[:6]))
     console.print(table)
     console.print("late copies: later than 2x the median; episodes: separate runs of late copies; 1-pkt drain: "
                   "median / p99 length of a drain that read one input packet; held up: such drains over twice "
-                  "their median, per second.")
+                  "their median, per second; producer late: the input's pacing woke up over 0.5 ms behind schedule and "
+                  "sent what fell due back to back.")
 
 
 def plot(runs: list[dict], path: Path) -> None:

@@ -106,6 +106,11 @@ cdef int64_t probe_send_ns(const unsigned char* buf, int length) noexcept nogil:
                      | read_u32(buf + h.header_len + 4))
 
 
+cdef enum:
+    # send_rtp counts a wake-up this far behind its schedule as a late send
+    LATE_SEND_NS = 500000
+
+
 def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, int packet_size,
              double rate_pps, double duration_s, int batch=32, int first_seq=0,
              uint32_t clock_rate=90000, int burst=1, int twcc_ext_id=0, long count=0,
@@ -123,8 +128,10 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
     payload is 8 bytes shorter so packet_size holds. count > 0 stops after that
     many packets, even before duration_s. Returns sent (packets
     the kernel took), built, dropped (send buffer full), seconds,
-    achieved_pps and next_seq (pass it as first_seq to continue the stream:
-    the session's rollover counter follows the sequence numbers).
+    achieved_pps, next_seq (pass it as first_seq to continue the stream:
+    the session's rollover counter follows the sequence numbers), and the
+    pacing's own hold-ups: late_sends (wake-ups more than LATE_SEND_NS behind
+    schedule, which then send what fell due back to back) and max_late_us.
     `sizes` (uint16 array, e.g. numpy): packet k is sizes[k % len(sizes)] bytes instead of
     packet_size (which then only bounds them), as an encoder's packetizer makes them.
     """
@@ -142,6 +149,8 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
     cdef uint32_t ts_base = ssrc * 2654435761u
     cdef uint16_t seq = <uint16_t>first_seq
     cdef int64_t due
+    cdef int64_t late, max_late = 0
+    cdef long late_sends = 0
     cdef int k, n, status = 0
     if not session.outbound:
         raise ValueError("send_rtp needs an outbound SRTP session")
@@ -187,6 +196,13 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
                     t = start + <uint64_t>(built * 1e9 / rate_pps)
                     sleep_until(t if t < end else end)
                     continue
+                if due > burst:
+                    # more than one burst fell due: this loop woke up late and catches up back to back
+                    late = <int64_t>(now - start) - <int64_t>(built * 1e9 / rate_pps)
+                    if late > LATE_SEND_NS:
+                        late_sends += 1
+                    if late > max_late:
+                        max_late = late
                 if due > batch:
                     due = batch
             else:
@@ -227,6 +243,8 @@ def send_rtp(sock, dest, SrtpSession session, uint32_t ssrc, int payload_type, i
         "seconds": seconds,
         "achieved_pps": out.tx_packets / seconds if seconds > 0 else 0.0,
         "next_seq": seq,
+        "late_sends": late_sends,
+        "max_late_us": max_late / 1e3,
     }
 
 

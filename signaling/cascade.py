@@ -121,13 +121,13 @@ def _producer_info(data: Any) -> dict[str, Any]:
 class Cascade:
     """The other nodes of this node's rooms: their peers and producers, and the pipes to them."""
 
-    def __init__(self, cluster: Cluster, registry: RoomRegistry):
+    def __init__(self, cluster: Cluster, registry: RoomRegistry, pipe_srtp: bool = False):
         self.cluster = cluster
         self.registry = registry
         self.bus = Bus(cluster)
         self.bus.on_event = self._on_event
         self.bus.handlers["room.snapshot"] = self._on_snapshot
-        self.pipes = NodePipes(cluster, registry, self.bus)
+        self.pipes = NodePipes(cluster, registry, self.bus, enable_srtp=pipe_srtp)
         self.data_pipes = NodeDataPipes(registry, self.bus, self.pipes)
         self.mirrors: dict[str, RoomMirror] = {}
         # set by the signaling server: emit to this node's sockets of a room only

@@ -11,6 +11,12 @@ the pipe's rtpParameters; the puller makes a pipe producer with the same id, whi
 consumers on this node consume like a local producer. RTP and RTCP (key frame requests included)
 then flow node to node on the workers' UDP ports; nothing of the media passes through Redis.
 
+Pipes carry plain RTP, or SRTP with each end's key in `pipe.connect` when the node is told to
+(SWITCHYARD_PIPE_SRTP, `enable_srtp`). Every node of a deployment must say the same: in a worker,
+the pipes to one far worker share one link, all plain or all SRTP (media/engine/pipe_transport.py),
+so a node refuses a `pipe.connect` of the other kind (`invalid_state`, naming the setting) rather
+than let a mixed pair fail later and by chance.
+
 One pipe transport pair per room, node pair and direction: a node pulls from another on the pair
 it made, and feeds it on the pair the other made. Closing a room here closes its router, hence
 every pipe end of it; a node that left the room or died has its ends here closed
@@ -131,7 +137,13 @@ class NodePipes:
     async def _on_connect(self, sender: str, params: dict) -> dict[str, Any]:
         room = self._room(params)
         srtp = params.get("srtpParameters")
-        end = await room.router.create_plain_transport(enable_srtp=srtp is not None, transport_class=PipeTransport,
+        if (srtp is not None) != self.enable_srtp:
+            ours = "SRTP" if self.enable_srtp else "plain RTP"
+            log.warning("node %s asked for a %s pipe of room %s; this node's pipes carry %s", sender,
+                        "plain RTP" if srtp is None else "SRTP", room.id, ours)
+            raise RequestError("invalid_state", f"pipes to node {self.cluster.node_id} carry {ours}: "
+                                                "SWITCHYARD_PIPE_SRTP must be the same on every node")
+        end = await room.router.create_plain_transport(enable_srtp=self.enable_srtp, transport_class=PipeTransport,
                                                        app_data={"pipeFrom": sender})
         try:
             await end.connect(ip=params.get("ip"), port=params.get("port"), srtp_parameters=srtp)

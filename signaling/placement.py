@@ -7,9 +7,11 @@ transports, producers and consumers all live on its router. When a peer consumes
 another router, that producer is piped there once (router.pipe_to_router, mediasoup's
 pipeToRouter): the pipe producer on the consumer's router has the producer's id, carries every
 simulcast layer, and follows its pause, resume and close, so events keyed by producer id hold for
-every peer whatever its router. A data producer is piped the same way on its first data consumer
-on another router (router.pipe_data_to_router): its messages are relayed, its close closes the far
-data consumers.
+every peer whatever its router. The pipes carry SRTP when the node's pipes do (SWITCHYARD_PIPE_SRTP,
+the same setting as the pipes to other nodes): loopback never leaves the host, but one setting
+for every pipe is what an operator who asked for encrypted pipes expects. A data producer is piped
+the same way on its first data consumer on another router (router.pipe_data_to_router), over the
+same pipe transport pair: its messages are relayed, its close closes the far data consumers.
 
 Why count consumers, and count them ahead: the worker's cost is per forwarded copy (docs/benchmarks.md),
 and a peer joins before it consumes, so a burst of joins would otherwise all land on one router.
@@ -72,10 +74,12 @@ class Placement:
     producers to the routers that consume them; one per node (RoomRegistry.placement)."""
 
     def __init__(self, workers: Callable[[], list[Worker]], threshold: int = DEFAULT_SPREAD_CONSUMERS,
-                 watch: Callable[[Room, Router], None] | None = None):
+                 watch: Callable[[Room, Router], None] | None = None, enable_srtp: bool = False):
         # the node's workers as they are now (a respawned worker takes a dead one's place)
         self.workers = workers
         self.threshold = threshold
+        # pipes between this node's workers carry SRTP (each end's signalled key) rather than plain RTP
+        self.enable_srtp = enable_srtp
         # told of each router a room opens here (the registry watches its worker)
         self.watch = watch
         # pipes under way, by (producer id, target router id): concurrent consumers share one
@@ -120,7 +124,7 @@ class Placement:
         key = (producer.id, target.id)
         pending = self._piping.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(source.pipe_to_router(producer.id, target))
+            pending = asyncio.ensure_future(source.pipe_to_router(producer.id, target, self.enable_srtp))
             self._piping[key] = pending
             pending.add_done_callback(lambda _: self._piping.pop(key, None))
         await asyncio.shield(pending)
@@ -134,7 +138,7 @@ class Placement:
         key = (data_producer.id, target.id)
         pending = self._piping.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(source.pipe_data_to_router(data_producer.id, target))
+            pending = asyncio.ensure_future(source.pipe_data_to_router(data_producer.id, target, self.enable_srtp))
             self._piping[key] = pending
             pending.add_done_callback(lambda _: self._piping.pop(key, None))
         await asyncio.shield(pending)

@@ -35,9 +35,10 @@ class RoomRegistry:
     It implements app.live.RoomsLive, so REST sees live participant counts and can close a room.
     """
 
-    def __init__(self, workers: list[Worker], spread_consumers: int = DEFAULT_SPREAD_CONSUMERS):
+    def __init__(self, workers: list[Worker], spread_consumers: int = DEFAULT_SPREAD_CONSUMERS,
+                 pipe_srtp: bool = False):
         self.workers = workers
-        self.placement = Placement(lambda: self.workers, spread_consumers, watch=self._watch)
+        self.placement = Placement(lambda: self.workers, spread_consumers, watch=self._watch, enable_srtp=pipe_srtp)
         self.rooms: dict[str, Room] = {}
         self._opening: dict[str, asyncio.Future] = {}
         # set by the signaling server: tells a room's peers and removes them

@@ -58,8 +58,9 @@ class SignalingServer:
 
     def __init__(self, workers: list, store: Store, authenticate: Authenticate, message_shape: MessageShape,
                  redis_url: str | None = None, public_url: str | None = None, pipe_ip: str | None = None,
-                 max_peers: int = 0, spread_consumers: int = DEFAULT_SPREAD_CONSUMERS):
-        self.registry = RoomRegistry(workers, spread_consumers)
+                 max_peers: int = 0, spread_consumers: int = DEFAULT_SPREAD_CONSUMERS, pipe_srtp: bool = False):
+        # pipe_srtp: every pipe, between this node's workers and to other nodes, carries SRTP
+        self.registry = RoomRegistry(workers, spread_consumers, pipe_srtp)
         self.registry.on_room_closed = self._room_closed
         self.registry.on_peers_lost = self._peers_lost
         manager = None
@@ -70,7 +71,7 @@ class SignalingServer:
                 raise ValueError("many nodes (Redis) need this node's public URL")
             cluster = Cluster(redis_url, public_url, self.registry, pipe_ip or "127.0.0.1", max_peers)
             self.registry.cluster = cluster
-            self.cascade = cluster.cascade = Cascade(cluster, self.registry)
+            self.cascade = cluster.cascade = Cascade(cluster, self.registry, pipe_srtp)
             self.cascade.emit_local = self.emit_here
             self.cascade.pipes.on_fed = self._piped_away
             manager = RoomEvents(redis_url, cluster)

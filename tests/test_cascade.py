@@ -72,6 +72,42 @@ async def node_urls(directory: aioredis.Redis, room_id: str) -> dict[str, str]:
     return {i: json.loads(v)["url"] for i, v in zip(ids, values, strict=True) if v is not None}
 
 
+async def node_id_of(directory: aioredis.Redis, url: str) -> str:
+    """The id of the live node whose public URL is `url`, from the room directory."""
+    async for key in directory.scan_iter(match=node_key("*")):
+        value = await directory.get(key)
+        if value is not None and json.loads(value)["url"] == url:
+            return json.loads(value)["nodeId"]
+    raise AssertionError(f"node {url} is not in the directory")
+
+
+async def ask_node(directory: aioredis.Redis, node_id: str, method: str, params) -> dict:
+    """A cascade request to a node, as another node sends it (signaling/cascade_bus.py): its reply."""
+    pubsub = directory.pubsub()
+    asker = f"test-asker-{time.monotonic_ns()}"
+    try:
+        await pubsub.subscribe(node_channel(asker))
+        request_id = str(time.monotonic_ns())
+        message = {"type": "request", "id": request_id, "from": asker, "method": method, "params": params}
+        await directory.publish(node_channel(node_id), json.dumps(message))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            reply = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if reply is not None and json.loads(reply["data"]).get("id") == request_id:
+                return json.loads(reply["data"])
+        raise AssertionError(f"no reply to {method}")
+    finally:
+        await pubsub.aclose()
+
+
+def metrics_of(url: str) -> dict[str, float]:
+    """/metrics as {series: value}."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        lines = response.read().decode().splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines
+            if line and not line.startswith("#")}
+
+
 async def leave_all(rooms: list[Room]) -> None:
     for room in rooms:
         try:
@@ -195,27 +231,11 @@ async def test_the_control_path_answers_bad_requests_and_drops_garbage(node_b, r
     """What reaches a node's cascade channels from Redis never breaks it: garbage is dropped, bad
     requests get the contract's error shape."""
     directory = aioredis.from_url(redis_url)
-    pubsub = directory.pubsub()
     try:
-        node_id = None
-        async for key in directory.scan_iter(match=node_key("*")):
-            value = await directory.get(key)
-            if value is not None and json.loads(value)["url"] == node_b.url:
-                node_id = json.loads(value)["nodeId"]
-        assert node_id is not None, "node B is not in the directory"
-        asker = f"test-asker-{time.monotonic_ns()}"
-        await pubsub.subscribe(node_channel(asker))
+        node_id = await node_id_of(directory, node_b.url)
 
         async def ask(method: str, params) -> dict:
-            request_id = str(time.monotonic_ns())
-            message = {"type": "request", "id": request_id, "from": asker, "method": method, "params": params}
-            await directory.publish(node_channel(node_id), json.dumps(message))
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                reply = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if reply is not None and json.loads(reply["data"]).get("id") == request_id:
-                    return json.loads(reply["data"])
-            raise AssertionError(f"no reply to {method}")
+            return await ask_node(directory, node_id, method, params)
 
         for garbage in (b"not json", b"\xff\xfe", b"[]", json.dumps({"type": "event", "from": "x"}).encode(),
                         b"x" * 300_000):
@@ -233,7 +253,6 @@ async def test_the_control_path_answers_bad_requests_and_drops_garbage(node_b, r
             True, {"peers": [], "producers": [], "dataProducers": []}, node_id)
         assert (await ask("pipe.consumeData", {"roomId": "no-such-room"}))["error"]["code"] == "not_found"
     finally:
-        await pubsub.aclose()
         await directory.aclose()
     # the node still serves
     client = await signed_in(node_b.url, "After")
@@ -297,6 +316,57 @@ async def test_a_producer_on_a_second_worker_reaches_another_node(database, redi
         await leave_all(rooms)
         err = node_a.stop()
         assert "Traceback" not in err, err
+
+
+async def test_with_pipe_srtp_the_pipes_between_workers_and_nodes_carry_srtp(database, redis_url):
+    """SWITCHYARD_PIPE_SRTP=1 on both nodes: Carol's video goes from node A's second worker to its
+    first over an SRTP pipe (the room spread, threshold 2), then to node B over another, and is
+    decoded there. Every pipe end is SRTP, and no worker counted an SRTP failure: each packet the
+    far ends took was SRTP under the near end's key (a plain one would fail and be counted). A node
+    asked for a plain pipe refuses it, naming the setting."""
+    srtp = {"SWITCHYARD_PIPE_SRTP": "1"}
+    node_a = ServerProcess(database, redis_url, workers=2, extra_env={**srtp, "SWITCHYARD_SPREAD_CONSUMERS": "2"})
+    node_c = ServerProcess(database, redis_url, extra_env=srtp)
+    directory = aioredis.from_url(redis_url)
+    rooms: list[Room] = []
+    try:
+        room_id = await new_room(node_a.url, "srtp pipes")
+        alice = await Room.join(node_a.url, room_id, "Alice", auto_subscribe=False, reconnect=False)
+        bob = await Room.join(node_a.url, room_id, "Bob", auto_subscribe=False, reconnect=False)
+        rooms += [alice, bob]
+        await bob.subscribe((await alice.publish(MovingBarTrack())).producer_id)
+        carol = await Room.join(node_a.url, room_id, "Carol", auto_subscribe=False, reconnect=False)
+        rooms.append(carol)
+        video = await carol.publish(MovingBarTrack())  # on A's second worker
+        viewer = await Room.join(node_c.url, room_id, "Viewer", auto_subscribe=False, reconnect=False)
+        rooms.append(viewer)
+        remote = await viewer.subscribe(video.producer_id)
+        frames, _ = await receive_frames(remote.track, 10)
+        assert all((f.width, f.height) == (WIDTH, HEIGHT) for f in frames)
+
+        # the workers' counters as polled (app/engine_metrics.py) once the video crossed both pipes
+        deadline = time.monotonic() + WAIT
+        while True:
+            a, c = await asyncio.to_thread(metrics_of, node_a.url), await asyncio.to_thread(metrics_of, node_c.url)
+            if all(m.get(f'switchyard_worker_forwarded_packets_total{{worker="{w}"}}', 0) > 0
+                   for m, w in ((a, 1), (c, 0))):
+                break
+            assert time.monotonic() < deadline, "no forwarded packets in the workers' counters"
+            await asyncio.sleep(0.2)
+        # A: worker 1's end to worker 0; worker 0's end from worker 1 and its end to node C. C: one end.
+        for found, worker, ends in ((a, 1, 1), (a, 0, 2), (c, 0, 1)):
+            assert found[f'switchyard_pipe_transports{{srtp="1",worker="{worker}"}}'] == ends, found
+            assert found[f'switchyard_pipe_transports{{srtp="0",worker="{worker}"}}'] == 0, found
+            assert found[f'switchyard_worker_srtp_failures_total{{worker="{worker}"}}'] == 0, found
+
+        reply = await ask_node(directory, await node_id_of(directory, node_a.url), "pipe.connect",
+                               {"roomId": room_id, "ip": "127.0.0.1", "port": 9})
+        assert reply["error"]["code"] == "invalid_state" and "SWITCHYARD_PIPE_SRTP" in reply["error"]["message"]
+    finally:
+        await leave_all(rooms)
+        await directory.aclose()
+        errors = [node_a.stop(), node_c.stop()]
+    assert not any("Traceback" in err for err in errors), errors
 
 
 async def test_a_data_producer_on_node_a_reaches_a_consumer_on_node_b(database, redis_url, node_b):

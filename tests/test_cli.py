@@ -14,6 +14,8 @@ import urllib.request
 import jwt
 import pytest
 
+from tests.test_worker_pool import engine_processes
+
 SWITCHYARD = [sys.executable, "-m", "app"]
 
 
@@ -73,6 +75,13 @@ def test_bad_setting_from_environment():
                                                ("SWITCHYARD_WORKER_RESPAWN_WINDOW", "0", "respawn window"),
                                                ("SWITCHYARD_WORKER_RESPAWN_LIMIT", "many", "RESPAWN_LIMIT")])
 def test_bad_respawn_bound_from_environment(name, value, needle):
+    assert_one_line_error(run_cli("serve", "--signaling-port", "0", env={name: value}), needle)
+
+
+@pytest.mark.parametrize("name,value,needle", [("SWITCHYARD_WORKER_STANDBY", "2", "worker standby must be 1 (on) or 0"),
+                                               ("SWITCHYARD_WORKER_STANDBY", "yes", "WORKER_STANDBY must be an integer"),
+                                               ("SWITCHYARD_PIPE_SRTP", "-1", "pipe SRTP must be 1 (SRTP) or 0")])
+def test_bad_standby_or_pipe_srtp_from_environment(name, value, needle):
     assert_one_line_error(run_cli("serve", "--signaling-port", "0", env={name: value}), needle)
 
 
@@ -169,6 +178,11 @@ def test_serve_health_and_clean_stop(free_ports, tmp_path, postgres_url, redis_u
         assert [w["rtcPort"] for w in body["workers"]] == [base + 2, base + 3]
         worker_pids = [w["pid"] for w in body["workers"]]
         assert all(pid_alive(pid) for pid in worker_pids)
+        # each slot's warm standby starts beside its worker (app/worker_pool.py)
+        deadline = time.monotonic() + 20
+        while [len(engine_processes(port)) for port in (base + 2, base + 3)] != [2, 2]:
+            assert time.monotonic() < deadline, [engine_processes(port) for port in (base + 2, base + 3)]
+            time.sleep(0.1)
         status, _ = get_json(f"http://127.0.0.1:{base + 1}/api/health")
         assert status == 200, "the signaling port serves the same app"
         status, error = get_json(f"http://127.0.0.1:{base}/api/does-not-exist")
@@ -183,6 +197,7 @@ def test_serve_health_and_clean_stop(free_ports, tmp_path, postgres_url, redis_u
         json.loads(line)  # --log-format json: every log line is one JSON object
     time.sleep(0.2)
     assert not any(pid_alive(pid) for pid in worker_pids), "no orphan workers"
+    assert engine_processes(base + 2) == engine_processes(base + 3) == [], "no orphan standbys"
 
 
 def test_killed_worker_is_reported(free_ports):

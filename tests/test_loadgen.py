@@ -183,3 +183,42 @@ def test_numbered_probes_get_transport_cc_feedback(sockets):
         except BlockingIOError:
             break
     assert len(rtcp) == feedbacks
+
+
+def _send_paced(conn, dest, key: bytes) -> None:
+    """Child process: one second of probes at RATE_PPS from a socket of its own; sends back the result."""
+    sock = udp_socket()
+    try:
+        conn.send(send_rtp(sock, dest, SrtpSession(PROFILE, key, "outbound"), PRODUCER_SSRC, PAYLOAD_TYPE, 200,
+                           RATE_PPS, 1.0))
+    finally:
+        sock.close()
+
+
+def test_the_pacing_counts_its_own_late_wake_ups_and_catches_up(sockets):
+    """A producer held off its core (SIGSTOP for 60 ms) says so: a late wake-up of ~60 ms, after
+    which what fell due leaves back to back, so the average rate holds as it does unhindered.
+    bench_tail.py sets these counts against the worker's late copies."""
+    import multiprocessing
+    import signal
+
+    sink = sockets[0]
+    ctx = multiprocessing.get_context("fork")
+    results = []
+    for stop_ms in (0, 60):
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=_send_paced, args=(child, sink.getsockname(), new_key()), daemon=True)
+        process.start()
+        if stop_ms:
+            time.sleep(0.4)
+            os.kill(process.pid, signal.SIGSTOP)
+            time.sleep(stop_ms / 1000)
+            os.kill(process.pid, signal.SIGCONT)
+        assert parent.poll(10), "the sender did not finish"
+        results.append(parent.recv())
+        process.join(5)
+        receive_rtp([sink], None, 2.0, 0, stop_when_idle=0.2)  # empty the sink for the next round
+    quiet, stopped = results
+    assert quiet["sent"] >= 0.95 * RATE_PPS and stopped["sent"] >= 0.95 * RATE_PPS
+    assert stopped["late_sends"] >= 1
+    assert stopped["max_late_us"] >= 0.8 * 60_000

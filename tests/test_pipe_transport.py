@@ -8,6 +8,7 @@ switched per consumer, close and pause travelling through the pipe, PLI back to 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from media.api.errors import (
     SwitchyardError,
     worker_request,
 )
+from media.api.pipe_transport import PipeTransport
 from tests.media.client import Client, receive_frames
 from tests.media.tracks import HEIGHT, WIDTH
 from tests.test_api_objects import Events
@@ -305,24 +307,37 @@ async def test_pipe_refusals(routers):
     assert pipe_a.closed and not producer.closed and producer.consumers == {}
 
 
-async def test_pipes_of_two_rooms_between_the_same_workers_share_one_link(routers):
-    """Both workers' pipes come from one port each: plain pipes of several router pairs share one
+@pytest.mark.parametrize("srtp", [False, True], ids=["rtp", "srtp"])
+async def test_pipes_of_two_rooms_between_the_same_workers_share_one_link(routers, srtp):
+    """Both workers' pipes come from one port each: the pipes of several router pairs share one
     Forwarder slot per worker pair, told apart by SSRC; media flows on each, and closing one pipe
-    leaves the other working. An SRTP pipe keeps its own slot and keys, so it cannot join."""
+    leaves the other working. SRTP pipes share it too (each worker keys all its SRTP pipe ends
+    alike); a pipe of the other kind cannot join."""
     router_a, router_b = routers
     router_a2, router_b2 = [await r.worker.create_router() for r in routers]
     room1 = await publish_simulcast(router_a)
     room2 = await publish_simulcast(router_a2)
     try:
-        sinks = []
+        sinks, pipes = [], []
         for (producer, _, _), source, target in ((room1, router_a, router_b), (room2, router_a2, router_b2)):
-            await source.pipe_to_router(producer.id, target)
+            pipe_consumer, _ = await source.pipe_to_router(producer.id, target, enable_srtp=srtp)
+            pipes.append(pipe_consumer.transport)
             sinks.append(await plain_viewer(target, producer.id, 2))
         for sink, _ in sinks:
             assert {p.payload[2] for p in await receive(sink, 20)} <= {0, 1, 2}
         (sink1, consumer1), (sink2, consumer2) = sinks
         await until_layer(sink1, 2)
         await until_layer(sink2, 2)
+        # one link each way, carrying both rooms; with SRTP, every packet the far end took was
+        # SRTP under the near end's worker key (a plain or wrongly keyed one fails and is counted)
+        for end in (*pipes, pipes[0].peer):
+            [stats] = await end.get_stats()
+            assert stats["linkPipes"] == 2 and stats["srtpFailures"] == 0, stats
+            assert stats["srtpCryptoSuite"] == ("AES_CM_128_HMAC_SHA1_80" if srtp else None), stats
+        [far] = await pipes[0].peer.get_stats()
+        assert far["rtpPacketsReceived"] > 0
+        if srtp:
+            assert pipes[0].srtp_parameters == pipes[1].srtp_parameters  # worker A's one pipe key
         # room 1's pipe goes; room 2's goes on over the link
         await router_b.close()
         for _ in range(50):
@@ -332,14 +347,32 @@ async def test_pipes_of_two_rooms_between_the_same_workers_share_one_link(router
         assert router_a._pipes == {} and consumer1.closed and not consumer2.closed
         drain(sink2)
         assert len(await receive(sink2, 20)) == 20
-        # an SRTP pipe would need the address the link holds
+        # a pipe of the other kind would need the link the others hold
         router_b3 = await router_b2.worker.create_router()
-        with pytest.raises(InvalidInputError, match="already belongs"):
-            await router_a.pipe_to_router(room1[0].id, router_b3, enable_srtp=True)
+        with pytest.raises(InvalidStateError, match="cannot share their link"):
+            await router_a.pipe_to_router(room1[0].id, router_b3, enable_srtp=not srtp)
         assert router_a._pipes == {} and router_b3._pipes == {} and router_b3.transports == {}
     finally:
         room1[2].cancel()
         room2[2].cancel()
+
+
+async def test_an_srtp_link_takes_the_new_key_of_a_far_worker_replaced_on_its_port(routers):
+    """A worker keeps one pipe key for its life, so another key from the same far address is a new
+    worker there (a respawn): the link is re-keyed for the new pipe; the same key joins as is."""
+    router_a, _ = routers
+    keys = [base64.b64encode(bytes([n]) * 30).decode() for n in (1, 2)]
+    ends = []
+    for key in (keys[0], keys[0], keys[1]):
+        end = await router_a.create_plain_transport(enable_srtp=True, transport_class=PipeTransport)
+        await end.connect(ip="127.0.0.1", port=9, srtp_parameters={"cryptoSuite": "AES_CM_128_HMAC_SHA1_80",
+                                                                    "keyBase64": key})
+        ends.append(end)
+    for end in ends:
+        [stats] = await end.get_stats()
+        assert stats["linkPipes"] == 3 and end.srtp_parameters == ends[0].srtp_parameters
+    await asyncio.gather(*(end.close() for end in ends))
+    assert (await router_a.worker.request("worker.dump"))["tables"]["transportObjects"] == 0
 
 
 async def test_the_far_worker_dying_closes_the_pipe_and_a_new_one_can_be_made(routers):

@@ -170,9 +170,12 @@ class PipeDataConsumer(DataConsumer):
         self.transport.worker.pipe_data_consumers.pop(self.id, None)
 
 
-async def pipe_data_to_router(source: Router, data_producer_id: str,
-                              target: Router) -> tuple[PipeDataConsumer, DataProducer]:
-    """(pipe data consumer on source, pipe data producer on target, with the data producer's id)."""
+async def pipe_data_to_router(source: Router, data_producer_id: str, target: Router,
+                              enable_srtp: bool = False) -> tuple[PipeDataConsumer, DataProducer]:
+    """(pipe data consumer on source, pipe data producer on target, with the data producer's id).
+
+    enable_srtp: what a pipe transport pair made for it carries (the messages never take it, but
+    the RTP pipes of the same router pair will, SWITCHYARD_PIPE_SRTP)."""
     from media.api.router import Router  # the module imports this one
 
     if not isinstance(target, Router):
@@ -186,7 +189,7 @@ async def pipe_data_to_router(source: Router, data_producer_id: str,
         raise InvalidStateError("a pipe joins routers of two different workers")
     if data_producer_id in target.data_producers:
         raise InvalidStateError(f"data producer {data_producer_id} is already piped to router {target.id}")
-    local, remote = await source._pipe_pair(target, False)
+    local, remote = await source._pipe_pair(target, enable_srtp)
     pipe_consumer = await consume_pipe_data(local, producer, DataRelay(remote.worker, producer.id))
     try:
         pipe_producer = await produce_pipe_data(remote, producer.id, producer.sctp_stream_parameters,

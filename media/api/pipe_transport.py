@@ -10,9 +10,10 @@ requests cross the pipe as RTCP PLI (RFC 4585 6.3.1) to the pipe consumer's SSRC
 worker relays to the producer.
 
 Two routers are piped only across two different workers (a worker finds a transport by its
-remote address on its one port); in each worker the plain pipes to one other worker share a
-Forwarder slot (media/engine/pipe_transport.py), so many router pairs can be piped between the same
-two workers, while an SRTP pipe is the only one between its workers.
+remote address on its one port); in each worker the pipes to one other worker share a Forwarder
+slot (media/engine/pipe_transport.py), so many router pairs can be piped between the same two
+workers. They are all plain RTP or all SRTP (each worker then keys every SRTP pipe end with one
+key of its own): a pipe of the other kind between the same two workers is refused.
 """
 
 from __future__ import annotations

@@ -172,11 +172,12 @@ class Router(AsyncIOEventEmitter):
         """
         return await pipe_to_router(self, producer_id, router, enable_srtp)
 
-    async def pipe_data_to_router(self, data_producer_id: str, router: Router) -> tuple[PipeDataConsumer, DataProducer]:
+    async def pipe_data_to_router(self, data_producer_id: str, router: Router,
+                                  enable_srtp: bool = False) -> tuple[PipeDataConsumer, DataProducer]:
         """Consume a data producer of this router on `router` (of another worker), as mediasoup's
         pipeToRouter({dataProducerId}): (pipe data consumer here, pipe data producer there, with the
         data producer's id), over the same pipe transport pair as media (media/api/data_pipe.py)."""
-        return await pipe_data_to_router(self, data_producer_id, router)
+        return await pipe_data_to_router(self, data_producer_id, router, enable_srtp)
 
     async def _pipe_pair(self, other: Router, enable_srtp: bool) -> tuple[PipeTransport, PipeTransport]:
         """The pipe pair to `other` (this router's end first), made once even under concurrent calls."""

@@ -5,6 +5,10 @@ that owns one UDP socket and one TCP listener, both bound here first so that a
 taken port is reported before anything starts. The handle talks to it only
 through the control channel and notices its death at once: the channel hits
 end-of-file when the process goes, whatever killed it.
+
+A worker started as a standby (app/worker_pool.py) is the same process with the
+engine not yet made: it answers its channel but touches neither socket until
+`activate()`, one request, after which the handle is an ordinary worker.
 """
 
 from __future__ import annotations
@@ -71,9 +75,11 @@ def bind_rtc_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket
 class Worker(AsyncIOEventEmitter):
     """A running worker process. Events: `died` (exit code) when it goes without being closed."""
 
-    def __init__(self, settings: WorkerSettings, udp: socket.socket, tcp: socket.socket):
+    def __init__(self, settings: WorkerSettings, udp: socket.socket, tcp: socket.socket, standby: bool = False):
         super().__init__()
         self.settings = settings
+        # started with --standby and not activated yet: it serves nothing
+        self.standby = standby
         self._udp = udp
         self._tcp = tcp
         self.process: asyncio.subprocess.Process | None = None
@@ -94,7 +100,7 @@ class Worker(AsyncIOEventEmitter):
         return self.settings.index
 
     async def start(self) -> None:
-        """Spawn the process and wait until it answers."""
+        """Spawn the process and wait until it answers (a standby answers too, serving nothing)."""
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         child_fds = (to_worker_r, from_worker_w, self._udp.fileno(), self._tcp.fileno())
@@ -110,6 +116,8 @@ class Worker(AsyncIOEventEmitter):
             "--consent-timeout", str(s.consent_timeout),
             "--max-incoming-bitrate", str(s.max_incoming_bitrate),
         ]
+        if self.standby:
+            args.append("--standby")
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *args, pass_fds=child_fds, stdin=asyncio.subprocess.DEVNULL
@@ -122,7 +130,13 @@ class Worker(AsyncIOEventEmitter):
         self.channel.start()
         self._watch = asyncio.get_running_loop().create_task(self._watch_exit())
         await self.request("worker.dump")
-        log.info("worker %d started (pid %d, rtc port %d)", s.index, self.pid, s.rtc_port)
+        log.info("worker %d %s (pid %d, rtc port %d)", s.index, "standby started" if self.standby else "started",
+                 self.pid, s.rtc_port)
+
+    async def activate(self) -> None:
+        """Make a standby serve its sockets: the engine is made and the worker answers as a fresh one."""
+        await self.request("worker.activate")
+        self.standby = False
 
     async def request(self, method: str, data: dict | None = None, target: str | None = None) -> dict:
         """Send a control request to the worker."""
@@ -157,7 +171,8 @@ class Worker(AsyncIOEventEmitter):
             router.worker_closed()
         self.routers.clear()
         code = await self.process.wait()
-        log.error("worker %d (pid %d) died with exit code %s", self.index, self.pid, code)
+        log.error("%s %d (pid %d) died with exit code %s", "standby of worker" if self.standby else "worker",
+                  self.index, self.pid, code)
         self._udp.close()
         self._tcp.close()
         self.emit("died", code)

@@ -60,8 +60,10 @@ class Engine:
         self.ufrags: dict[str, WebRtcTransport] = {}
         self.tuples: dict[tuple, WebRtcTransport] = {}
         self.comedia_waiting: list[PlainTransport] = []
-        # plain pipes by the remote worker's address: one shared Forwarder slot each
+        # pipes by the remote worker's address: one shared Forwarder slot each (plain RTP or SRTP)
         self.pipe_links: dict[tuple, PipeLink] = {}
+        # this worker's SRTP key for all its SRTP pipe ends, by cipher suite (media/engine/pipe_transport.py)
+        self.pipe_keys: dict[str, bytes] = {}
         self.tcp_connections: dict[tuple, IceTcpConnection] = {}
         self.tcp_tuples: dict[tuple, WebRtcTransport] = {}
         # transports whose selected tuple is TCP: their Forwarder output is written after each drain

@@ -1,16 +1,24 @@
-"""Entry point of a media worker process: `python -m media.engine.main` (started by media.api.worker)."""
+"""Entry point of a media worker process: `python -m media.engine.main` (started by media.api.worker).
+
+With `--standby` the process is a warm spare of its slot (app/worker_pool.py): the interpreter is
+up, the engine's modules are imported (at the top of this module), the slot's sockets are
+inherited and the channel answers, but no Engine exists yet, so the process neither reads its UDP
+socket nor accepts on its TCP listener. `worker.activate` makes the Engine exactly as a worker
+started without `--standby` makes it before its first answer; from then on the two are the same.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import ctypes
+import os
 import resource
 import signal
 import socket
 
 from common.log import get_logger, setup_logging
-from media.channel import Channel, open_pipe_streams
+from media.channel import Channel, ChannelRequestError, open_pipe_streams
 from media.engine.core import Engine
 from media.engine.ice import CONSENT_TIMEOUT
 from media.limits import DEFAULT_MAX_INCOMING_BITRATE
@@ -41,11 +49,27 @@ class WorkerProcess:
         self.engine: Engine | None = None
         self.stopping = asyncio.Event()
 
+    async def activate(self) -> None:
+        """Make the engine: from now on the worker reads its UDP socket and accepts ICE-TCP."""
+        if self.engine is not None:
+            return
+        self.engine = Engine(self.udp, self.args.announced_ip, self.args.rtc_port, self.notify,
+                             consent_timeout=self.args.consent_timeout,
+                             max_incoming_bitrate=self.args.max_incoming_bitrate)
+        await self.engine.serve_tcp(self.tcp)
+
     async def handle_request(self, method: str, target: str | None, data: dict) -> dict | None:
         if method == "worker.getResourceUsage":
             usage = resource.getrusage(resource.RUSAGE_SELF)
             return {"ru_utime": usage.ru_utime, "ru_stime": usage.ru_stime, "ru_maxrss": usage.ru_maxrss}
-        assert self.engine is not None
+        if method == "worker.activate":  # a standby becomes its slot's worker; answered like worker.dump
+            await self.activate()
+            method = "worker.dump"
+        if self.engine is None:
+            if method == "worker.dump":
+                return {"pid": os.getpid(), "index": self.args.index, "rtcPort": self.args.rtc_port,
+                        "standby": True}
+            raise ChannelRequestError("invalid_state", f"{method}: this worker is a standby (worker.activate first)")
         result = await self.engine.handle(method, data)
         if method == "worker.dump":
             result = {**result, "index": self.args.index, "rtcPort": self.args.rtc_port}
@@ -63,10 +87,8 @@ class WorkerProcess:
 
     async def run(self) -> None:
         reader, writer = await open_pipe_streams(self.args.channel_in, self.args.channel_out)
-        self.engine = Engine(self.udp, self.args.announced_ip, self.args.rtc_port, self.notify,
-                             consent_timeout=self.args.consent_timeout,
-                             max_incoming_bitrate=self.args.max_incoming_bitrate)
-        await self.engine.serve_tcp(self.tcp)
+        if not self.args.standby:
+            await self.activate()
         self.channel = Channel(reader, writer, self.handle_request, self.handle_notification)
         self.channel.start()
         closed = asyncio.ensure_future(self.channel.closed_event.wait())
@@ -74,7 +96,8 @@ class WorkerProcess:
         await asyncio.wait({closed, stopping}, return_when=asyncio.FIRST_COMPLETED)
         for task in (closed, stopping):
             task.cancel()
-        self.engine.close()
+        if self.engine is not None:
+            self.engine.close()
         self.channel.close()
         self.udp.close()
         self.tcp.close()
@@ -94,6 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-incoming-bitrate", type=int, default=DEFAULT_MAX_INCOMING_BITRATE)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-format", default="text")
+    parser.add_argument("--standby", action="store_true", help="wait for worker.activate before serving")
     return parser.parse_args(argv)
 
 
