@@ -27,7 +27,7 @@ def near(value: float, expected: float, within: float = 0.05) -> bool:
 
 async def test_unread_mode_counts_the_workers_copies_and_the_pipe_apart():
     args = argparse.Namespace(consumers=CONSUMERS, seconds=0.5, warmup=0.3, rates=[RATE], spread_consumers=20,
-                              sample=4, unread_rcvbuf=8192, check_rate=100, read_all=False)
+                              sample=4, unread_rcvbuf=8192, check_rate=100, read_all=False, stop_after=0)
     results = await measure(args)
     one, two = results["rows"]
     summary = str(results)
