@@ -40,7 +40,10 @@ Each worker is pinned to a core of its own (worker 1 on core 0, worker 2 on core
 runs at nice -10 (WORKER_NICE) in both configurations; this process (sender and receivers)
 floats at its own priority, except during the read/unread check, when it keeps off worker 1's
 core so that core's busy time is the worker's (with the loopback delivery it does). The machine
-is shared with other engineers' tests: the load average is recorded with every row.
+is shared with other engineers' tests: the load average is recorded with every row, and a run that
+starts above QUIET_LOAD is flagged. With sched_autogroup on (as on the shared VM) nice counts only
+against this session's own processes: other sessions' work still takes its share of a worker's
+core, which starves worker 2 in the smoke runs and makes their ratio the machine's.
 
     PYTHONPATH=. .venv/bin/python bench/bench_pipe.py [--consumers 1000] [--seconds 2] \
         [--rates 200 400 ... 2000] [--stop-after 2] [--spread-consumers 500] [--sample 16] \
@@ -92,6 +95,8 @@ READ_SAMPLES_PER_SECOND = 20_000
 SEND_MARGIN_S = 1.0
 # the sample's receivers stop once nothing arrived for this long (the workers' backlog is out)
 IDLE_S = 0.3
+# above this load average at the start the run is flagged as not quiet
+QUIET_LOAD = 0.3
 RESULTS = Path(__file__).parent / "results" / "pipe.json"
 
 
@@ -370,6 +375,7 @@ def saturation(rows: list[dict]) -> dict:
 
 async def measure(args: argparse.Namespace) -> dict:
     """Both configurations at every rate (and the read/unread check), then the pipe hop: the results."""
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < args.consumers + 256:  # one socket per consumer in this process
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.consumers + 256), hard))
@@ -408,7 +414,8 @@ async def measure(args: argparse.Namespace) -> dict:
     peaks = saturation(rows)
     best = {n: peak["bestCopiesPerSecond"] for n, peak in peaks.items()}
     return {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "shared": True},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "shared": True,
+                    "autogroup": autogroup(), "loadAverageAtStart": load_at_start},
         "packetSize": PACKET_SIZE, "seconds": args.seconds, "warmup": args.warmup,
         "spreadConsumers": args.spread_consumers, "mode": "read" if args.read_all else "unread",
         "sample": args.sample, "unreadRcvbuf": args.unread_rcvbuf, "workerNice": nice, "rows": rows,
@@ -454,9 +461,23 @@ def report(console: Console, results: dict) -> None:
                       f" saturated from {peak['saturatedFromRate']} pps")
     if results["ratio"]:
         console.print(f"2 workers / 1 worker, best copies/s: {results['ratio']:.2f}x")
+    load = results["machine"]["loadAverageAtStart"][0]
+    if load > QUIET_LOAD:
+        console.print(f"[bold]not quiet[/bold]: load average {load} at the start; other work shares the"
+                      " workers' cores" + (" (and with autogroup on, their nice value does not count"
+                                           " against other sessions)" if results["machine"]["autogroup"] else ""))
     latency = results["pipeLatency"]
     console.print(f"one pipe hop at {LATENCY_RATE} pps: p50 {latency['p50MsA']} ms on A, {latency['p50MsB']} ms on B"
                   f" (+{latency['pipeHopP50Ms']} ms); p99 {latency['p99MsA']} / {latency['p99MsB']} ms")
+
+
+def autogroup() -> bool:
+    """Whether the kernel groups the scheduling of each session (sched_autogroup): the workers' nice
+    value then counts only against this session's own processes, not other sessions' work."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
 
 
 def main() -> None:
