@@ -39,7 +39,7 @@ low rate, the difference of their median one-way latencies (arrival is the kerne
 Each worker is pinned to a core of its own (worker 1 on core 0, worker 2 on core 1) and, as root,
 runs at nice -10 (WORKER_NICE) in both configurations; this process (sender and receivers)
 floats at its own priority, except during the read/unread check, when it keeps off worker 1's
-core so that core's busy time is the worker's (with the loopback delivery it does). The machine
+core. The machine
 is shared with other engineers' tests: the load average is recorded with every row, and a run that
 starts above QUIET_LOAD is flagged. With sched_autogroup on (as on the shared VM) nice counts only
 against this session's own processes: other sessions' work still takes its share of a worker's
@@ -301,7 +301,8 @@ async def sweep(fan: FanOut, rates: list[float], seconds: float, warmup: float, 
 async def read_vs_unread(fan: FanOut, rate: float, seconds: float, warmup: float, unread_rcvbuf: int,
                          cores: list[int]) -> dict:
     """One worker at a rate it carries, every socket read, then the same sockets unread: its CPU per copy
-    both ways (and its core's, loopback delivery included), this process kept off its core."""
+    both ways (getrusage: /proc/stat's ticks are too coarse for a core busy in short bursts), this
+    process kept off the worker's core so that the receiver of 1,000 sockets does not share it."""
     floating = os.sched_getaffinity(0)
     others = floating - {cores[0]}
     if others:
@@ -316,18 +317,12 @@ async def read_vs_unread(fan: FanOut, rate: float, seconds: float, warmup: float
     finally:
         pin_this_process(floating)
 
-    def core_us_per_copy(row: dict) -> float:
-        return row["coreBusy"][0] / max(row["workerForwardedPerSecond"], 1) * 1e6
-
     return {
         "rate": rate, "read": read, "unread": unread, "clientOffWorkerCore": bool(others),
         "cpuUsPerCopy": [read["cpuUsPerCopy"], unread["cpuUsPerCopy"]],
-        "coreUsPerCopy": [round(core_us_per_copy(read), 3), round(core_us_per_copy(unread), 3)],
         # < 1: an unread socket makes a copy cheaper for the worker by that factor
         "unreadOverRead": round(unread["cpuUsPerCopy"] / read["cpuUsPerCopy"], 3)
         if read["cpuUsPerCopy"] and unread["cpuUsPerCopy"] else None,
-        "coreUnreadOverRead": round(core_us_per_copy(unread) / core_us_per_copy(read), 3)
-        if core_us_per_copy(read) else None,
     }
 
 
@@ -453,8 +448,7 @@ def report(console: Console, results: dict) -> None:
     if check:
         console.print(f"read vs unread sockets, 1 worker at {check['rate']:.0f} pps: worker CPU per copy "
                       f"{check['cpuUsPerCopy'][0]} / {check['cpuUsPerCopy'][1]} us (unread/read "
-                      f"{check['unreadOverRead']}), its core's busy per copy {check['coreUsPerCopy'][0]} / "
-                      f"{check['coreUsPerCopy'][1]} us ({check['coreUnreadOverRead']})")
+                      f"{check['unreadOverRead']})")
     for n, peak in results["saturation"].items():
         console.print(f"{n} worker(s): best {peak['bestCopiesPerSecond']:,} copies/s at {peak['atRate']:.0f} pps"
                       f" (worker CPU {' '.join(f'{c:.0%}' for c in peak['workerCpuAtBest'])}),"
