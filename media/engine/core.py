@@ -6,6 +6,7 @@ import asyncio
 import os
 import resource
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -246,8 +247,11 @@ class Engine:
 
     def counters(self) -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        # monotonicSeconds: when they were read, on the clock every process of the machine shares, so a
+        # rate taken between two answers does not depend on how late a busy worker answered
         return {**self.forwarder.counters(), "controlDrops": dict(self.control_drops),
-                "loopLagSeconds": self.loop_lag, "cpuSeconds": usage.ru_utime + usage.ru_stime}
+                "loopLagSeconds": self.loop_lag, "cpuSeconds": usage.ru_utime + usage.ru_stime,
+                "monotonicSeconds": time.monotonic()}
 
     def close(self) -> None:
         for router in list(self.routers.values()):
