@@ -164,14 +164,18 @@ class WorkerPool:
             return
         self._respawning[index] = asyncio.get_running_loop().create_task(self._respawn(index, delay, now))
 
+    async def _stopped_within(self, delay: float) -> bool:
+        """Wait `delay` seconds, or less if the pool stops meanwhile; whether it is stopping."""
+        if delay > 0:
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            except TimeoutError:
+                pass
+        return self._stopping.is_set()
+
     async def _respawn(self, index: int, delay: float, died_at: float) -> None:
         try:
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                except TimeoutError:
-                    pass
-            if self._stopping.is_set():
+            if await self._stopped_within(delay):
                 return
             try:
                 worker, how = await self._replacement(index)
@@ -221,12 +225,7 @@ class WorkerPool:
     async def _start_standby(self, index: int, delay: float) -> None:
         spare: Worker | None = None
         try:
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                except TimeoutError:
-                    pass
-            if self._stopping.is_set():
+            if await self._stopped_within(delay):
                 return
             try:
                 spare = await self._spawn(index, standby=True)

@@ -21,15 +21,13 @@ dies takes its pipe ends, hence the data pipes in them, along.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from common.log import get_logger
 from media.api.data_pipe import (
-    RELAY_QUEUE_BYTES,
-    RELAY_QUEUE_MESSAGES,
+    BoundedRelay,
     DataRelay,
     consume_pipe_data,
     message_size,
@@ -58,41 +56,20 @@ def _text(params: dict, name: str) -> str:
     return value
 
 
-class NodeDataRelay:
+class NodeDataRelay(BoundedRelay):
     """One pipe's messages to another node, published in order (one publish at a time, batched)."""
 
     def __init__(self, bus: Bus, node_id: str, room_id: str, data_producer_id: str):
+        super().__init__()
         self.bus = bus
         self.node_id = node_id
         self.header = {"roomId": room_id, "dataProducerId": data_producer_id}
-        self.queue: deque[str | bytes] = deque()
-        self.queued_bytes = 0
-        self.relayed = 0
-        self.drops: Counter[str] = Counter()
-        self.holding = True
-        self.closed = False
-        self._task: asyncio.Task | None = None
 
     def push(self, message: Any) -> None:
-        if self.closed:
-            return
-        size = message_size(message)
-        if len(self.queue) >= RELAY_QUEUE_MESSAGES or self.queued_bytes + size > RELAY_QUEUE_BYTES:
-            self.drops["queue_full"] += 1
-            return
-        self.queue.append(message)
-        self.queued_bytes += size
-        self._publish_later()
+        if not self.closed:
+            self._enqueue(message)
 
-    def start(self) -> None:
-        self.holding = False
-        self._publish_later()
-
-    def _publish_later(self) -> None:
-        if self._task is None and self.queue and not self.holding:
-            self._task = asyncio.ensure_future(self._publish())
-
-    async def _publish(self) -> None:
+    async def _send_queued(self) -> None:
         try:
             while self.queue and not self.closed:
                 batch: list[str | bytes] = []
@@ -109,15 +86,6 @@ class NodeDataRelay:
                     self.drops["node_unreachable"] += len(batch)
         finally:
             self._task = None
-
-    def close(self) -> None:
-        self.closed = True
-        self.queue.clear()
-        self.queued_bytes = 0
-
-    def stats(self) -> dict[str, Any]:
-        return {"messagesRelayed": self.relayed, "relayQueued": len(self.queue), "relayDrops": dict(self.drops)}
-
 
 class NodeDataPipes:
     """The data pipes of this node's rooms to and from the other nodes."""

@@ -62,20 +62,62 @@ def message_size(message: Any) -> int:
     return len(message) if isinstance(message, bytes) else 0
 
 
-class DataRelay:
-    """One pipe's messages on their way to the pipe data producer in the target worker."""
+class BoundedRelay:
+    """One pipe's messages in order, queued while the far end is not there yet or lags, bounded.
 
-    def __init__(self, worker: Worker, data_producer_id: str):
-        self.worker = worker
-        self.target = data_producer_id
+    Subclasses send what is queued in `_send_queued` (one task at a time, so order holds); a message
+    beyond `RELAY_QUEUE_MESSAGES` or `RELAY_QUEUE_BYTES` is dropped and counted ("queue_full").
+    """
+
+    def __init__(self) -> None:
         self.queue: deque[str | bytes] = deque()
         self.queued_bytes = 0
         self.relayed = 0
         self.drops: Counter[str] = Counter()
-        # held until the pipe data producer exists in the target worker (start())
+        # held until the far end exists (start())
         self.holding = True
         self.closed = False
         self._task: asyncio.Task | None = None
+
+    def _enqueue(self, message: Any) -> None:
+        size = message_size(message)
+        if len(self.queue) >= RELAY_QUEUE_MESSAGES or self.queued_bytes + size > RELAY_QUEUE_BYTES:
+            self.drops["queue_full"] += 1
+            return
+        self.queue.append(message)
+        self.queued_bytes += size
+        self._send_later()
+
+    def start(self) -> None:
+        """The far end is there: what waited goes first, in order."""
+        self.holding = False
+        self._send_later()
+
+    def _send_later(self) -> None:
+        if self._task is None and self.queue and not self.holding:
+            self._task = asyncio.ensure_future(self._send_queued())
+
+    async def _send_queued(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.closed = True
+        self.queue.clear()
+        self.queued_bytes = 0
+        if self._task is not None:
+            self._task.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        return {"messagesRelayed": self.relayed, "relayQueued": len(self.queue), "relayDrops": dict(self.drops)}
+
+
+class DataRelay(BoundedRelay):
+    """One pipe's messages on their way to the pipe data producer in the target worker."""
+
+    def __init__(self, worker: Worker, data_producer_id: str):
+        super().__init__()
+        self.worker = worker
+        self.target = data_producer_id
 
     def push(self, message: Any) -> None:
         if self.closed:
@@ -83,18 +125,7 @@ class DataRelay:
         if not self.holding and not self.queue and not self._lagging():
             self._write(message)
             return
-        size = message_size(message)
-        if len(self.queue) >= RELAY_QUEUE_MESSAGES or self.queued_bytes + size > RELAY_QUEUE_BYTES:
-            self.drops["queue_full"] += 1
-            return
-        self.queue.append(message)
-        self.queued_bytes += size
-        self._drain_later()
-
-    def start(self) -> None:
-        """The pipe data producer is there: what waited goes first, in order."""
-        self.holding = False
-        self._drain_later()
+        self._enqueue(message)
 
     def _lagging(self) -> bool:
         channel = self.worker.channel
@@ -110,11 +141,7 @@ class DataRelay:
         except ChannelClosed:  # the target worker died: its pipe end closes with it
             self.drops["target_closed"] += 1
 
-    def _drain_later(self) -> None:
-        if self._task is None and self.queue and not self.holding:
-            self._task = asyncio.ensure_future(self._drain())
-
-    async def _drain(self) -> None:
+    async def _send_queued(self) -> None:
         try:
             while self.queue and not self.closed:
                 channel = self.worker.channel
@@ -137,17 +164,6 @@ class DataRelay:
             self._task = None
             if not self.queue:
                 self.queued_bytes = 0
-
-    def close(self) -> None:
-        self.closed = True
-        self.queue.clear()
-        self.queued_bytes = 0
-        if self._task is not None:
-            self._task.cancel()
-
-    def stats(self) -> dict[str, Any]:
-        return {"messagesRelayed": self.relayed, "relayQueued": len(self.queue), "relayDrops": dict(self.drops)}
-
 
 class PipeDataConsumer(DataConsumer):
     """The source end of a data pipe: its worker's handle gives each message it notifies to the relay
