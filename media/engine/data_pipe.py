@@ -26,11 +26,11 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from media.channel import MAX_FRAME
+from media.engine.data_producer import DataProducerBase
 from media.engine.errors import invalid_state, not_found
 from media.engine.sctp import message_size
 
 if TYPE_CHECKING:
-    from media.engine.data_consumer import DataConsumer
     from media.engine.data_producer import DataProducer
     from media.engine.pipe_transport import PipeTransport
 
@@ -75,47 +75,16 @@ class PipeDataConsumer:
         self.engine.data_consumers.pop(self.id, None)
 
 
-class PipeDataProducer:
-    """Duck-typed like DataProducer for its data consumers: `consumers`, label, protocol, stream parameters."""
-
-    def __init__(self, transport: PipeTransport, producer_id: str, params: dict, label: str, protocol: str):
-        self.transport = transport
-        self.engine = transport.engine
-        self.id = producer_id
-        self.sctp_stream_parameters = params
-        self.label = label
-        self.protocol = protocol
-        self.closed = False
-        self.consumers: dict[str, DataConsumer] = {}
-        self.messages_received = 0
-        self.bytes_received = 0
-        self.drops: Counter[str] = Counter()
+class PipeDataProducer(DataProducerBase):
+    """The far end of a data producer piped here: no SCTP stream of its own; each relayed message is
+    injected into its data consumers (label, protocol and stream parameters are the source's)."""
 
     def inject(self, message: object) -> None:
         """One relayed message: to every data consumer, as the source's own stream would hand it."""
         if not isinstance(message, (str, bytes)):
             self.drops["bad_message"] += 1
             return
-        size = message_size(message)
-        self.messages_received += 1
-        self.bytes_received += size
-        for consumer in list(self.consumers.values()):
-            consumer.send(message, size)
-
-    def get_stats(self) -> list[dict]:
-        return [{"type": "data-producer", "label": self.label, "protocol": self.protocol,
-                 "messagesReceived": self.messages_received, "bytesReceived": self.bytes_received,
-                 "drops": dict(self.drops)}]
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for consumer in list(self.consumers.values()):
-            consumer.close()
-        self.transport.data_producers.pop(self.id, None)
-        self.transport.router.data_producers.pop(self.id, None)
-        self.engine.data_producers.pop(self.id, None)
+        self._deliver(message, message_size(message))
 
 
 def produce_pipe_data(transport: PipeTransport, data: dict) -> dict:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from aiortc.rtcdatachannel import RTCDataChannel
 
     from media.engine.data_consumer import DataConsumer
+    from media.engine.transport import Transport
     from media.engine.webrtc_transport import WebRtcTransport
 
 
@@ -28,10 +29,11 @@ def stream_options(params: dict) -> dict:
             "max_retransmits": params.get("maxRetransmits")}
 
 
-class DataProducer:
-    """Receives on one stream of its transport's association and hands each message to its consumers."""
+class DataProducerBase:
+    """What every data producer of a router is to its data consumers: ids, label, protocol, the
+    consumers it hands each message to, its counters, and the tables it leaves when closed."""
 
-    def __init__(self, transport: WebRtcTransport, producer_id: str, params: dict, label: str, protocol: str):
+    def __init__(self, transport: Transport, producer_id: str, params: dict, label: str, protocol: str):
         self.transport = transport
         self.engine = transport.engine
         self.id = producer_id
@@ -43,16 +45,8 @@ class DataProducer:
         self.messages_received = 0
         self.bytes_received = 0
         self.drops: Counter[str] = Counter()
-        assert transport.sctp is not None
-        self.channel: RTCDataChannel = transport.sctp.open_stream(
-            params["streamId"], label, protocol, **stream_options(params))
-        self.channel.on("message", self._on_message)
 
-    def _on_message(self, message: str | bytes) -> None:
-        size = message_size(message)
-        if size > self.transport.sctp.max_message_size:
-            self.drops["message_too_large"] += 1
-            return
+    def _deliver(self, message: str | bytes, size: int) -> None:
         self.messages_received += 1
         self.bytes_received += size
         for consumer in list(self.consumers.values()):
@@ -63,18 +57,42 @@ class DataProducer:
                  "messagesReceived": self.messages_received, "bytesReceived": self.bytes_received,
                  "drops": dict(self.drops)}]
 
+    def _close_source(self) -> None:
+        """What a subclass lets go of between closing the consumers and leaving the tables."""
+
     def close(self) -> None:
-        """Close every consumer of this data producer, then reset its stream (RFC 8831 section 6.7)."""
         if self.closed:
             return
         self.closed = True
         for consumer in list(self.consumers.values()):
             consumer.close()
-        self.channel.remove_all_listeners("message")
-        self.channel.close()
+        self._close_source()
         self.transport.data_producers.pop(self.id, None)
         self.transport.router.data_producers.pop(self.id, None)
         self.engine.data_producers.pop(self.id, None)
+
+
+class DataProducer(DataProducerBase):
+    """Receives on one stream of its transport's association and hands each message to its consumers."""
+
+    def __init__(self, transport: WebRtcTransport, producer_id: str, params: dict, label: str, protocol: str):
+        super().__init__(transport, producer_id, params, label, protocol)
+        assert transport.sctp is not None
+        self.channel: RTCDataChannel = transport.sctp.open_stream(
+            params["streamId"], label, protocol, **stream_options(params))
+        self.channel.on("message", self._on_message)
+
+    def _on_message(self, message: str | bytes) -> None:
+        size = message_size(message)
+        if size > self.transport.sctp.max_message_size:
+            self.drops["message_too_large"] += 1
+            return
+        self._deliver(message, size)
+
+    def _close_source(self) -> None:
+        """Closing resets the stream (RFC 8831 section 6.7), after every consumer is closed."""
+        self.channel.remove_all_listeners("message")
+        self.channel.close()
 
 
 def produce_data(transport: WebRtcTransport, data: dict) -> dict:
