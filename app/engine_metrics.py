@@ -73,7 +73,8 @@ class EngineMetrics:
             for srtp in (False, True):
                 pipes.add_metric(label + [str(int(srtp))], sum(1 for t in ends if t.enable_srtp is srtp))
         relay_drops = CounterMetricFamily("switchyard_data_relay_drops",
-                                          "Messages a data pipe between workers dropped, by reason",
+                                          "Messages a data pipe dropped on its way to or from this worker (between workers, "
+                                          "or into it from another node), by reason",
                                           labels=["worker", "reason"])
         for worker in workers:
             drops: Counter[str] = Counter()
@@ -83,6 +84,10 @@ class EngineMetrics:
                         relay = getattr(consumer, "relay", None)  # the source end of a data pipe
                         if relay is not None:
                             drops.update(relay.drops)
+            # the receiving end of pipes from other nodes: their relay into this worker
+            for relay in self.runtime.incoming_data_relays():
+                if relay.worker is worker:
+                    drops.update(relay.drops)
             for reason, count in drops.items():
                 relay_drops.add_metric([str(worker.index), reason], count)
         yield up

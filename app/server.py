@@ -7,8 +7,10 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -37,6 +39,9 @@ from media.api.worker import Worker, WorkerSettings, bind_rtc_sockets
 from media.channel import ChannelClosed
 from signaling.server import SignalingServer
 
+if TYPE_CHECKING:
+    from media.api.data_pipe import DataRelay
+
 log = get_logger("server")
 
 MAX_BODY_BYTES = 64 * 1024
@@ -60,6 +65,8 @@ class Runtime:
     rooms_live: RoomsLive = field(default_factory=NoLiveRooms)
     # the supervised coturn (app/turn/coturn.py) when SWITCHYARD_TURN=coturn
     turn: Coturn | None = None
+    # the relays feeding this node's workers with data messages from other nodes (signaling/cascade_data.py)
+    incoming_data_relays: Callable[[], Iterable[DataRelay]] = lambda: ()
 
 
 def bind_tcp(host: str, port: int, what: str) -> socket.socket:
@@ -107,6 +114,9 @@ def create_app(runtime: Runtime) -> web.Application:
         signaling.ice_servers = lambda peer: ice_servers(turn, peer.peer_id)
     signaling.attach(app)
     runtime.rooms_live = signaling.registry
+    if signaling.cascade is not None:
+        data_pipes = signaling.cascade.data_pipes
+        runtime.incoming_data_relays = lambda: list(data_pipes.incoming.values())
     app[SIGNALING] = signaling
     engine_metrics.install(app, runtime)
     app.add_routes(static_routes(settings.web_dir))

@@ -31,6 +31,7 @@ from tests.media.client import receive_frames
 from tests.media.data_client import DataParticipant, wait_open
 from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack
 from tests.signaling_server import ServerProcess, signed_in
+from tests.test_data_spread import relay_drops, worker_pid
 from tests.test_rest_db import create_scratch_database, drop_scratch_database
 from tests.test_sdk import new_room, next_item, queue_of
 
@@ -406,6 +407,29 @@ async def test_a_data_producer_on_node_a_reaches_a_consumer_on_node_b(database, 
             await asyncio.sleep(0.01)
         print(f"{count} messages from node A to node B in {loop.time() - started:.2f}s")
         assert received == [f"message {n}" if n % 2 else f"message {n}".encode() for n in range(count)]
+
+        # B's worker stopped: what node A sends waits in B's relay into it up to the bound, the
+        # rest is dropped and counted in B's /metrics under that worker; the pipe goes on after
+        drops_before = relay_drops(node_b.url)
+        pid = worker_pid(node_b.url, 0)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for n in range(3000):
+                producer.send(n.to_bytes(4, "big") * 64)
+            deadline = loop.time() + 10
+            while relay_drops(node_b.url) == drops_before and loop.time() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert relay_drops(node_b.url) > drops_before
+        received.clear()
+        producer.send("after")
+        deadline = loop.time() + 10
+        while "after" not in received and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert received and received[-1] == "after"
+        numbers = [int.from_bytes(m[:4], "big") for m in received[:-1]]
+        assert numbers == sorted(set(numbers)) and len(numbers) < 3000
 
         closed = asyncio.ensure_future(bob.sdk.wait_for("data-consumer-closed"))
         await alice.sdk.close_data_producer(producer.id)
