@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from media.api.data_consumer import DataConsumer
 from media.api.data_producer import DataProducer
-from media.api.errors import InvalidInputError, InvalidStateError, NotFoundError, worker_request
+from media.api.errors import InvalidStateError, NotFoundError, worker_request
+from media.api.pipe_transport import check_pipe_ends
 from media.channel import ChannelClosed
 
 if TYPE_CHECKING:
@@ -192,17 +193,10 @@ async def pipe_data_to_router(source: Router, data_producer_id: str, target: Rou
 
     enable_srtp: what a pipe transport pair made for it carries (the messages never take it, but
     the RTP pipes of the same router pair will, SWITCHYARD_PIPE_SRTP)."""
-    from media.api.router import Router  # the module imports this one
-
-    if not isinstance(target, Router):
-        raise InvalidInputError("router must be a Router")
-    source._check_open()
-    target._check_open()
+    check_pipe_ends(source, target)
     producer = source.data_producers.get(data_producer_id) if isinstance(data_producer_id, str) else None
     if producer is None:
         raise NotFoundError(f"data producer {data_producer_id!r} not found")
-    if target is source or target.worker is source.worker:
-        raise InvalidStateError("a pipe joins routers of two different workers")
     if data_producer_id in target.data_producers:
         raise InvalidStateError(f"data producer {data_producer_id} is already piped to router {target.id}")
     local, remote = await source._pipe_pair(target, enable_srtp)

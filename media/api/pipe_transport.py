@@ -136,21 +136,26 @@ def _pipe_ip(router: Router) -> str:
     return "127.0.0.1" if ip in ("0.0.0.0", "") else "::1" if ip == "::" else ip
 
 
-async def pipe_to_router(
-    source: Router, producer_id: str, target: Router, enable_srtp: bool = False
-) -> tuple[Consumer, Producer]:
-    """mediasoup's router.pipeToRouter({producerId, router}): (pipe consumer on source, pipe producer on target)."""
+def check_pipe_ends(source: Router, target: object) -> None:
+    """What every pipeToRouter refuses: a target that is not an open router of another worker."""
     from media.api.router import Router  # the module imports this one
 
     if not isinstance(target, Router):
         raise InvalidInputError("router must be a Router")
     source._check_open()
     target._check_open()
+    if target is source or target.worker is source.worker:
+        raise InvalidStateError("a pipe joins routers of two different workers")
+
+
+async def pipe_to_router(
+    source: Router, producer_id: str, target: Router, enable_srtp: bool = False
+) -> tuple[Consumer, Producer]:
+    """mediasoup's router.pipeToRouter({producerId, router}): (pipe consumer on source, pipe producer on target)."""
+    check_pipe_ends(source, target)
     producer = source.producers.get(producer_id) if isinstance(producer_id, str) else None
     if producer is None:
         raise NotFoundError(f"producer {producer_id!r} not found")
-    if target is source or target.worker is source.worker:
-        raise InvalidStateError("a pipe joins routers of two different workers")
     if producer_id in target.producers:
         raise InvalidStateError(f"producer {producer_id} is already piped to router {target.id}")
     local, remote = await source._pipe_pair(target, enable_srtp)
