@@ -137,12 +137,15 @@ async def test_a_dead_worker_of_a_spread_room_costs_only_its_own_peers(server):
         with urllib.request.urlopen(server.url + "/api/health", timeout=5) as response:
             pid = json.loads(response.read())["workers"][1]["pid"]
         lost, left = raw_queue(carol, "room-closed"), queue_of(alice, "peer-left")
+        carol_before = carol.peer_id
         os.kill(pid, signal.SIGKILL)
         assert (await next_item(lost))["reason"] == "worker_died"
-        assert (await next_item(left)).peer_id == carol.peer_id
+        assert (await next_item(left)).peer_id == carol_before
         # Bob, on the worker that lives, still receives Alice's video
         await receive_frames(bob.subscriptions[video.producer_id].track, 30)
-        assert set(bob.peers) == {alice.peer_id}
+        # Carol's SDK rejoins by itself (a new peer id) as soon as her worker's standby took over,
+        # which can be within this second: only her old peer must be gone
+        assert alice.peer_id in bob.peers and carol_before not in bob.peers
     finally:
         for room in (alice, bob, carol):
             await room.leave()
