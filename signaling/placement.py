@@ -22,7 +22,7 @@ fewer, and at least one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from common.log import get_logger
@@ -121,13 +121,8 @@ class Placement:
         source = producer.transport.router
         if source is target or producer.id in target.producers:
             return
-        key = (producer.id, target.id)
-        pending = self._piping.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(source.pipe_to_router(producer.id, target, self.enable_srtp))
-            self._piping[key] = pending
-            pending.add_done_callback(lambda _: self._piping.pop(key, None))
-        await asyncio.shield(pending)
+        await self._pipe_once((producer.id, target.id),
+                              lambda: source.pipe_to_router(producer.id, target, self.enable_srtp))
 
     async def pipe_data_for(self, data_producer: DataProducer, target: Router) -> None:
         """Make a data producer (of its own router) consumable on `target`: piped once, on the first data
@@ -135,10 +130,15 @@ class Placement:
         source = data_producer.transport.router
         if source is target or data_producer.id in target.data_producers:
             return
-        key = (data_producer.id, target.id)
+        await self._pipe_once((data_producer.id, target.id),
+                              lambda: source.pipe_data_to_router(data_producer.id, target, self.enable_srtp))
+
+    async def _pipe_once(self, key: tuple[str, str], start: Callable[[], Awaitable[object]]) -> None:
+        """Start the pipe `key` (object id, target router id) unless one is under way; wait for it
+        either way (shielded: a caller that gives up does not cancel it for the others)."""
         pending = self._piping.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(source.pipe_data_to_router(data_producer.id, target, self.enable_srtp))
+            pending = asyncio.ensure_future(start())
             self._piping[key] = pending
             pending.add_done_callback(lambda _: self._piping.pop(key, None))
         await asyncio.shield(pending)
