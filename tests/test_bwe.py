@@ -482,6 +482,7 @@ class LinkReceiver:
         self.waiting: list[tuple[int, int | None]] = []
         self.next_feedback = 0
         self.feedbacks = 0
+        self.feedback_at: list[int] = []  # when each feedback was sent, ns from start
         self.rtx_sent: list[int] = []  # when each RTX packet (a probe's) left the server, ns from start
 
     def __call__(self, raw: bytes) -> None:
@@ -498,6 +499,7 @@ class LinkReceiver:
         if count:
             self.rig.send_rtcp(transport_feedback(self.waiting[:count], self.feedbacks))
             self.feedbacks += 1
+            self.feedback_at.append(now)
             del self.waiting[:count]
 
 
@@ -509,7 +511,11 @@ def test_a_slow_link_settles_the_consumer_on_the_layer_it_can_take(forwarder):
     receiver = LinkReceiver(rig, 300_000)
     rig.run(4.0, receiver)
     stats = fwd.transport_stats(rig.transport)
-    assert receiver.feedbacks >= 30, "feedback kept coming, every 100 ms"
+    # A feedback goes out with the first packet through the link after each 100 ms mark: at layer 1's
+    # 20 packets/s that is every 100-150 ms (27-40 in 4 s; 29 seen under a loaded CI run), so what
+    # is asserted is that it never stopped: no gap of half a second, and at least 20.
+    gaps_ms = [(b - a) / 1e6 for a, b in zip(receiver.feedback_at, receiver.feedback_at[1:])]
+    assert receiver.feedbacks >= 20 and max(gaps_ms) < 500, ("feedback kept coming", gaps_ms)
     assert stats["bweDecreases"] >= 1
     assert 100_000 <= stats["availableOutgoingBitrate"] <= 300_000
     assert rig.layer() == 1
