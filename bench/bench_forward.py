@@ -57,6 +57,7 @@ from fastpath.codecs import CODEC_OPUS
 from fastpath.route import Forwarder
 from fastpath.srtp import SrtpSession, bench_protect, libsrtp_version, profile_key_lengths
 from fastpath.udp import UdpBatchSocket, bench_flush
+from host_latency import set_fair_slice
 from loadgen.probes import receive_rtp, send_rtp
 from rich.console import Console
 from rich.table import Table
@@ -283,9 +284,11 @@ def worker_main(conn) -> None:
 # ---- the producer process (core 1) --------------------------------------------------------------
 
 
-def producer_main(conn) -> None:
+def producer_main(conn, slice_us: int = 0) -> None:
     os.sched_setaffinity(0, {CLIENT_CORE})
     prefer_on_core(PRODUCER_NICE)
+    if slice_us:
+        set_fair_slice(slice_us, PRODUCER_NICE)  # bench_tail: preempt the receiver the moment a packet is due
     sock, session, seq = None, None, 0
     while True:
         command, arg = conn.recv()
@@ -331,7 +334,7 @@ def core_busy_ticks(core: int) -> tuple[int, int]:
 class Rig:
     """The worker and producer processes and the consumer sockets, kept across configurations."""
 
-    def __init__(self, max_consumers: int):
+    def __init__(self, max_consumers: int, producer_slice_us: int = 0):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < max_consumers + 256:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max_consumers + 512), hard))
@@ -340,7 +343,7 @@ class Rig:
         self.worker, worker_end = ctx.Pipe()
         self.producer, producer_end = ctx.Pipe()
         self.processes = [ctx.Process(target=worker_main, args=(worker_end,), daemon=True),
-                          ctx.Process(target=producer_main, args=(producer_end,), daemon=True)]
+                          ctx.Process(target=producer_main, args=(producer_end, producer_slice_us), daemon=True)]
         for p in self.processes:
             p.start()
         prefer_on_core(RECEIVER_NICE)

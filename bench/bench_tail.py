@@ -16,7 +16,12 @@ process), while a drain that reads several is the queue that such a hold-up leav
 how often the producer's own pacing woke up more than 0.5 ms late and sent what had fallen due
 back to back (input bunched before the worker ever saw it).
 
-    .venv/bin/python bench/bench_tail.py [--consumers 100 500] [--seconds 5] [--repeat 2]
+Each consumer count runs twice, within the same minutes: with the host as it is (--host default)
+and tuned (--host tuned: /dev/cpu_dma_latency held at 0 so idle vCPUs poll instead of halting, and
+the producer on a 100 us EEVDF slice so it preempts the receiver on their shared core when a packet
+is due; bench/host_latency.py says why). Neither changes the worker.
+
+    .venv/bin/python bench/bench_tail.py [--consumers 100 500] [--seconds 5] [--repeat 2] [--host default tuned]
 """
 
 from __future__ import annotations
@@ -30,10 +35,13 @@ from pathlib import Path
 
 import numpy as np
 from bench_forward import RESULTS, Rig, Session, machine_info, measure_configuration
+from host_latency import fair_slice_us, hold_cpu_dma_latency, idle_driver
 from rich.console import Console
 from rich.table import Table
 
 PROFILE = "AES_CM_128_HMAC_SHA1_80"
+# --host tuned: the producer's EEVDF slice (us) and the PM QoS wake-up latency held (us)
+TUNED_PRODUCER_SLICE_US, TUNED_CPU_DMA_LATENCY_US = 100, 0
 # copies more than this many samples apart belong to different late episodes
 EPISODE_GAP = 20
 HIST_EDGES_MS = np.linspace(0.0, 3.0, 121)
@@ -66,7 +74,7 @@ def drain_summary(rows: np.ndarray, seconds: float) -> dict:
     }
 
 
-def measure(rig: Rig, n: int, seconds: float, repeat: int, fraction: float) -> list[dict]:
+def measure(rig: Rig, n: int, seconds: float, repeat: int, fraction: float, host: dict) -> list[dict]:
     best = measure_configuration(rig, PROFILE, n, 1.0, 1)["max"]["input_pps"]
     rate = fraction * best
     runs = []
@@ -87,7 +95,7 @@ def measure(rig: Rig, n: int, seconds: float, repeat: int, fraction: float) -> l
         late = lat > 2 * p50
         hist, _ = np.histogram(np.clip(lat, 0, HIST_EDGES_MS[-1] - 1e-9), bins=HIST_EDGES_MS)
         runs.append({
-            "consumers": n, "repetition": repetition, "max_input_pps": best, "input_pps": r["input_pps"],
+            "consumers": n, "host": host, "repetition": repetition, "max_input_pps": best, "input_pps": r["input_pps"],
             "worker_cpu": r["worker_cpu"], "loss": r["loss"], "latency_ms": r["latency_ms"],
             "producer_late_per_second": r["producer_late_sends"] / seconds,
             "producer_max_late_us": r["producer_max_late_us"],
@@ -102,12 +110,12 @@ def measure(rig: Rig, n: int, seconds: float, repeat: int, fraction: float) -> l
 
 def print_runs(console: Console, runs: list[dict]) -> None:
     table = Table(title=f"Latency at half the maximum rate, 1 producer -> N consumers, {PROFILE}")
-    for column in ("N", "in pps", "CPU", "p50 ms", "p90 ms", "p99 ms", "p99/p50", "late copies",
+    for column in ("N", "host", "in pps", "CPU", "p50 ms", "p90 ms", "p99 ms", "p99/p50", "late copies",
                    "episodes", "1-pkt drain us", "held up /s", "producer late /s", "drains by packets"):
         table.add_column(column, justify="right")
     for r in runs:
         lat, d = r["latency_ms"], r["drains"]
-        table.add_row(str(r["consumers"]), f"{r['input_pps']:,.0f}", f"{100 * r['worker_cpu']:.0f}%",
+        table.add_row(str(r["consumers"]), r["host"]["name"], f"{r['input_pps']:,.0f}", f"{100 * r['worker_cpu']:.0f}%",
                       f"{lat['p50']:.2f}", f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", f"{r['p99_over_p50']:.1f}x",
                       f"{100 * r['late_share']:.2f}%", str(r["late_episodes"]),
                       f"{d['one_packet_us_p50']:.0f} / {d['one_packet_us_p99']:.0f}",
@@ -115,7 +123,8 @@ def print_runs(console: Console, runs: list[dict]) -> None:
                       f"{r['producer_late_per_second']:.1f} (max {r['producer_max_late_us'] / 1e3:.1f} ms)",
                       " ".join(f"{k}:{v}" for k, v in list(d["by_input_packets"].items())[:6]))
     console.print(table)
-    console.print("late copies: later than 2x the median; episodes: separate runs of late copies; 1-pkt drain: "
+    console.print("host: default (as the machine is) or tuned (PM QoS 0 us held, the producer on a 100 us slice); "
+                  "late copies: later than 2x the median; episodes: separate runs of late copies; 1-pkt drain: "
                   "median / p99 length of a drain that read one input packet; held up: such drains over twice "
                   "their median, per second; producer late: the input's pacing woke up over 0.5 ms behind schedule and "
                   "sent what fell due back to back.")
@@ -130,8 +139,8 @@ def plot(runs: list[dict], path: Path) -> None:
     for ax, n in zip(axes[0], counts, strict=True):
         for r in (r for r in runs if r["consumers"] == n):
             edges, lat = np.array(r["hist_edges_ms"]), r["latency_ms"]
-            ax.step(edges[1:], r["hist_percent"], where="pre",
-                    label=f"run {r['repetition'] + 1}: p50 {lat['p50']:.2f}, p99 {lat['p99']:.2f} ms "
+            ax.step(edges[1:], r["hist_percent"], where="pre", linestyle="--" if r["host"]["name"] == "default" else "-",
+                    label=f"{r['host']['name']} {r['repetition'] + 1}: p50 {lat['p50']:.2f}, p99 {lat['p99']:.2f} ms "
                           f"({r['p99_over_p50']:.1f}x)")
         ax.set_yscale("log")
         ax.set_xlabel("copy latency, ms (send to kernel arrival; last bin: >= 3 ms)")
@@ -142,31 +151,45 @@ def plot(runs: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def measure_host(n: int, args, tuned: bool) -> list[dict]:
+    """The runs for n consumers on a fresh rig, with the host tuned (--host tuned) or as it is."""
+    qos = hold_cpu_dma_latency(TUNED_CPU_DMA_LATENCY_US) if tuned else None
+    rig = Rig(n, producer_slice_us=TUNED_PRODUCER_SLICE_US if tuned else 0)
+    try:
+        host = {"name": "tuned" if tuned else "default", "cpu_dma_latency_held": qos is not None,
+                "producer_slice_us": fair_slice_us(rig.processes[1].pid)}
+        return measure(rig, n, args.seconds, args.repeat, args.fraction, host)
+    finally:
+        rig.close()
+        if qos is not None:
+            qos.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--consumers", nargs="+", type=int, default=[100, 500])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured run")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--fraction", type=float, default=0.5, help="of the maximum input rate")
+    parser.add_argument("--host", nargs="+", choices=("default", "tuned"), default=["default", "tuned"],
+                        help="tuned: hold /dev/cpu_dma_latency at 0 and give the producer a 100 us slice")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
     if not 0 < args.fraction <= 1 or args.repeat < 1 or not 0 < args.seconds <= 60:
         parser.error("--fraction in (0, 1], --repeat >= 1, --seconds in (0, 60]")
     console = Console(width=200)
     load_at_start = os.getloadavg()
-    rig = Rig(max(args.consumers))
     runs: list[dict] = []
-    try:
-        for n in args.consumers:
-            runs += measure(rig, n, args.seconds, args.repeat, args.fraction)
-    finally:
-        rig.close()
+    for n in args.consumers:
+        for host in args.host:  # both settings for one consumer count within the same minutes
+            runs += measure_host(n, args, host == "tuned")
     print_runs(console, runs)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tail.json").write_text(json.dumps({
         "benchmark": "tail", "profile": PROFILE, "fraction_of_max": args.fraction, "seconds_per_run": args.seconds,
-        "machine": {**machine_info(), "load_average_at_start": load_at_start}, "runs": runs,
+        "machine": {**machine_info(), "load_average_at_start": load_at_start, "cpuidle": idle_driver()},
+        "runs": runs,
     }, indent=1))
     plot(runs, out / "tail.png")
     console.print(f"saved {out / 'tail.json'} and {out / 'tail.png'}")
