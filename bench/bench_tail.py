@@ -156,9 +156,11 @@ def measure_host(n: int, args, tuned: bool) -> list[dict]:
     qos = hold_cpu_dma_latency(TUNED_CPU_DMA_LATENCY_US) if tuned else None
     rig = Rig(n, producer_slice_us=TUNED_PRODUCER_SLICE_US if tuned else 0)
     try:
-        host = {"name": "tuned" if tuned else "default", "cpu_dma_latency_held": qos is not None,
-                "producer_slice_us": fair_slice_us(rig.processes[1].pid)}
-        return measure(rig, n, args.seconds, args.repeat, args.fraction, host)
+        host = {"name": "tuned" if tuned else "default", "cpu_dma_latency_held": qos is not None}
+        runs = measure(rig, n, args.seconds, args.repeat, args.fraction, host)
+        # read once the producer has served requests (it sets its slice as it starts)
+        host["producer_slice_us"] = fair_slice_us(rig.processes[1].pid)
+        return runs
     finally:
         rig.close()
         if qos is not None:
