@@ -57,10 +57,14 @@ from fastpath.codecs import CODEC_OPUS
 from fastpath.route import Forwarder
 from fastpath.srtp import SrtpSession, bench_protect, libsrtp_version, profile_key_lengths
 from fastpath.udp import UdpBatchSocket, bench_flush
-from host_latency import set_fair_slice
 from loadgen.probes import receive_rtp, send_rtp
 from rich.console import Console
 from rich.table import Table
+
+try:
+    from host_latency import set_fair_slice  # run as a script: bench/ is on sys.path
+except ImportError:  # imported as bench.bench_forward (tests, bench/pipe_window.py)
+    from bench.host_latency import set_fair_slice
 
 PROFILES = ("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM")
 CONSUMER_COUNTS = (10, 100, 500)

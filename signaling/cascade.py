@@ -161,42 +161,39 @@ class Cascade:
 
     async def make_consumable(self, room: Room, producer_id: str) -> Producer:
         """A remote producer piped into this node's first router of the room (not_found if none is
-        known): the pipe producer that stands for it here."""
-        mirror = self.mirrors.get(room.id)
-        if mirror is None or not await mirror.wait_for(producer_id, mirror.producers):
-            raise not_found("producer")
-        remote = mirror.producers.get(producer_id)
-        if remote is None:
-            raise not_found("producer")
-        try:
-            producer = await self.pipes.pull(room, remote.node_id, producer_id)
-        except RequestError as exc:
-            if exc.code in ("unavailable", "not_found"):
-                raise RequestError("not_found", f"producer not found ({exc.message})") from None
-            raise
-        if producer_id not in mirror.producers or room.router.closed:
-            await producer.close()  # closed on its node while it was being piped
-            raise not_found("producer")
+        known): the pipe producer that stands for it here, paused as its source is."""
+        producer, remote = await self._pull(room, producer_id, "producer", lambda m: m.producers,
+                                            lambda remote: remote.node_id, self.pipes)
         if producer.paused != remote.paused:
             await (producer.pause() if remote.paused else producer.resume())
         return producer
 
     async def make_data_consumable(self, room: Room, data_producer_id: str) -> DataProducer:
         """A remote data producer piped into this node's first router of the room (signaling/cascade_data.py)."""
+        producer, _ = await self._pull(room, data_producer_id, "data producer", lambda m: m.data_producers,
+                                       lambda entry: entry[0], self.data_pipes)
+        return producer
+
+    async def _pull(self, room: Room, object_id: str, what: str, table_of, node_of, pipes):
+        """Wait until the room's mirror knows the remote object, pull it through `pipes` from its node
+        into this node's router, and check it was not closed meanwhile. Returns what stands for it
+        here and the mirror's entry; not_found for anything missing on the way."""
         mirror = self.mirrors.get(room.id)
-        if mirror is None or not await mirror.wait_for(data_producer_id, mirror.data_producers):
-            raise not_found("data producer")
-        node_id = mirror.data_producers[data_producer_id][0]
+        if mirror is None or not await mirror.wait_for(object_id, table_of(mirror)):
+            raise not_found(what)
+        entry = table_of(mirror).get(object_id)
+        if entry is None:
+            raise not_found(what)
         try:
-            producer = await self.data_pipes.pull(room, node_id, data_producer_id)
+            piped = await pipes.pull(room, node_of(entry), object_id)
         except RequestError as exc:
             if exc.code in ("unavailable", "not_found"):
-                raise RequestError("not_found", f"data producer not found ({exc.message})") from None
+                raise RequestError("not_found", f"{what} not found ({exc.message})") from None
             raise
-        if data_producer_id not in mirror.data_producers or room.router.closed:
-            await producer.close()  # closed on its node while it was being piped
-            raise not_found("data producer")
-        return producer
+        if object_id not in table_of(mirror) or room.router.closed:
+            await piped.close()  # closed on its node while it was being piped
+            raise not_found(what)
+        return piped, entry
 
     # ---- what happens here --------------------------------------------------------------------
 

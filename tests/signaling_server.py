@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 
 from switchyard_client import SwitchyardClient
 
@@ -80,3 +81,12 @@ async def signed_in(url: str, name: str | None = None, connect: bool = True) -> 
     if connect:
         await client.connect()
     return client
+
+
+def serving(folder, **kwargs) -> Iterator[ServerProcess]:
+    """A `switchyard serve` on a fresh SQLite file in `folder`, for a fixture to `yield from`:
+    stopped afterwards, and what it logged must hold no traceback."""
+    process = ServerProcess(f"sqlite+aiosqlite:///{folder}/s.db", **kwargs)
+    yield process
+    err = process.stop()
+    assert "Traceback" not in err, err

@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from tests.media.data_client import DataParticipant, wait_open
-from tests.signaling_server import ServerProcess, signed_in
+from tests.signaling_server import serving, signed_in
 from tests.test_spread import SPREAD, until_objects
 
 pytestmark = pytest.mark.timeout(90)
@@ -30,10 +30,7 @@ DATA_OBJECTS = ("routers", "data_producers", "data_consumers")
 
 @pytest.fixture
 def server(tmp_path):
-    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path}/s.db", workers=2, extra_env=SPREAD)
-    yield process
-    err = process.stop()
-    assert "Traceback" not in err, err
+    yield from serving(tmp_path, workers=2, extra_env=SPREAD)
 
 
 def message(n: int) -> str | bytes:

@@ -9,7 +9,7 @@ from switchyard_client import SignalingError
 
 from tests.media.data_client import DataParticipant, wait_open
 from tests.media.lossy import LossyRelay
-from tests.signaling_server import ServerProcess, signed_in
+from tests.signaling_server import serving, signed_in
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -20,10 +20,7 @@ MESSAGE_SIZE = 240
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('data')}/s.db")
-    yield process
-    err = process.stop()
-    assert "Traceback" not in err, err
+    yield from serving(tmp_path_factory.mktemp("data"))
 
 
 async def _collect(consumer, count: int, timeout: float, enough=None) -> list:

@@ -15,7 +15,7 @@ from switchyard_client import Room, SignalingError
 
 from tests.media.client import receive_frames
 from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack, ToneTrack
-from tests.signaling_server import ServerProcess, signed_in
+from tests.signaling_server import serving, signed_in
 
 pytestmark = pytest.mark.timeout(90)
 WAIT = 20.0
@@ -23,10 +23,7 @@ WAIT = 20.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sdk')}/s.db")
-    yield process
-    err = process.stop()
-    assert "Traceback" not in err, err
+    yield from serving(tmp_path_factory.mktemp("sdk"))
 
 
 async def new_room(url: str, name: str = "sdk") -> str:

@@ -12,7 +12,7 @@ import asyncio
 import pytest
 from switchyard_client import Room
 
-from tests.signaling_server import ServerProcess
+from tests.signaling_server import serving
 from tests.test_sdk import WAIT, new_room, next_item, queue_of
 
 pytestmark = pytest.mark.timeout(90)
@@ -21,10 +21,7 @@ MESSAGES = 100
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sdkdata')}/s.db")
-    yield process
-    err = process.stop()
-    assert "Traceback" not in err, err
+    yield from serving(tmp_path_factory.mktemp("sdkdata"))
 
 
 def message(n: int) -> str | bytes:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from switchyard_client import Room
 
-from tests.signaling_server import ServerProcess, signed_in
+from tests.signaling_server import serving, signed_in
 
 pytestmark = pytest.mark.timeout(120)
 EXAMPLES = Path(__file__).resolve().parent.parent / "sdk" / "python" / "examples"
@@ -27,10 +27,7 @@ WAIT = 30.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('examples')}/s.db")
-    yield process
-    err = process.stop()
-    assert "Traceback" not in err, err
+    yield from serving(tmp_path_factory.mktemp("examples"))
 
 
 def write_tone(path: Path, seconds: float = 2.0, frequency: float = 440.0) -> None:

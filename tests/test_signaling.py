@@ -12,17 +12,14 @@ import pytest
 import socketio
 from switchyard_client import ApiError, SignalingError, SwitchyardClient
 
-from tests.signaling_server import SECRET, ServerProcess, signed_in
+from tests.signaling_server import SECRET, ServerProcess, serving, signed_in
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sig')}/s.db")
-    yield process
-    err = process.stop()
-    assert "Traceback" not in err, err
+    yield from serving(tmp_path_factory.mktemp("sig"))
 
 
 @pytest.fixture

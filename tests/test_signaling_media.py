@@ -13,17 +13,14 @@ from switchyard_client import SignalingError
 from tests.media.client import receive_frames
 from tests.media.signaled_client import Participant
 from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack, ToneTrack
-from tests.signaling_server import ServerProcess, signed_in
+from tests.signaling_server import ServerProcess, serving, signed_in
 
 pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('media')}/s.db")
-    yield process
-    err = process.stop()
-    assert "Traceback" not in err, err
+    yield from serving(tmp_path_factory.mktemp("media"))
 
 
 async def test_call_events_and_cleanup_through_signaling(server):

@@ -22,7 +22,7 @@ from switchyard_client import Room
 
 from tests.media.client import receive_frames
 from tests.media.tracks import HEIGHT, WIDTH, MovingBarTrack, ToneTrack
-from tests.signaling_server import ServerProcess
+from tests.signaling_server import serving
 from tests.test_cli import assert_one_line_error, run_cli
 from tests.test_sdk import dominant_frequency, drain_until_quiet, new_room, next_item, queue_of
 
@@ -33,10 +33,7 @@ OBJECTS = ("routers", "transports", "producers", "consumers", "data_producers", 
 
 @pytest.fixture
 def server(tmp_path):
-    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path}/s.db", workers=2, extra_env=SPREAD)
-    yield process
-    err = process.stop()
-    assert "Traceback" not in err, err
+    yield from serving(tmp_path, workers=2, extra_env=SPREAD)
 
 
 def live_objects(url: str) -> dict[str, tuple[int, int]]:

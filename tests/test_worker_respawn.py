@@ -24,7 +24,7 @@ from switchyard_client import Room, SignalingError
 
 from tests.media.client import receive_frames
 from tests.media.tracks import MovingBarTrack
-from tests.signaling_server import ServerProcess
+from tests.signaling_server import ServerProcess, serving
 from tests.test_sdk import new_room, next_item, queue_of
 from tests.test_worker_pool import engine_processes
 
@@ -43,10 +43,7 @@ MAX_GAP_SECONDS = 1.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    process = ServerProcess(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('respawn')}/s.db", workers=2)
-    yield process
-    err = process.stop()
-    assert "Traceback" not in err, err
+    yield from serving(tmp_path_factory.mktemp("respawn"), workers=2)
 
 
 async def health(url: str) -> dict:
