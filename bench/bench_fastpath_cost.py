@@ -108,6 +108,13 @@ def child_fanout(sizes_kind: str, consumers: int, rounds: int) -> dict:
 
 
 def child_room(participants: int, rounds: int) -> dict:
+    fwd, _sockets, received, delivered = room_forwarder(participants, rounds)
+    return socket_result(fwd, received, delivered)
+
+
+def room_forwarder(participants: int, rounds: int) -> tuple:
+    """The room-P shape on a Forwarder after `rounds` rounds of input, each drained and delivered:
+    (forwarder, the sockets to keep open, packets received, packets delivered)."""
     from fastpath.codecs import CODEC_OPUS
     from fastpath.route import Forwarder
     from fastpath.srtp import SrtpSession
@@ -153,7 +160,7 @@ def child_room(participants: int, rounds: int) -> dict:
             pass
         delivered += receive_rtp(sinks, None, 60.0, 0, stop_when_idle=0.05)["packets"]
     received = sum(fwd.transport_stats(t)["rtpPacketsReceived"] for t in send_transports)
-    return socket_result(fwd, received, delivered)
+    return fwd, [server, *senders, *sinks], received, delivered
 
 
 def run_child(tree: Path, shape: str, rounds: int, consumers: int) -> dict:

@@ -7,11 +7,14 @@ transport-cc, its transport's estimate), transport-cc and REMB the estimate, BYE
 producer's layer, PLI/FIR from a consumer become a rate-limited PLI to its producer, and a
 NACK is answered by the fan-out stage. Per media packet received: a jump in sequence numbers
 is NACKed to the producer at once, and on a transport-cc transport its arrival is logged and
-reported back about every 100 ms. Every second: receiver and sender reports, and REMB to
-senders that expect it (our estimate of the path from them) or that have a ceiling.
+reported back about every 100 ms. Every second, per transport: its receiver and sender reports
+in compound packets, and REMB to senders that expect it (our estimate of the path from them) or
+that have a ceiling; the engine spreads the transports over ten calls a second.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 
 from fastpath.bwe cimport bwe_on_feedback, bwe_on_loss, bwe_on_remb
 from fastpath.clock cimport monotonic_ns
@@ -19,6 +22,8 @@ from fastpath.congestion cimport arrival_log_build_feedback, arrival_log_due, in
 from fastpath.fanout cimport Fanout
 from fastpath.rtcp cimport (
     RTCP_BYE,
+    RTCP_REPORT_BLOCK_LENGTH,
+    RTCP_SENDER_INFO_LENGTH,
     RTCP_PSFB,
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -74,6 +79,10 @@ cdef enum:
     MAX_REPORT_BLOCKS = 31
     # feedback packets one call sends at most; the rest wait for the next packet or report
     MAX_FEEDBACKS_PER_CALL = 4
+    # The reports to one transport go out as compound packets of at most this many bytes (RFC 8108
+    # §5.4: an endpoint with many SSRCs may aggregate their reports), some 35 sender reports each,
+    # one SRTCP protect and one datagram where a report per consumer took one of each.
+    REPORT_COMPOUND_BYTES = 1000
 
 
 cdef class Feedback(Fanout):
@@ -254,55 +263,134 @@ cdef class Feedback(Fanout):
             tr.incoming.rembs_sent += 1
             self._send_rtcp(t, buf, n)
 
-    def send_reports(self):
-        """Receiver reports for every producer stream and sender reports for every consumer (RFC 3550 §6.4),
-        then REMB where a sender expects it, and any transport-cc feedback still waiting."""
-        cdef unsigned char buf[RTCP_SCRATCH]
-        cdef RtcpReportBlock block
+    def __dealloc__(self):
+        free(self.report_stream_start)
+        free(self.report_stream_order)
+        free(self.report_consumer_start)
+        free(self.report_consumer_order)
+        free(self.report_cursor)
+
+    def send_reports(self, int part=0, int parts=1):
+        """Receiver reports for every producer stream and sender reports for every consumer (RFC 3550
+        §6.4), then REMB where a sender expects it, and any transport-cc feedback still waiting.
+
+        With parts > 1, only the transports whose slot % parts == part: the engine calls it `parts`
+        times a report interval, so each transport still reports once an interval and no call holds
+        the loop for all of them (bench/bench_reports.py). A transport's reports go in compound
+        packets (REPORT_COMPOUND_BYTES), receiver reports first, up to 31 blocks each. Part 0 sorts
+        the streams and consumers by transport for the whole round; an item added later in the
+        round reports from the next one, and one removed or moved is checked for and skipped.
+        """
+        cdef int t
+        if parts < 1 or not 0 <= part < parts:
+            raise ValueError("need 0 <= part < parts")
+        if part == 0 or parts != self.report_parts or self.report_stream_start == NULL:
+            if not self._group_reports():
+                raise MemoryError()
+            self.report_parts = parts
+        for t in range(part, min(self.report_transports, self.transport_capacity), parts):
+            if self.transports[t].used:
+                self._report_transport(
+                    t, self.report_stream_order + self.report_stream_start[t],
+                    self.report_stream_start[t + 1] - self.report_stream_start[t],
+                    self.report_consumer_order + self.report_consumer_start[t],
+                    self.report_consumer_start[t + 1] - self.report_consumer_start[t])
+        self.sock.flush()
+
+    cdef bint _group_reports(self) noexcept nogil:
+        """Sort the producer streams and the consumers by transport (a counting sort into
+        report_*_order, transport t's at [report_*_start[t], report_*_start[t + 1])). False when
+        out of memory."""
+        cdef int i, t, transports = self.transport_capacity
+        cdef int* starts[2]
+        cdef int* orders[2]
+        cdef int counts[2]
+        cdef int which
+        cdef int32_t owner
+        self.report_transports = 0
+        free(self.report_stream_start)
+        free(self.report_stream_order)
+        free(self.report_consumer_start)
+        free(self.report_consumer_order)
+        free(self.report_cursor)
+        self.report_stream_start = <int*>malloc((transports + 1) * sizeof(int))
+        self.report_consumer_start = <int*>malloc((transports + 1) * sizeof(int))
+        self.report_cursor = <int*>malloc((transports + 1) * sizeof(int))
+        self.report_stream_order = <int*>malloc((self.stream_capacity + 1) * sizeof(int))
+        self.report_consumer_order = <int*>malloc((self.consumer_capacity + 1) * sizeof(int))
+        if (self.report_stream_start == NULL or self.report_consumer_start == NULL or self.report_cursor == NULL
+                or self.report_stream_order == NULL or self.report_consumer_order == NULL):
+            return 0
+        starts[0], orders[0], counts[0] = self.report_stream_start, self.report_stream_order, self.stream_capacity
+        starts[1], orders[1], counts[1] = self.report_consumer_start, self.report_consumer_order, self.consumer_capacity
+        for which in range(2):
+            memset(starts[which], 0, (transports + 1) * sizeof(int))
+            for i in range(counts[which]):
+                owner = self._report_owner(which, i)
+                if owner >= 0:
+                    starts[which][owner + 1] += 1
+            for t in range(transports):
+                starts[which][t + 1] += starts[which][t]
+                self.report_cursor[t] = starts[which][t]
+            for i in range(counts[which]):
+                owner = self._report_owner(which, i)
+                if owner >= 0:
+                    orders[which][self.report_cursor[owner]] = i
+                    self.report_cursor[owner] += 1
+        self.report_transports = transports
+        return 1
+
+    cdef inline int32_t _report_owner(self, int which, int i) noexcept nogil:
+        """The transport of stream i (which 0) or consumer i (which 1), or -1 if the slot is free."""
+        cdef int32_t t
+        if which == 0:
+            t = self.streams[i].transport if self.streams[i].used else -1
+        else:
+            t = self.consumers[i].transport if self.consumers[i].used else -1
+        return t if 0 <= t < self.transport_capacity else -1
+
+    cdef void _report_transport(self, int32_t t, const int* streams, int stream_count,
+                                const int* consumers, int consumer_count) noexcept nogil:
+        """One transport's reports: its producer streams' receiver reports and its consumers' sender
+        reports in compound packets, then REMB and what transport-cc feedback is left."""
+        cdef unsigned char compound[REPORT_COMPOUND_BYTES]
+        cdef RtcpReportBlock blocks[MAX_REPORT_BLOCKS]
         cdef RtcpSenderInfo info
         cdef uint64_t now = monotonic_ns()
         cdef uint64_t ntp = ntp_now()
-        cdef int i, n
+        cdef int k, used = 0, block_count = 0
         cdef int64_t expected, arrived
         cdef ProducerStream* s
         cdef ConsumerState* c
-        cdef TransportState* tr
+        cdef TransportState* tr = &self.transports[t]
         # the per-transport sums below start at zero: a new transport's slot is zeroed, and each
         # interval's sums are cleared once they are used
-        for i in range(self.stream_capacity):
-            s = &self.streams[i]
-            if not s.used or s.packets == 0:
-                continue
+        for k in range(stream_count):
+            s = &self.streams[streams[k]]
+            if not s.used or s.transport != t or s.packets == 0:
+                continue  # removed, or reused for another transport, since the round was sorted
             # the interval's loss before repair: RTX that filled a gap does not hide what the path lost
             expected = (<int64_t>s.stats.cycles + s.stats.max_seq - s.stats.base_seq + 1
                         - s.stats.expected_prior) if s.stats.started else 0
             arrived = (<int64_t>s.stats.received - s.stats.received_prior
                        - <int64_t>(s.rtx_received - s.rtx_received_mark))
             s.rtx_received_mark = s.rtx_received
-            recv_stats_report_block(&s.stats, &block, ntp_compact(ntp))
-            tr = &self.transports[s.transport]
+            recv_stats_report_block(&s.stats, &blocks[block_count], ntp_compact(ntp))
+            block_count += 1
             if expected > 0:
                 tr.loss_expected += expected
                 tr.loss_lost += expected - arrived if expected > arrived else 0
             if tr.remb_ssrc_count < MAX_REMB_SSRCS:
                 tr.remb_ssrcs[tr.remb_ssrc_count] = s.ssrc
                 tr.remb_ssrc_count += 1
-            n = rtcp_build_rr(buf, RTCP_SCRATCH, tr.rtcp_ssrc, &block, 1)
-            if n > 0:
-                self._send_rtcp(s.transport, buf, n)
-        for i in range(self.transport_capacity):
-            tr = &self.transports[i]
-            if not tr.used:
-                continue
-            self._send_incoming_estimate(i, now)
-            tr.loss_expected = 0
-            tr.loss_lost = 0
-            tr.remb_ssrc_count = 0
-            if tr.twcc_in_ext_id and arrival_log_due(&tr.arrivals, now):
-                self._send_transport_feedback(i, now)
-        for i in range(self.consumer_capacity):
-            c = &self.consumers[i]
-            if not c.used or c.packets == 0:
+            if block_count == MAX_REPORT_BLOCKS:
+                used = self._add_rr(t, compound, used, blocks, block_count)
+                block_count = 0
+        if block_count:
+            used = self._add_rr(t, compound, used, blocks, block_count)
+        for k in range(consumer_count):
+            c = &self.consumers[consumers[k]]
+            if not c.used or c.transport != t or c.packets == 0:
                 continue
             info.ssrc = c.ssrc
             info.ntp_sec = <uint32_t>(ntp >> 32)
@@ -310,7 +398,27 @@ cdef class Feedback(Fanout):
             info.rtp_timestamp = c.last_out_ts + clock_units(now - c.last_out_ns, c.clock_rate)
             info.packet_count = <uint32_t>c.packets
             info.octet_count = <uint32_t>c.bytes
-            n = rtcp_build_sr(buf, RTCP_SCRATCH, &info, NULL, 0)
-            if n > 0:
-                self._send_rtcp(c.transport, buf, n)
-        self.sock.flush()
+            used = self._make_room(t, compound, used, 8 + RTCP_SENDER_INFO_LENGTH)
+            used += rtcp_build_sr(compound + used, REPORT_COMPOUND_BYTES - used, &info, NULL, 0)
+        if used > 0:
+            self._send_rtcp(t, compound, used)
+        self._send_incoming_estimate(t, now)
+        tr.loss_expected = 0
+        tr.loss_lost = 0
+        tr.remb_ssrc_count = 0
+        if tr.twcc_in_ext_id and arrival_log_due(&tr.arrivals, now):
+            self._send_transport_feedback(t, now)
+
+    cdef int _add_rr(self, int32_t t, unsigned char* compound, int used, const RtcpReportBlock* blocks,
+                     int count) noexcept nogil:
+        """A receiver report with `count` blocks appended to the compound; returns the bytes used."""
+        used = self._make_room(t, compound, used, 8 + count * RTCP_REPORT_BLOCK_LENGTH)
+        return used + rtcp_build_rr(compound + used, REPORT_COMPOUND_BYTES - used, self.transports[t].rtcp_ssrc,
+                                    blocks, count)
+
+    cdef int _make_room(self, int32_t t, unsigned char* compound, int used, int length) noexcept nogil:
+        """Send the compound first if `length` more bytes would not fit in it; returns the bytes used."""
+        if used + length > REPORT_COMPOUND_BYTES:
+            self._send_rtcp(t, compound, used)
+            return 0
+        return used
