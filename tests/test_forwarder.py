@@ -65,6 +65,22 @@ def connect(fwd: Forwarder, peer: Peer) -> int:
     return slot
 
 
+def rtcp_datagrams(peer: Peer, seconds: float) -> list[tuple[int, bytes]]:
+    """Every SRTCP datagram the server sent the peer within `seconds`: (its size, unprotected); RTP
+    is skipped (RFC 5761: RTCP packet types 192-223 in the second byte)."""
+    out = []
+    deadline = time.monotonic() + seconds
+    peer.sock.settimeout(0.05)
+    while time.monotonic() < deadline:
+        try:
+            data = peer.sock.recv(2048)
+        except TimeoutError:
+            continue
+        if 192 <= data[1] <= 223:
+            out.append((len(data), peer.rx.rtcp_unprotect(data)))
+    return out
+
+
 def drain_until(fwd: Forwarder, seconds: float = 1.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -20,7 +20,7 @@ from tests.media.client import Client
 from tests.media.lossy import LossyRelay
 from tests.media.tracks import NoiseTrack
 from tests.test_congestion import decode_transport_cc
-from tests.test_forwarder import Peer, connect, vp8
+from tests.test_forwarder import Peer, connect, rtcp_datagrams, vp8
 from tests.test_media_call import worker  # noqa: F401  (fixture: a real worker process)
 
 forwarder = test_forwarder.forwarder  # a Forwarder on a loopback socket
@@ -45,14 +45,7 @@ def rtp_with_twcc(seq: int, twcc_seq: int, ssrc: int = 4444) -> bytes:
 def rtcp_from_server(peer: Peer, seconds: float) -> list[bytes]:
     """Every RTCP packet (compound split) the server sent the peer within `seconds`."""
     out = []
-    deadline = time.monotonic() + seconds
-    peer.sock.settimeout(0.05)
-    while time.monotonic() < deadline:
-        try:
-            data = peer.sock.recv(2048)
-        except TimeoutError:
-            continue
-        plain = peer.rx.rtcp_unprotect(data)
+    for _, plain in rtcp_datagrams(peer, seconds):
         pos = 0
         while pos + 4 <= len(plain):
             length = (int.from_bytes(plain[pos + 2:pos + 4], "big") + 1) * 4

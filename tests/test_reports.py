@@ -15,27 +15,12 @@ from aiortc.rtp import RtcpPacket, RtcpRrPacket, RtcpSrPacket
 from fastpath.codecs import CODEC_OPUS
 
 from tests import test_forwarder
-from tests.test_forwarder import Peer, connect, rtp
+from tests.test_forwarder import Peer, connect, rtcp_datagrams, rtp
 
 forwarder = test_forwarder.forwarder  # a Forwarder on a loopback socket
 PRODUCER_SSRCS = (1111, 2222, 3333)
 CONSUMERS = 80  # on one transport: more sender reports than one compound packet holds
 COMPOUND_LIMIT = 1000 + 14  # REPORT_COMPOUND_BYTES and the SRTCP trailer (index + 80-bit tag)
-
-
-def rtcp_datagrams(peer: Peer, seconds: float = 0.3) -> list[bytes]:
-    """Every SRTCP datagram the server sent the peer within `seconds`, unprotected (RTP skipped)."""
-    out = []
-    deadline = time.monotonic() + seconds
-    peer.sock.settimeout(0.05)
-    while time.monotonic() < deadline:
-        try:
-            data = peer.sock.recv(2048)
-        except TimeoutError:
-            continue
-        if 192 <= data[1] <= 223:
-            out.append((len(data), peer.rx.rtcp_unprotect(data)))
-    return out
 
 
 def room(fwd, server_addr) -> tuple[Peer, Peer, list[int], tuple[int, int]]:
@@ -69,7 +54,7 @@ def test_sender_reports_go_out_compound_and_aiortc_reads_every_one(forwarder):
     fwd, server_addr, _ = forwarder
     producer, viewer, ssrcs, _ = room(fwd, server_addr)
     fwd.send_reports()
-    datagrams = rtcp_datagrams(viewer)
+    datagrams = rtcp_datagrams(viewer, 0.3)
     assert 2 <= len(datagrams) <= 3, "80 sender reports in a few compound packets, not one datagram each"
     assert all(size <= COMPOUND_LIMIT for size, _ in datagrams)
     reports = [p for _, plain in datagrams for p in RtcpPacket.parse(plain)]
@@ -80,7 +65,7 @@ def test_sender_reports_go_out_compound_and_aiortc_reads_every_one(forwarder):
     assert len(octets) == 1 and octets.pop() >= 5 * 40, "the same five packets sent to each"
 
     # the producer's three streams: one receiver report with a block each
-    received = [p for _, plain in rtcp_datagrams(producer) for p in RtcpPacket.parse(plain)]
+    received = [p for _, plain in rtcp_datagrams(producer, 0.3) for p in RtcpPacket.parse(plain)]
     rrs = [p for p in received if isinstance(p, RtcpRrPacket)]
     assert len(rrs) == 1
     assert sorted(block.ssrc for block in rrs[0].reports) == sorted(PRODUCER_SSRCS)
