@@ -20,7 +20,6 @@ cdef class Feedback(Fanout):
     cdef int* report_stream_order
     cdef int* report_consumer_start
     cdef int* report_consumer_order
-    cdef int* report_cursor
     cdef int report_transports
     cdef int report_parts
     cdef bint _group_reports(self) noexcept nogil

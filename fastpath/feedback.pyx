@@ -268,7 +268,6 @@ cdef class Feedback(Fanout):
         free(self.report_stream_order)
         free(self.report_consumer_start)
         free(self.report_consumer_order)
-        free(self.report_cursor)
 
     def send_reports(self, int part=0, int parts=1):
         """Receiver reports for every producer stream and sender reports for every consumer (RFC 3550
@@ -307,19 +306,19 @@ cdef class Feedback(Fanout):
         cdef int counts[2]
         cdef int which
         cdef int32_t owner
+        cdef int* cursor = <int*>malloc((transports + 1) * sizeof(int))  # where each transport's next item goes
         self.report_transports = 0
         free(self.report_stream_start)
         free(self.report_stream_order)
         free(self.report_consumer_start)
         free(self.report_consumer_order)
-        free(self.report_cursor)
         self.report_stream_start = <int*>malloc((transports + 1) * sizeof(int))
         self.report_consumer_start = <int*>malloc((transports + 1) * sizeof(int))
-        self.report_cursor = <int*>malloc((transports + 1) * sizeof(int))
         self.report_stream_order = <int*>malloc((self.stream_capacity + 1) * sizeof(int))
         self.report_consumer_order = <int*>malloc((self.consumer_capacity + 1) * sizeof(int))
-        if (self.report_stream_start == NULL or self.report_consumer_start == NULL or self.report_cursor == NULL
+        if (cursor == NULL or self.report_stream_start == NULL or self.report_consumer_start == NULL
                 or self.report_stream_order == NULL or self.report_consumer_order == NULL):
+            free(cursor)
             return 0
         starts[0], orders[0], counts[0] = self.report_stream_start, self.report_stream_order, self.stream_capacity
         starts[1], orders[1], counts[1] = self.report_consumer_start, self.report_consumer_order, self.consumer_capacity
@@ -331,12 +330,13 @@ cdef class Feedback(Fanout):
                     starts[which][owner + 1] += 1
             for t in range(transports):
                 starts[which][t + 1] += starts[which][t]
-                self.report_cursor[t] = starts[which][t]
+                cursor[t] = starts[which][t]
             for i in range(counts[which]):
                 owner = self._report_owner(which, i)
                 if owner >= 0:
-                    orders[which][self.report_cursor[owner]] = i
-                    self.report_cursor[owner] += 1
+                    orders[which][cursor[owner]] = i
+                    cursor[owner] += 1
+        free(cursor)
         self.report_transports = transports
         return 1
 
