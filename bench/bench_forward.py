@@ -62,9 +62,9 @@ from rich.console import Console
 from rich.table import Table
 
 try:
-    from host_latency import set_fair_slice  # run as a script: bench/ is on sys.path
+    from host_latency import set_realtime  # run as a script: bench/ is on sys.path
 except ImportError:  # imported as bench.bench_forward (tests, bench/pipe_window.py)
-    from bench.host_latency import set_fair_slice
+    from bench.host_latency import set_realtime
 
 PROFILES = ("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM")
 CONSUMER_COUNTS = (10, 100, 500)
@@ -288,11 +288,11 @@ def worker_main(conn) -> None:
 # ---- the producer process (core 1) --------------------------------------------------------------
 
 
-def producer_main(conn, slice_us: int = 0) -> None:
+def producer_main(conn, realtime_priority: int = 0) -> None:
     os.sched_setaffinity(0, {CLIENT_CORE})
     prefer_on_core(PRODUCER_NICE)
-    if slice_us:
-        set_fair_slice(slice_us, PRODUCER_NICE)  # bench_tail: preempt the receiver the moment a packet is due
+    if realtime_priority:
+        set_realtime(realtime_priority)  # bench_tail: preempt the receiver the moment a packet is due
     sock, session, seq = None, None, 0
     while True:
         command, arg = conn.recv()
@@ -338,7 +338,7 @@ def core_busy_ticks(core: int) -> tuple[int, int]:
 class Rig:
     """The worker and producer processes and the consumer sockets, kept across configurations."""
 
-    def __init__(self, max_consumers: int, producer_slice_us: int = 0):
+    def __init__(self, max_consumers: int, producer_realtime_priority: int = 0):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < max_consumers + 256:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max_consumers + 512), hard))
@@ -347,7 +347,7 @@ class Rig:
         self.worker, worker_end = ctx.Pipe()
         self.producer, producer_end = ctx.Pipe()
         self.processes = [ctx.Process(target=worker_main, args=(worker_end,), daemon=True),
-                          ctx.Process(target=producer_main, args=(producer_end, producer_slice_us), daemon=True)]
+                          ctx.Process(target=producer_main, args=(producer_end, producer_realtime_priority), daemon=True)]
         for p in self.processes:
             p.start()
         prefer_on_core(RECEIVER_NICE)

@@ -18,8 +18,8 @@ back to back (input bunched before the worker ever saw it).
 
 Each consumer count runs twice, within the same minutes: with the host as it is (--host default)
 and tuned (--host tuned: /dev/cpu_dma_latency held at 0 so idle vCPUs poll instead of halting, and
-the producer on a 100 us EEVDF slice so it preempts the receiver on their shared core when a packet
-is due; bench/host_latency.py says why). Neither changes the worker.
+the producer in SCHED_FIFO so it preempts the receiver on their shared core when a packet is due;
+bench/host_latency.py says why). Neither changes the worker.
 
     .venv/bin/python bench/bench_tail.py [--consumers 100 500] [--seconds 5] [--repeat 2] [--host default tuned]
 """
@@ -35,13 +35,13 @@ from pathlib import Path
 
 import numpy as np
 from bench_forward import RESULTS, Rig, Session, machine_info, measure_configuration
-from host_latency import fair_slice_us, hold_cpu_dma_latency, idle_driver
+from host_latency import hold_cpu_dma_latency, idle_driver, scheduling_policy
 from rich.console import Console
 from rich.table import Table
 
 PROFILE = "AES_CM_128_HMAC_SHA1_80"
-# --host tuned: the producer's EEVDF slice (us) and the PM QoS wake-up latency held (us)
-TUNED_PRODUCER_SLICE_US, TUNED_CPU_DMA_LATENCY_US = 100, 0
+# --host tuned: the producer's SCHED_FIFO priority and the PM QoS wake-up latency held (us)
+TUNED_PRODUCER_FIFO_PRIORITY, TUNED_CPU_DMA_LATENCY_US = 10, 0
 # copies more than this many samples apart belong to different late episodes
 EPISODE_GAP = 20
 HIST_EDGES_MS = np.linspace(0.0, 3.0, 121)
@@ -123,7 +123,7 @@ def print_runs(console: Console, runs: list[dict]) -> None:
                       f"{r['producer_late_per_second']:.1f} (max {r['producer_max_late_us'] / 1e3:.1f} ms)",
                       " ".join(f"{k}:{v}" for k, v in list(d["by_input_packets"].items())[:6]))
     console.print(table)
-    console.print("host: default (as the machine is) or tuned (PM QoS 0 us held, the producer on a 100 us slice); "
+    console.print("host: default (as the machine is) or tuned (PM QoS 0 us held, the producer in SCHED_FIFO); "
                   "late copies: later than 2x the median; episodes: separate runs of late copies; 1-pkt drain: "
                   "median / p99 length of a drain that read one input packet; held up: such drains over twice "
                   "their median, per second; producer late: the input's pacing woke up over 0.5 ms behind schedule and "
@@ -154,12 +154,12 @@ def plot(runs: list[dict], path: Path) -> None:
 def measure_host(n: int, args, tuned: bool) -> list[dict]:
     """The runs for n consumers on a fresh rig, with the host tuned (--host tuned) or as it is."""
     qos = hold_cpu_dma_latency(TUNED_CPU_DMA_LATENCY_US) if tuned else None
-    rig = Rig(n, producer_slice_us=TUNED_PRODUCER_SLICE_US if tuned else 0)
+    rig = Rig(n, producer_realtime_priority=TUNED_PRODUCER_FIFO_PRIORITY if tuned else 0)
     try:
         host = {"name": "tuned" if tuned else "default", "cpu_dma_latency_held": qos is not None}
         runs = measure(rig, n, args.seconds, args.repeat, args.fraction, host)
-        # read once the producer has served requests (it sets its slice as it starts)
-        host["producer_slice_us"] = fair_slice_us(rig.processes[1].pid)
+        # read once the producer has served requests (it sets its policy as it starts)
+        host["producer_policy"] = scheduling_policy(rig.processes[1].pid)
         return runs
     finally:
         rig.close()
@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--fraction", type=float, default=0.5, help="of the maximum input rate")
     parser.add_argument("--host", nargs="+", choices=("default", "tuned"), default=["default", "tuned"],
-                        help="tuned: hold /dev/cpu_dma_latency at 0 and give the producer a 100 us slice")
+                        help="tuned: hold /dev/cpu_dma_latency at 0 and run the producer in SCHED_FIFO")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
     if not 0 < args.fraction <= 1 or args.repeat < 1 or not 0 < args.seconds <= 60:

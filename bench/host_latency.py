@@ -4,10 +4,12 @@
   file stays open the cpuidle governor keeps idle cores in their polling state instead of halting
   the vCPU; a halted vCPU here is woken by the hypervisor 1-4 ms late now and then (a pacing loop
   alone on an idle core: 11-16 wake-ups over 0.5 ms late in 10 s with it off, 0-4 with it on).
-- `set_fair_slice(us)`: a short EEVDF slice for one process (sched_setattr with sched_runtime on a
-  SCHED_OTHER task, Linux 6.12+). A woken task with a shorter slice than the running one preempts
-  it at once instead of waiting out the other's slice (1.4 ms on two cores): what the load
-  generator's producer needs on the core it shares with the receiver.
+- `set_realtime(priority)`: SCHED_FIFO for one process. A woken real-time task preempts a fair one
+  at once; the load generator's producer shares a core with the receiver that drains every copy,
+  and as a fair task (nice -10, or even on a 100 us EEVDF slice) its pacing still woke 2-6 ms late
+  2-3 times a second, sending what had fallen due back to back: bunched input the worker then
+  queued. Its own CPU is a few percent, so it cannot starve the core (and the kernel's real-time
+  throttling would stop it at 95 %).
 
 Neither touches Switchyard: they shape the harness's input and the machine's idle, as an operator's
 host tuning would (docs/operations.md). Both need privileges; without them they report False.
@@ -15,15 +17,8 @@ host tuning would (docs/operations.md). Both need privileges; without them they 
 
 from __future__ import annotations
 
-import ctypes
 import os
-import platform
 import struct
-
-# sched_setattr's syscall number per architecture (there is no libc wrapper before glibc 2.41)
-SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
-SCHED_ATTR_SIZE = 56  # SCHED_ATTR_SIZE_VER1
-SCHED_OTHER = 0
 
 
 def hold_cpu_dma_latency(us: int = 0):
@@ -41,30 +36,24 @@ def hold_cpu_dma_latency(us: int = 0):
     return handle
 
 
-def set_fair_slice(us: int, nice: int = 0) -> bool:
-    """Give the calling process an EEVDF slice of `us` microseconds (0.1-100 ms are accepted) at
-    `nice`; False where the kernel or privileges do not allow it."""
-    number = SCHED_SETATTR.get(platform.machine())
-    if number is None:
-        return False
-    attr = ctypes.create_string_buffer(
-        struct.pack("IIQiIQQQII", SCHED_ATTR_SIZE, SCHED_OTHER, 0, nice, 0, us * 1000, 0, 0, 0, 0))
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(number, 0, attr, 0) != 0:
-        return False
-    return fair_slice_us() == us
-
-
-def fair_slice_us(pid: int | str = "self") -> int | None:
-    """The process's current EEVDF slice in microseconds, from /proc/<pid>/sched (None if absent)."""
+def set_realtime(priority: int) -> bool:
+    """Put the calling process in SCHED_FIFO at `priority` (1-99); False without the privilege."""
     try:
-        with open(f"/proc/{pid}/sched") as f:
-            for line in f:
-                if line.startswith("se.slice"):
-                    return int(line.split(":")[1]) // 1000
-    except (OSError, ValueError):
-        pass
-    return None
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def scheduling_policy(pid: int) -> str:
+    """The process's scheduling class and priority, for the results' record ("SCHED_OTHER", "SCHED_FIFO 10")."""
+    try:
+        policy = os.sched_getscheduler(pid)
+        priority = os.sched_getparam(pid).sched_priority
+    except OSError:
+        return "unknown"
+    name = {os.SCHED_OTHER: "SCHED_OTHER", os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}.get(policy, str(policy))
+    return f"{name} {priority}" if priority else name
 
 
 def idle_driver() -> dict:
