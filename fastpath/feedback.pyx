@@ -13,7 +13,7 @@ that have a ceiling; the engine spreads the transports over ten calls a second.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memset
 
 from fastpath.bwe cimport bwe_on_feedback, bwe_on_loss, bwe_on_remb
@@ -83,6 +83,17 @@ cdef enum:
     # §5.4: an endpoint with many SSRCs may aggregate their reports), some 35 sender reports each,
     # one SRTCP protect and one datagram where a report per consumer took one of each.
     REPORT_COMPOUND_BYTES = 1000
+
+
+
+cdef inline bint _resize(int** array, int count) noexcept nogil:
+    """Resize *array to count ints (the old contents are not kept); False, *array untouched, when
+    out of memory."""
+    cdef int* resized = <int*>realloc(array[0], count * sizeof(int))
+    if resized == NULL:
+        return 0
+    array[0] = resized
+    return 1
 
 
 cdef class Feedback(Fanout):
@@ -308,16 +319,11 @@ cdef class Feedback(Fanout):
         cdef int32_t owner
         cdef int* cursor = <int*>malloc((transports + 1) * sizeof(int))  # where each transport's next item goes
         self.report_transports = 0
-        free(self.report_stream_start)
-        free(self.report_stream_order)
-        free(self.report_consumer_start)
-        free(self.report_consumer_order)
-        self.report_stream_start = <int*>malloc((transports + 1) * sizeof(int))
-        self.report_consumer_start = <int*>malloc((transports + 1) * sizeof(int))
-        self.report_stream_order = <int*>malloc((self.stream_capacity + 1) * sizeof(int))
-        self.report_consumer_order = <int*>malloc((self.consumer_capacity + 1) * sizeof(int))
-        if (cursor == NULL or self.report_stream_start == NULL or self.report_consumer_start == NULL
-                or self.report_stream_order == NULL or self.report_consumer_order == NULL):
+        # resized in place: the same sizes round after round cost no allocation
+        if (cursor == NULL or not _resize(&self.report_stream_start, transports + 1)
+                or not _resize(&self.report_consumer_start, transports + 1)
+                or not _resize(&self.report_stream_order, self.stream_capacity + 1)
+                or not _resize(&self.report_consumer_order, self.consumer_capacity + 1)):
             free(cursor)
             return 0
         starts[0], orders[0], counts[0] = self.report_stream_start, self.report_stream_order, self.stream_capacity
