@@ -50,6 +50,12 @@ EmitLocal = Callable[[str, dict, str], Awaitable[None]]
 
 
 @dataclass
+class RemoteDataProducer:
+    node_id: str
+    info: dict[str, Any]  # the contract's dataProducerInfo
+
+
+@dataclass
 class RemoteProducer:
     node_id: str
     info: dict[str, Any]  # the contract's producerInfo
@@ -63,8 +69,7 @@ class RoomMirror:
     nodes: set[str] = field(default_factory=set)
     peers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # peer id -> (node, peer info)
     producers: dict[str, RemoteProducer] = field(default_factory=dict)
-    # data producer id -> (node, the contract's dataProducerInfo)
-    data_producers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    data_producers: dict[str, RemoteDataProducer] = field(default_factory=dict)
     # producer and data producer ids a consume or consumeData waits for
     waiting: dict[str, asyncio.Event] = field(default_factory=dict)
 
@@ -74,7 +79,7 @@ class RoomMirror:
         self._arrived(producer_id)
 
     def add_data_producer(self, node_id: str, info: dict[str, Any]) -> None:
-        self.data_producers[info["dataProducerId"]] = (node_id, info)
+        self.data_producers[info["dataProducerId"]] = RemoteDataProducer(node_id, info)
         self._arrived(info["dataProducerId"])
 
     def _arrived(self, object_id: str) -> None:
@@ -145,7 +150,7 @@ class Cascade:
 
     def remote_data_producers(self, room_id: str) -> list[dict[str, Any]]:
         mirror = self.mirrors.get(room_id)
-        return [dict(info) for _, info in mirror.data_producers.values()] if mirror else []
+        return [dict(p.info) for p in mirror.data_producers.values()] if mirror else []
 
     def remote_owner(self, room_id: str, producer_id: str) -> str | None:
         """The peer id of a remote producer's peer."""
@@ -162,8 +167,7 @@ class Cascade:
     async def make_consumable(self, room: Room, producer_id: str) -> Producer:
         """A remote producer piped into this node's first router of the room (not_found if none is
         known): the pipe producer that stands for it here, paused as its source is."""
-        producer, remote = await self._pull(room, producer_id, "producer", lambda m: m.producers,
-                                            lambda remote: remote.node_id, self.pipes)
+        producer, remote = await self._pull(room, producer_id, "producer", lambda m: m.producers, self.pipes)
         if producer.paused != remote.paused:
             await (producer.pause() if remote.paused else producer.resume())
         return producer
@@ -171,10 +175,10 @@ class Cascade:
     async def make_data_consumable(self, room: Room, data_producer_id: str) -> DataProducer:
         """A remote data producer piped into this node's first router of the room (signaling/cascade_data.py)."""
         producer, _ = await self._pull(room, data_producer_id, "data producer", lambda m: m.data_producers,
-                                       lambda entry: entry[0], self.data_pipes)
+                                       self.data_pipes)
         return producer
 
-    async def _pull(self, room: Room, object_id: str, what: str, table_of, node_of, pipes):
+    async def _pull(self, room: Room, object_id: str, what: str, table_of, pipes):
         """Wait until the room's mirror knows the remote object, pull it through `pipes` from its node
         into this node's router, and check it was not closed meanwhile. Returns what stands for it
         here and the mirror's entry; not_found for anything missing on the way."""
@@ -185,7 +189,7 @@ class Cascade:
         if entry is None:
             raise not_found(what)
         try:
-            piped = await pipes.pull(room, node_of(entry), object_id)
+            piped = await pipes.pull(room, entry.node_id, object_id)
         except RequestError as exc:
             if exc.code in ("unavailable", "not_found"):
                 raise RequestError("not_found", f"{what} not found ({exc.message})") from None
@@ -262,8 +266,8 @@ class Cascade:
         producers = [pid for pid, p in mirror.producers.items() if p.node_id == node_id]
         peers = [pid for pid, (node, _) in mirror.peers.items() if node == node_id]
         closed = [(pid, mirror.producers.pop(pid).info["peerId"]) for pid in producers]
-        data_closed = [(did, mirror.data_producers.pop(did)[1]["peerId"])
-                       for did, (node, _) in list(mirror.data_producers.items()) if node == node_id]
+        data_closed = [(did, mirror.data_producers.pop(did).info["peerId"])
+                       for did, p in list(mirror.data_producers.items()) if p.node_id == node_id]
         for peer_id in peers:
             del mirror.peers[peer_id]
         await self.pipes.close_node(room_id, node_id)
