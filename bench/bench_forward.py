@@ -34,15 +34,8 @@ around 7 KB with a key frame (6x) every 300 frames, as a 1.7 Mbit/s 30 fps VP8 s
 random, sizes are uniform in 200-1,200 bytes. Both are seeded, so runs compare; results go to
 forward-sizes-frames.json / forward-sizes-random.json.
 
-With --receiver timer, the consumers' receiver does not sleep on their sockets but wakes every
-200 us and takes what is ready. On loopback the worker delivers each datagram itself, and one that
-finds the receiver asleep wakes it on the other core, an inter-processor interrupt (a VM exit
-here) charged to the worker; behind a NIC the worker pays none of that. The cost is per message,
-so it weighs on whatever makes more messages (unequal sizes, small drains). Results go to
-forward[-sizes-*]-timer-receiver.json.
-
     .venv/bin/python bench/bench_forward.py [--seconds 1.0] [--repeat 2] [--consumers 10 100 500]
-        [--burst 8] [--feedback] [--sizes equal|frames|random] [--receiver epoll|timer]
+        [--burst 8] [--feedback] [--sizes equal|frames|random]
 """
 
 from __future__ import annotations
@@ -96,8 +89,6 @@ SAMPLES_PER_SECOND = 20_000
 WORKER_NICE, PRODUCER_NICE, RECEIVER_NICE = -10, -10, 5
 SETTLE_IDLE_S = 0.3
 SETTLE_MAX_S = 15.0
-# --receiver timer: the consumers' receiver sweeps its sockets this often instead of sleeping on them
-TIMER_RECEIVER_US = 200
 WORKER_MAX_S = 120.0
 PROTECT_PACKETS = 200_000
 LIMIT_TRIES = 3
@@ -347,13 +338,12 @@ def core_busy_ticks(core: int) -> tuple[int, int]:
 class Rig:
     """The worker and producer processes and the consumer sockets, kept across configurations."""
 
-    def __init__(self, max_consumers: int, producer_realtime_priority: int = 0, receiver_poll_us: int = 0):
+    def __init__(self, max_consumers: int, producer_realtime_priority: int = 0):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < max_consumers + 256:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max_consumers + 512), hard))
         os.sched_setaffinity(0, {CLIENT_CORE})
         ctx = multiprocessing.get_context("fork")
-        self.receiver_poll_us = receiver_poll_us  # measured windows: 0 sleeps on the sockets (epoll)
         self.worker, worker_end = ctx.Pipe()
         self.producer, producer_end = ctx.Pipe()
         self.processes = [ctx.Process(target=worker_main, args=(worker_end,), daemon=True),
@@ -423,7 +413,7 @@ class Session:
         self.rig.producer.send(("send", {"dest": self.server_addr, "rate": rate_pps, "seconds": seconds,
                                          "burst": self.burst, "sizes": self.sizes,
                                          "twcc_ext_id": TWCC_EXT_ID if self.feedback else 0}))
-        window = receive_rtp(self.socks, self.sessions, seconds, sample_every, poll_us=self.rig.receiver_poll_us)
+        window = receive_rtp(self.socks, self.sessions, seconds, sample_every)
         cpu1, (busy1, total1) = process_cpu_seconds(self.pid), core_busy_ticks(WORKER_CORE)
         sent = self.rig.producer.recv()
         tail = receive_rtp(self.socks, self.sessions, SETTLE_MAX_S, sample_every, stop_when_idle=SETTLE_IDLE_S)
@@ -663,9 +653,6 @@ def main() -> None:
                         help="number every input packet transport-wide and send the producer transport-cc feedback")
     parser.add_argument("--sizes", default="equal", choices=("equal", "frames", "random"),
                         help="input packet sizes: 1,200 bytes, libwebrtc's video packetizer, or 200-1,200 random")
-    parser.add_argument("--receiver", default="epoll", choices=("epoll", "timer"),
-                        help="the consumers' receiver sleeps on their sockets (epoll: each datagram that finds it "
-                             f"asleep wakes it, at the worker's cost) or on a {TIMER_RECEIVER_US} us timer")
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
     if not 1 <= args.burst <= 32:
@@ -675,8 +662,6 @@ def main() -> None:
         name += "-feedback"
     if args.sizes != "equal":
         name += f"-sizes-{args.sizes}"
-    if args.receiver == "timer":
-        name += "-timer-receiver"
     sizes = packet_sizes(args.sizes)
     if os.cpu_count() < 2:
         raise SystemExit("bench_forward needs two cores (the worker on core 0, clients on core 1)")
@@ -686,7 +671,7 @@ def main() -> None:
     if not console.is_terminal:
         console = Console(width=200)
     started = time.perf_counter()
-    rig = Rig(max(args.consumers), receiver_poll_us=TIMER_RECEIVER_US if args.receiver == "timer" else 0)
+    rig = Rig(max(args.consumers))
     runs = []
     try:
         protect = {p: rig.ask(rig.worker, "protect", p) for p in args.profiles}
@@ -718,7 +703,6 @@ def main() -> None:
         "burst": args.burst,
         "feedback": args.feedback,
         "sizes": args.sizes,
-        "receiver": args.receiver,
         "mean_packet_bytes": float(sizes.mean()) if sizes is not None else PACKET_SIZE,
         "twcc_ext_id": TWCC_EXT_ID if args.feedback else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

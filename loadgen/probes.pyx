@@ -255,7 +255,7 @@ cdef struct Receiver:
 
 
 def receive_rtp(list socks, list sessions, double duration_s, int sample_every=1,
-                long max_samples=1 << 20, double stop_when_idle=0.0, int poll_us=0):
+                long max_samples=1 << 20, double stop_when_idle=0.0):
     """Drain every socket for duration_s, counting datagrams and sampling probe latency.
 
     sessions[i] (an inbound SrtpSession, or None to only count) unprotects
@@ -264,13 +264,6 @@ def receive_rtp(list socks, list sessions, double duration_s, int sample_every=1
     return once nothing has arrived for that long. Returns packets, bytes,
     per_socket (numpy uint64), latencies_ns (numpy int64), samples_dropped
     (array full), srtp_failures, not_probes, errors and seconds.
-
-    poll_us > 0: never sleep on the sockets; sleep poll_us on a timer, then
-    take what epoll found ready without waiting. A datagram then finds no
-    sleeping reader to wake, so its sender does not pay for waking this
-    process on another core (an inter-processor interrupt, on a VM an exit),
-    as a sender through a NIC would not. Latencies are unchanged: they are
-    the kernel's arrival stamps.
     """
     cdef int count = len(socks)
     cdef int i, j, e, nev, n, rounds, ep = -1, length, status, one = 1, zero = 0
@@ -289,9 +282,8 @@ def receive_rtp(list socks, list sessions, double duration_s, int sample_every=1
     cdef unsigned char* data
     if sessions is not None and len(sessions) != count:
         raise ValueError("sessions must be None or one per socket")
-    if not 0 < duration_s <= 3600 or max_samples < 0 or sample_every < 0 or not 0 <= poll_us <= 100000:
-        raise ValueError("duration_s must be in (0, 3600], max_samples and sample_every >= 0, "
-                         "poll_us in [0, 100000]")
+    if not 0 < duration_s <= 3600 or max_samples < 0 or sample_every < 0:
+        raise ValueError("duration_s must be in (0, 3600], max_samples and sample_every >= 0")
     per_socket = np.zeros(count, dtype=np.uint64)
     latencies = np.empty(max_samples, dtype=np.int64)
     cdef uint64_t[::1] counts = per_socket
@@ -336,12 +328,8 @@ def receive_rtp(list socks, list sessions, double duration_s, int sample_every=1
                 now = monotonic_ns()
                 if now >= end or (idle_ns and now - last_rx >= idle_ns):
                     break
-                if poll_us > 0:
-                    sleep_until(now + <uint64_t>poll_us * 1000)
-                    nev = epoll_wait(ep, events, max_events, 0)
-                else:
-                    wait_ms = <int>((end - now) // 1000000) + 1
-                    nev = epoll_wait(ep, events, max_events, wait_ms if wait_ms < RX_WAIT_MS else RX_WAIT_MS)
+                wait_ms = <int>((end - now) // 1000000) + 1
+                nev = epoll_wait(ep, events, max_events, wait_ms if wait_ms < RX_WAIT_MS else RX_WAIT_MS)
                 if nev < 0:
                     if errno == EINTR:
                         continue

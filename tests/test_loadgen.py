@@ -222,22 +222,3 @@ def test_the_pacing_counts_its_own_late_wake_ups_and_catches_up(sockets):
     assert quiet["sent"] >= 0.95 * RATE_PPS and stopped["sent"] >= 0.95 * RATE_PPS
     assert stopped["late_sends"] >= 1
     assert stopped["max_late_us"] >= 0.8 * 60_000
-
-
-def test_a_timer_driven_receiver_gets_every_probe_without_sleeping_on_the_sockets(sockets):
-    """poll_us: the receiver sweeps its sockets on a timer; nothing is lost, latencies are the kernel's
-    arrival stamps (so a datagram that waited for the sweep is not counted late), bad periods are refused."""
-    _, producer, *receivers = sockets
-    keys = [new_key() for _ in receivers]
-    for receiver, key in zip(receivers, keys, strict=True):
-        send_rtp(producer, receiver.getsockname(), SrtpSession(PROFILE, key, "outbound"), PRODUCER_SSRC,
-                 PAYLOAD_TYPE, 1200, 0, 1.0, count=40)
-    time.sleep(0.05)  # every datagram has waited 50 ms in its socket before the first sweep
-    got = receive_rtp(receivers, [SrtpSession(PROFILE, key, "inbound") for key in keys], 2.0,
-                      stop_when_idle=0.2, poll_us=5000)
-    assert got["packets"] == 40 * len(receivers) and list(got["per_socket"]) == [40] * len(receivers)
-    assert got["srtp_failures"] == 0 and got["not_probes"] == 0
-    assert got["latencies_ns"].max() < 50_000_000  # stamped on arrival, not on the sweep
-    for bad in (-1, 100_001):
-        with pytest.raises(ValueError):
-            receive_rtp(receivers, None, 1.0, 0, poll_us=bad)
