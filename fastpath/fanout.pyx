@@ -140,6 +140,22 @@ cdef enum:
     RESEND_FAILED = 2
 
 
+cdef inline bint _commit_rtp(Fanout fanout, TransportState* ct, unsigned char* dst, int n) noexcept nogil:
+    """Hand a protected RTP packet, written in the socket's next slot, to its transport (queued on
+    ICE-TCP, batched for sendmmsg on UDP) and count it as sent; False if the TCP queue refused it.
+    A function, not a method, so that the C compiler inlines it into both senders."""
+    if ct.is_tcp:
+        if not fanout._queue_tcp(ct, dst, n):
+            return 0
+    else:
+        fanout.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
+        if fanout.sock.tx_count >= fanout.flush_every:
+            fanout.sock.flush()
+    ct.rtp_out_packets += 1
+    ct.rtp_out_bytes += n
+    return 1
+
+
 cdef class Fanout(ForwarderState):
     """Media out: each held packet to every consumer of its stream, and resends from history."""
 
@@ -341,15 +357,8 @@ cdef class Fanout(ForwarderState):
             return 0
         if c.twcc_ext_id:
             bwe_on_sent(&ct.bwe, twcc_seq, n, monotonic_ns())
-        if ct.is_tcp:
-            if not self._queue_tcp(ct, dst, n):
-                return 0
-        else:
-            self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
-            if self.sock.tx_count >= self.flush_every:
-                self.sock.flush()
-        ct.rtp_out_packets += 1
-        ct.rtp_out_bytes += n
+        if not _commit_rtp(self, ct, dst, n):
+            return 0
         c.packets += 1
         c.bytes += n
         self.forwarded_packets += 1
@@ -483,16 +492,7 @@ cdef class Fanout(ForwarderState):
         ct.probator_seq += 1
         ct.twcc_seq += 1
         bwe_on_sent(&ct.bwe, twcc_seq, n, monotonic_ns())
-        if ct.is_tcp:
-            if not self._queue_tcp(ct, dst, n):
-                return 0
-        else:
-            self.sock.tx_commit(n, <const sockaddr*>&ct.remote, ct.remote_len)
-            if self.sock.tx_count >= self.flush_every:
-                self.sock.flush()
-        ct.rtp_out_packets += 1
-        ct.rtp_out_bytes += n
-        return 1
+        return _commit_rtp(self, ct, dst, n)
 
     cdef int _send_probe(self, int32_t t, ProbeState* p) noexcept nogil:
         """One probe packet: a recent packet of the probe's consumer resent on its RTX stream (RFC 4588),
