@@ -33,6 +33,7 @@ from media.api.data_pipe import (
     message_size,
     produce_pipe_data,
 )
+from signaling.cascade_pipes import single_flight
 from signaling.errors import invalid_input, not_found
 
 if TYPE_CHECKING:
@@ -107,12 +108,8 @@ class NodeDataPipes:
         existing = room.router.data_producers.get(data_producer_id)
         if existing is not None:
             return existing
-        key = (room.id, data_producer_id)
-        pending = self.pulling.get(key)
-        if pending is None:
-            pending = self.pulling[key] = asyncio.ensure_future(self._pull(room, node_id, data_producer_id))
-            pending.add_done_callback(lambda _: self.pulling.pop(key, None))
-        return await asyncio.shield(pending)
+        return await single_flight(self.pulling, (room.id, data_producer_id),
+                                   lambda: self._pull(room, node_id, data_producer_id))
 
     async def _pull(self, room: Room, node_id: str, data_producer_id: str) -> DataProducer:
         end, remote_id = await self.pipes._pull_end(room, node_id)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from common.log import get_logger
 from media.api.pipe_transport import PipeTransport
@@ -41,6 +41,18 @@ if TYPE_CHECKING:
     from signaling.room import Room
 
 log = get_logger("signaling.cascade")
+K = TypeVar("K")
+T = TypeVar("T")
+
+
+async def single_flight(pending: dict[K, asyncio.Future[T]], key: K, start: Callable[[], Awaitable[T]]) -> T:
+    """start() once per key at a time: callers that come while it runs await its result (shielded, so
+    one caller's cancellation does not cancel it for the others); the key is free again once it ends."""
+    future = pending.get(key)
+    if future is None:
+        future = pending[key] = asyncio.ensure_future(start())
+        future.add_done_callback(lambda _: pending.pop(key, None))
+    return await asyncio.shield(future)
 
 
 def _text(params: dict, name: str, limit: int = 200) -> str:
@@ -76,12 +88,7 @@ class NodePipes:
         existing = room.router.producers.get(producer_id)
         if existing is not None:
             return existing
-        key = (room.id, producer_id)
-        pending = self.pulling.get(key)
-        if pending is None:
-            pending = self.pulling[key] = asyncio.ensure_future(self._pull(room, node_id, producer_id))
-            pending.add_done_callback(lambda _: self.pulling.pop(key, None))
-        return await asyncio.shield(pending)
+        return await single_flight(self.pulling, (room.id, producer_id), lambda: self._pull(room, node_id, producer_id))
 
     async def _pull(self, room: Room, node_id: str, producer_id: str) -> Producer:
         end, remote_id = await self._pull_end(room, node_id)
