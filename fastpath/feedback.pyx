@@ -85,7 +85,6 @@ cdef enum:
     REPORT_COMPOUND_BYTES = 1000
 
 
-
 cdef inline bint _resize(int** array, int count) noexcept nogil:
     """Resize *array to count ints (the old contents are not kept); False, *array untouched, when
     out of memory."""
