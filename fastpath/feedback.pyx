@@ -13,8 +13,8 @@ that have a ceiling; the engine spreads the transports over ten calls a second.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memset
+from libc.stdlib cimport free, realloc
+from libc.string cimport memmove, memset
 
 from fastpath.bwe cimport bwe_on_feedback, bwe_on_loss, bwe_on_remb
 from fastpath.clock cimport monotonic_ns
@@ -310,20 +310,18 @@ cdef class Feedback(Fanout):
         """Sort the producer streams and the consumers by transport (a counting sort into
         report_*_order, transport t's at [report_*_start[t], report_*_start[t + 1])). False when
         out of memory."""
-        cdef int i, t, transports = self.transport_capacity
+        cdef int i, transports = self.transport_capacity
         cdef int* starts[2]
         cdef int* orders[2]
         cdef int counts[2]
-        cdef int which
+        cdef int which, t
         cdef int32_t owner
-        cdef int* cursor = <int*>malloc((transports + 1) * sizeof(int))  # where each transport's next item goes
         self.report_transports = 0
         # resized in place: the same sizes round after round cost no allocation
-        if (cursor == NULL or not _resize(&self.report_stream_start, transports + 1)
+        if (not _resize(&self.report_stream_start, transports + 1)
                 or not _resize(&self.report_consumer_start, transports + 1)
                 or not _resize(&self.report_stream_order, self.stream_capacity + 1)
                 or not _resize(&self.report_consumer_order, self.consumer_capacity + 1)):
-            free(cursor)
             return 0
         starts[0], orders[0], counts[0] = self.report_stream_start, self.report_stream_order, self.stream_capacity
         starts[1], orders[1], counts[1] = self.report_consumer_start, self.report_consumer_order, self.consumer_capacity
@@ -335,13 +333,15 @@ cdef class Feedback(Fanout):
                     starts[which][owner + 1] += 1
             for t in range(transports):
                 starts[which][t + 1] += starts[which][t]
-                cursor[t] = starts[which][t]
+            # each transport's start serves as its cursor, ending at the next one's start ...
             for i in range(counts[which]):
                 owner = self._report_owner(which, i)
                 if owner >= 0:
-                    orders[which][cursor[owner]] = i
-                    cursor[owner] += 1
-        free(cursor)
+                    orders[which][starts[which][owner]] = i
+                    starts[which][owner] += 1
+            # ... so one place down, they are the starts again
+            memmove(starts[which] + 1, starts[which], transports * sizeof(int))
+            starts[which][0] = 0
         self.report_transports = transports
         return 1
 
